@@ -1,0 +1,50 @@
+# Top-level build: the eventstore extension through PGXS, plus the test, demo
+# and bench entry points.  New C files, SQL scripts, tests and specs are picked
+# up by wildcards: adding one needs no edit here.
+
+EXTENSION  = eventstore
+MODULE_big = eventstore
+OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
+DATA       = $(sort $(wildcard sql/*--*.sql))
+EXTRA_CLEAN = $(EXTENSION).control results output_iso regression.diffs \
+              regression.out test/out
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -Iextension
+# -Wno-unused-parameter: PostgreSQL's own headers have unused parameters.
+PG_CFLAGS = -std=c11 -Wall -Wextra -Wno-unused-parameter -Werror
+
+# pg_regress: test/sql/*.sql against expected/*.out.
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test
+# isolation specs: test/specs/*.spec against expected/*.out.
+ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --outputdir=.
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# PGXS installs top-level control files; ours live in control/.
+$(EXTENSION).control: control/$(EXTENSION).control
+	cp $< $@
+all: $(EXTENSION).control
+
+.PHONY: deps test demo bench
+deps:
+	@scripts/install-deps
+
+# The whole suite in a throwaway cluster; ends with "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install >/dev/null
+	@test/run
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install >/dev/null
+	@scripts/demo
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install >/dev/null
+	@bench/run

@@ -1,0 +1,701 @@
+/*-------------------------------------------------------------------------
+ *
+ * append.c
+ *		eventstore.append and eventstore.append_batch: validate, deduplicate
+ *		and store events.
+ *
+ * An append validates every envelope (envelope.c), checks the topic
+ * (catalog.c), then stores the events as the owner of eventstore.events
+ * with saved SPI plans, so no statement is parsed or planned per call.
+ *
+ * Deduplication.  An event whose id is stored already is a duplicate: the
+ * call returns the stored position and writes nothing, unless the stored
+ * event differs (topic, stream, type, version, data or metadata), which is a
+ * producer bug and raises 23505.
+ *
+ * - Without a stream, the events are inserted with ON CONFLICT (id) DO
+ *   NOTHING RETURNING id, position.  Rows that come back were stored; every
+ *   other event is a duplicate of a stored one (or of an earlier one in the
+ *   same batch), looked up and compared.  ON CONFLICT waits for a concurrent
+ *   inserter of the same id, so concurrent writers store exactly one row.
+ * - With a stream, stream versions must stay gap-free, so duplicates are
+ *   found before versions are given out: the stream's row in
+ *   eventstore.streams is locked first (serialising the stream's writers),
+ *   then the ids are looked up, then expected_version is checked against the
+ *   stream's version, and only the new events are inserted, numbered from
+ *   the stream's version + 1.  A batch that is entirely a retry of a stored
+ *   append returns the stored positions even when the stream has moved on.
+ *
+ * Positions come from an identity column, in input order within a call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/xid8.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_append);
+PG_FUNCTION_INFO_V1(eventstore_append_batch);
+
+/* Stream names are index keys; keep them well under btree's limit. */
+#define MAX_STREAM_BYTES 1024
+
+/* What one call appends. */
+typedef struct AppendRequest
+{
+	const char *topic;
+	const char *stream;			/* NULL: no stream */
+	bool		has_expected;
+	int64		expected_version;
+	int			nevents;
+	EnvelopeParts *events;
+	int64	   *positions;		/* out: one per event */
+	bool	   *known;			/* position already found (a duplicate) */
+} AppendRequest;
+
+/* An event as stored, for comparison with a duplicate. */
+typedef struct StoredEvent
+{
+	int64		position;
+	text	   *topic;
+	text	   *stream;			/* NULL: no stream */
+	EnvelopeParts parts;
+} StoredEvent;
+
+#define STORED_COLUMNS \
+	"position, topic, stream, type, version_major, version_minor, data, metadata"
+
+static SPIPlanPtr
+prepare_plan(const char *query, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(query, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare \"%s\": %s", query,
+			 SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+static void
+run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "eventstore statement failed: %s", SPI_result_code_string(rc));
+}
+
+/* Reads a row of an SPI result as a stored event (STORED_COLUMNS). */
+static void
+read_stored_event(SPITupleTable *rows, int row, int first_column, StoredEvent *s)
+{
+	HeapTuple	tuple = rows->vals[row];
+	TupleDesc	desc = rows->tupdesc;
+	bool		isnull;
+	Datum		d;
+	int			c = first_column;
+
+	s->position = DatumGetInt64(SPI_getbinval(tuple, desc, c++, &isnull));
+	s->topic = DatumGetTextPP(SPI_getbinval(tuple, desc, c++, &isnull));
+	d = SPI_getbinval(tuple, desc, c++, &isnull);
+	s->stream = isnull ? NULL : DatumGetTextPP(d);
+	s->parts.type = DatumGetTextPP(SPI_getbinval(tuple, desc, c++, &isnull));
+	s->parts.version_major = DatumGetInt32(SPI_getbinval(tuple, desc, c++, &isnull));
+	s->parts.version_minor = DatumGetInt32(SPI_getbinval(tuple, desc, c++, &isnull));
+	s->parts.data = DatumGetJsonbP(SPI_getbinval(tuple, desc, c++, &isnull));
+	s->parts.metadata = DatumGetJsonbP(SPI_getbinval(tuple, desc, c++, &isnull));
+}
+
+static bool
+text_equals(text *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == NULL && b == NULL;
+	return VARSIZE_ANY_EXHDR(a) == strlen(b) &&
+		memcmp(VARDATA_ANY(a), b, VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+static bool
+jsonb_equals(Jsonb *a, Jsonb *b)
+{
+	return DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(a),
+											JsonbPGetDatum(b)));
+}
+
+/* What differs between two envelopes with the same id, or NULL. */
+static const char *
+envelope_difference(EnvelopeParts *a, EnvelopeParts *b)
+{
+	if (VARSIZE_ANY_EXHDR(a->type) != VARSIZE_ANY_EXHDR(b->type) ||
+		memcmp(VARDATA_ANY(a->type), VARDATA_ANY(b->type), VARSIZE_ANY_EXHDR(a->type)) != 0)
+		return "type";
+	if (a->version_major != b->version_major || a->version_minor != b->version_minor)
+		return "version";
+	if (!jsonb_equals(a->data, b->data))
+		return "data";
+	if (!jsonb_equals(a->metadata, b->metadata))
+		return "metadata";
+	return NULL;
+}
+
+static char *
+uuid_string(pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+static void
+report_conflict(pg_uuid_t *id, int64 position, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("event id is already stored with different content"),
+			 errdetail("Event %s is stored at position " INT64_FORMAT " and its %s differs.",
+					   uuid_string(id), position, what),
+			 errhint("An event id may be appended again only with the same envelope, topic and stream.")));
+}
+
+/*
+ * Event i is a duplicate of the stored event s: take its position, or raise
+ * 23505 when the contents differ.
+ */
+static void
+accept_duplicate(AppendRequest *req, int i, StoredEvent *s)
+{
+	const char *what = NULL;
+
+	if (!text_equals(s->topic, req->topic))
+		what = "topic";
+	else if (!text_equals(s->stream, req->stream))
+		what = "stream";
+	else
+		what = envelope_difference(&req->events[i], &s->parts);
+	if (what)
+		report_conflict(&req->events[i].id, s->position, what);
+	req->positions[i] = s->position;
+	req->known[i] = true;
+}
+
+/* Looks up the stored event with event i's id and accepts it as duplicate. */
+static void
+resolve_duplicate(AppendRequest *req, int i)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		arg = UUIDPGetDatum(&req->events[i].id);
+	StoredEvent stored;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[1] = {UUIDOID};
+
+		plan = prepare_plan("SELECT " STORED_COLUMNS " FROM eventstore.events"
+							" WHERE id OPERATOR(pg_catalog.=) $1",
+							1, argtypes);
+	}
+	run_plan(plan, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent append of the same event"),
+				 errdetail("Event %s was stored by a transaction that this transaction's snapshot does not see.",
+						   uuid_string(&req->events[i].id))));
+	read_stored_event(SPI_tuptable, 0, 1, &stored);
+	accept_duplicate(req, i, &stored);
+}
+
+static Datum
+build_array(Datum *elems, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, elemtype, typlen, typbyval, typalign));
+}
+
+/*
+ * Inserts the events listed in idx (n of them, in order) with ON CONFLICT
+ * DO NOTHING, stream versions first_version, first_version + 1, ... (when
+ * the request has a stream).  Fills in the positions of the stored events;
+ * the others were skipped as duplicates, and are resolved here.  Returns how
+ * many were stored.
+ */
+static int
+insert_events(AppendRequest *req, int *idx, int n, int64 first_version)
+{
+	static SPIPlanPtr one_plan = NULL;
+	static SPIPlanPtr many_plan = NULL;
+	Datum		values[10];
+	char		nulls[10];
+	int			returned;
+	int			row = 0;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[1] = CStringGetTextDatum(req->topic);
+	values[7] = req->stream ? CStringGetTextDatum(req->stream) : (Datum) 0;
+	nulls[7] = req->stream ? ' ' : 'n';
+	values[8] = Int64GetDatum(first_version);
+	nulls[8] = req->stream ? ' ' : 'n';
+	values[9] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+
+	if (n == 1)
+	{
+		EnvelopeParts *e = &req->events[idx[0]];
+
+		if (one_plan == NULL)
+		{
+			Oid			argtypes[10] = {UUIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+			JSONBOID, JSONBOID, TEXTOID, INT8OID, XID8OID};
+
+			one_plan = prepare_plan(
+				"INSERT INTO eventstore.events (id, topic, type, version_major, version_minor,"
+				" data, metadata, stream, stream_version, xid)"
+				" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+				" ON CONFLICT (id) DO NOTHING RETURNING id, position",
+				10, argtypes);
+		}
+		values[0] = UUIDPGetDatum(&e->id);
+		values[2] = PointerGetDatum(e->type);
+		values[3] = Int32GetDatum(e->version_major);
+		values[4] = Int32GetDatum(e->version_minor);
+		values[5] = JsonbPGetDatum(e->data);
+		values[6] = JsonbPGetDatum(e->metadata);
+		run_plan(one_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+	}
+	else
+	{
+		Datum	   *ids = palloc(n * sizeof(Datum));
+		Datum	   *types = palloc(n * sizeof(Datum));
+		Datum	   *majors = palloc(n * sizeof(Datum));
+		Datum	   *minors = palloc(n * sizeof(Datum));
+		Datum	   *datas = palloc(n * sizeof(Datum));
+		Datum	   *metadatas = palloc(n * sizeof(Datum));
+
+		if (many_plan == NULL)
+		{
+			Oid			argtypes[10] = {UUIDARRAYOID, TEXTOID, TEXTARRAYOID, INT4ARRAYOID,
+				INT4ARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TEXTOID, INT8OID, XID8OID};
+
+			many_plan = prepare_plan(
+				"INSERT INTO eventstore.events (id, topic, type, version_major, version_minor,"
+				" data, metadata, stream, stream_version, xid)"
+				" SELECT e.id, $2, e.type, e.major, e.minor, e.data, e.metadata, $8,"
+				"        $9 OPERATOR(pg_catalog.+) (e.ord OPERATOR(pg_catalog.-) 1), $10"
+				"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3),"
+				"                   pg_catalog.unnest($4), pg_catalog.unnest($5),"
+				"                   pg_catalog.unnest($6), pg_catalog.unnest($7))"
+				"        WITH ORDINALITY AS e(id, type, major, minor, data, metadata, ord)"
+				"  ORDER BY e.ord"
+				" ON CONFLICT (id) DO NOTHING RETURNING id, position",
+				10, argtypes);
+		}
+		for (int k = 0; k < n; k++)
+		{
+			EnvelopeParts *e = &req->events[idx[k]];
+
+			ids[k] = UUIDPGetDatum(&e->id);
+			types[k] = PointerGetDatum(e->type);
+			majors[k] = Int32GetDatum(e->version_major);
+			minors[k] = Int32GetDatum(e->version_minor);
+			datas[k] = JsonbPGetDatum(e->data);
+			metadatas[k] = JsonbPGetDatum(e->metadata);
+		}
+		values[0] = build_array(ids, n, UUIDOID);
+		values[2] = build_array(types, n, TEXTOID);
+		values[3] = build_array(majors, n, INT4OID);
+		values[4] = build_array(minors, n, INT4OID);
+		values[5] = build_array(datas, n, JSONBOID);
+		values[6] = build_array(metadatas, n, JSONBOID);
+		run_plan(many_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+	}
+
+	/*
+	 * The returned rows are the stored events, in input order: match them
+	 * against the input in one pass.  An input without its row was skipped.
+	 */
+	returned = (int) SPI_processed;
+	{
+		SPITupleTable *rows = SPI_tuptable;
+		int		   *skipped = palloc(n * sizeof(int));
+		int			nskipped = 0;
+
+		for (int k = 0; k < n; k++)
+		{
+			int			i = idx[k];
+			bool		isnull;
+
+			if (row < returned &&
+				memcmp(DatumGetUUIDP(SPI_getbinval(rows->vals[row], rows->tupdesc, 1, &isnull)),
+					   &req->events[i].id, sizeof(pg_uuid_t)) == 0)
+			{
+				req->positions[i] = DatumGetInt64(SPI_getbinval(rows->vals[row],
+																rows->tupdesc, 2, &isnull));
+				req->known[i] = true;
+				row++;
+			}
+			else
+				skipped[nskipped++] = i;
+		}
+		for (int k = 0; k < nskipped; k++)
+		{
+			/*
+			 * With a stream, duplicates were removed before numbering, so a
+			 * skip here is an id stored concurrently in another stream or
+			 * topic: resolve_duplicate reports the conflict.  Should it ever
+			 * find an identical event, the stream numbering would have a gap:
+			 * refuse rather than store that.
+			 */
+			resolve_duplicate(req, skipped[k]);
+			if (req->stream)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to a concurrent append of the same event"),
+						 errhint("Retry the append.")));
+		}
+	}
+	return returned;
+}
+
+/* Locks the stream's row, creating it at version 0; returns its version. */
+static int64
+lock_stream(AppendRequest *req)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr create_plan = NULL;
+	Datum		args[2];
+	bool		isnull;
+
+	if (lock_plan == NULL)
+	{
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+		lock_plan = prepare_plan("SELECT version FROM eventstore.streams"
+								 " WHERE topic OPERATOR(pg_catalog.=) $1"
+								 "   AND stream OPERATOR(pg_catalog.=) $2"
+								 " FOR NO KEY UPDATE",
+								 2, argtypes);
+		create_plan = prepare_plan("INSERT INTO eventstore.streams (topic, stream, version)"
+								   " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+								   2, argtypes);
+	}
+	args[0] = CStringGetTextDatum(req->topic);
+	args[1] = CStringGetTextDatum(req->stream);
+	run_plan(lock_plan, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		run_plan(create_plan, args, NULL, SPI_OK_INSERT);
+		run_plan(lock_plan, args, NULL, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+			elog(ERROR, "stream row vanished while it was being created");
+	}
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+set_stream_version(AppendRequest *req, int64 version)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[3];
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+
+		plan = prepare_plan("UPDATE eventstore.streams SET version = $3"
+							" WHERE topic OPERATOR(pg_catalog.=) $1"
+							"   AND stream OPERATOR(pg_catalog.=) $2",
+							3, argtypes);
+	}
+	args[0] = CStringGetTextDatum(req->topic);
+	args[1] = CStringGetTextDatum(req->stream);
+	args[2] = Int64GetDatum(version);
+	run_plan(plan, args, NULL, SPI_OK_UPDATE);
+}
+
+/* Marks the events whose ids are stored already (stream path). */
+static void
+find_stored_duplicates(AppendRequest *req)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum	   *ids = palloc(req->nevents * sizeof(Datum));
+	Datum		arg;
+	SPITupleTable *rows;
+	uint64		nrows;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[1] = {UUIDARRAYOID};
+
+		plan = prepare_plan("SELECT id, " STORED_COLUMNS " FROM eventstore.events"
+							" WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							1, argtypes);
+	}
+	for (int i = 0; i < req->nevents; i++)
+		ids[i] = UUIDPGetDatum(&req->events[i].id);
+	arg = build_array(ids, req->nevents, UUIDOID);
+	run_plan(plan, &arg, NULL, SPI_OK_SELECT);
+
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (uint64 r = 0; r < nrows; r++)
+	{
+		StoredEvent stored;
+		bool		isnull;
+		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+
+		read_stored_event(rows, (int) r, 2, &stored);
+		for (int i = 0; i < req->nevents; i++)
+			if (memcmp(id, &req->events[i].id, sizeof(pg_uuid_t)) == 0)
+				accept_duplicate(req, i, &stored);
+	}
+}
+
+/* qsort_arg comparator: event indexes by id, then by position in batch. */
+static int
+compare_ids(const void *a, const void *b, void *arg)
+{
+	AppendRequest *req = arg;
+	int			ia = *(const int *) a;
+	int			ib = *(const int *) b;
+	int			c = memcmp(&req->events[ia].id, &req->events[ib].id, sizeof(pg_uuid_t));
+
+	return c != 0 ? c : (ia > ib) - (ia < ib);
+}
+
+/*
+ * Among the events not stored yet, later repeats of an id within the batch
+ * are duplicates of its first occurrence: records in first_of[i] the index
+ * of that first occurrence (or -1) after comparing contents.
+ */
+static void
+find_batch_duplicates(AppendRequest *req, int *first_of)
+{
+	int		   *order = palloc(req->nevents * sizeof(int));
+	int			n = 0;
+
+	for (int i = 0; i < req->nevents; i++)
+	{
+		first_of[i] = -1;
+		if (!req->known[i])
+			order[n++] = i;
+	}
+	qsort_arg(order, n, sizeof(int), compare_ids, req);
+	for (int k = 1; k < n; k++)
+	{
+		int			prev = order[k - 1];
+		int			i = order[k];
+
+		if (memcmp(&req->events[prev].id, &req->events[i].id, sizeof(pg_uuid_t)) != 0)
+			continue;
+		first_of[i] = first_of[prev] >= 0 ? first_of[prev] : prev;
+		if (envelope_difference(&req->events[i], &req->events[first_of[i]]))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("event id is already stored with different content"),
+					 errdetail("Events %d and %d of the batch have the same id %s and different content.",
+							   first_of[i] + 1, i + 1, uuid_string(&req->events[i].id))));
+	}
+}
+
+static int
+append_to_stream(AppendRequest *req)
+{
+	int64		version = lock_stream(req);
+	int		   *first_of = palloc(req->nevents * sizeof(int));
+	int		   *fresh = palloc(req->nevents * sizeof(int));
+	int			nfresh = 0;
+	int			stored;
+
+	find_stored_duplicates(req);
+	find_batch_duplicates(req, first_of);
+	for (int i = 0; i < req->nevents; i++)
+		if (!req->known[i] && first_of[i] < 0)
+			fresh[nfresh++] = i;
+	if (nfresh == 0)
+		return 0;				/* a retry of a stored append */
+
+	if (req->has_expected && version != req->expected_version)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("stream version does not match the expected version"),
+				 errdetail("Stream \"%s\" of topic \"%s\" is at version " INT64_FORMAT
+						   "; the append expected version " INT64_FORMAT ".",
+						   req->stream, req->topic, version, req->expected_version),
+				 errhint("Read the stream again and retry with its current version.")));
+
+	stored = insert_events(req, fresh, nfresh, version + 1);
+	set_stream_version(req, version + stored);
+	for (int i = 0; i < req->nevents; i++)
+		if (first_of[i] >= 0)
+			req->positions[i] = req->positions[first_of[i]];
+	return stored;
+}
+
+static void
+append_events(AppendRequest *req)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			stored;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(eventstore_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (topic_lookup(req->topic, strlen(req->topic)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" does not exist", req->topic),
+				 errhint("Create it with eventstore.create_topic('%s').", req->topic)));
+
+	if (req->nevents == 0)
+		stored = 0;
+	else if (req->stream)
+		stored = append_to_stream(req);
+	else
+	{
+		int		   *all = palloc(req->nevents * sizeof(int));
+
+		for (int i = 0; i < req->nevents; i++)
+			all[i] = i;
+		stored = insert_events(req, all, req->nevents, 0);
+	}
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (stored > 0)
+		notify_topic_appended(req->topic);
+}
+
+/* Checks the arguments common to append and append_batch. */
+static void
+init_request(AppendRequest *req, FunctionCallInfo fcinfo, int nevents)
+{
+	memset(req, 0, sizeof(*req));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topic must not be null"),
+				 errdetail("Argument \"topic\" is NULL.")));
+	req->topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (!PG_ARGISNULL(2))
+	{
+		text	   *stream = PG_GETARG_TEXT_PP(2);
+		int			len = VARSIZE_ANY_EXHDR(stream);
+
+		if (len == 0 || len > MAX_STREAM_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid stream name"),
+					 errdetail("Argument \"stream\" must be between 1 and %d bytes long; it is %d.",
+							   MAX_STREAM_BYTES, len)));
+		req->stream = text_to_cstring(stream);
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		req->has_expected = true;
+		req->expected_version = PG_GETARG_INT64(3);
+		if (req->stream == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("expected_version needs a stream"),
+					 errdetail("Argument \"expected_version\" is " INT64_FORMAT " and argument \"stream\" is NULL.",
+							   req->expected_version)));
+		if (req->expected_version < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid expected version"),
+					 errdetail("Argument \"expected_version\" is " INT64_FORMAT "; it must be 0 (a new stream) or more.",
+							   req->expected_version)));
+	}
+	req->nevents = nevents;
+	req->events = palloc0(Max(nevents, 1) * sizeof(EnvelopeParts));
+	req->positions = palloc0(Max(nevents, 1) * sizeof(int64));
+	req->known = palloc0(Max(nevents, 1) * sizeof(bool));
+}
+
+static void
+check_event(AppendRequest *req, int i, Jsonb *event, int batch_index)
+{
+	EnvelopeError err;
+
+	if (!envelope_check(event, &req->events[i], &err))
+		envelope_report(&err, batch_index);
+}
+
+Datum
+eventstore_append(PG_FUNCTION_ARGS)
+{
+	AppendRequest req;
+
+	init_request(&req, fcinfo, 1);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("invalid event envelope"),
+				 errdetail("The event is NULL.")));
+	check_event(&req, 0, PG_GETARG_JSONB_P(1), 0);
+	append_events(&req);
+	PG_RETURN_INT64(req.positions[0]);
+}
+
+Datum
+eventstore_append_batch(PG_FUNCTION_ARGS)
+{
+	AppendRequest req;
+	ArrayType  *array;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("events must not be null"),
+				 errdetail("Argument \"events\" is NULL.")));
+	array = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("events must be a one-dimensional array"),
+				 errdetail("Argument \"events\" has %d dimensions.", ARR_NDIM(array))));
+	deconstruct_array(array, JSONBOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+
+	init_request(&req, fcinfo, n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("invalid event envelope"),
+					 errdetail("Event %d of the batch is NULL.", i + 1)));
+		check_event(&req, i, DatumGetJsonbP(elems[i]), i + 1);
+	}
+	append_events(&req);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		value = Int64GetDatum(req.positions[i]);
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
+}

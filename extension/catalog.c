@@ -1,0 +1,191 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *		The extension's own relations, their owner, and the topic cache.
+ *
+ * Appends check the topic of every event and run their statements as the
+ * owner of eventstore.events.  Both facts are looked up once per backend and
+ * kept in backend-local memory:
+ *
+ * - the owner is forgotten on any relcache invalidation of events or topics
+ *   (ALTER ... OWNER, DROP EXTENSION);
+ * - topics are cached by name.  Plain DML does not invalidate anything, so a
+ *   statement trigger on eventstore.topics (topics_changed, below) sends a
+ *   relcache invalidation for the table on UPDATE, DELETE and TRUNCATE; every
+ *   backend then marks its entries stale at its next transaction start.
+ *   INSERT needs no invalidation: only existing topics are cached.
+ *
+ * Entries are marked stale rather than freed, because an invalidation can
+ * arrive in the middle of an append (any lock acquisition processes them);
+ * topic_lookup() hands out copies for the same reason.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_topics_changed);
+
+typedef struct TopicEntry
+{
+	TopicInfo	info;			/* info.name is the hash key */
+	bool		valid;
+} TopicEntry;
+
+static Oid	events_relid = InvalidOid;
+static Oid	topics_relid = InvalidOid;
+static Oid	owner_oid = InvalidOid;
+static HTAB *topic_cache = NULL;
+static uint64 invalidations = 0;
+static bool callback_registered = false;
+
+static void
+catalog_invalidate(Datum arg, Oid relid)
+{
+	if (OidIsValid(relid) && relid != events_relid && relid != topics_relid)
+		return;
+
+	events_relid = topics_relid = owner_oid = InvalidOid;
+	invalidations++;
+	if (topic_cache)
+	{
+		HASH_SEQ_STATUS status;
+		TopicEntry *entry;
+
+		hash_seq_init(&status, topic_cache);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			entry->valid = false;
+	}
+}
+
+static void
+catalog_resolve(void)
+{
+	Oid			schema;
+	HeapTuple	tuple;
+
+	if (OidIsValid(owner_oid))
+		return;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+
+	schema = get_namespace_oid("eventstore", true);
+	events_relid = OidIsValid(schema) ? get_relname_relid("events", schema) : InvalidOid;
+	topics_relid = OidIsValid(schema) ? get_relname_relid("topics", schema) : InvalidOid;
+	if (!OidIsValid(events_relid) || !OidIsValid(topics_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("eventstore is not installed in this database"),
+				 errhint("Run CREATE EXTENSION eventstore.")));
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(events_relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", events_relid);
+	owner_oid = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+}
+
+/* The role that owns the extension's tables; appends run as this role. */
+Oid
+eventstore_owner(void)
+{
+	catalog_resolve();
+	return owner_oid;
+}
+
+/*
+ * Looks a topic up by name; returns a palloc'd copy of its cache entry, or
+ * NULL if there is no such topic.  Must be called inside SPI_connect, as the
+ * owner role.
+ */
+TopicInfo *
+topic_lookup(const char *name, int len)
+{
+	static SPIPlanPtr plan = NULL;
+	TopicEntry *entry;
+	char		key[NAMEDATALEN];
+	bool		found;
+	uint64		before;
+	Datum		arg;
+
+	catalog_resolve();
+	if (len >= NAMEDATALEN)
+		return NULL;			/* longer than any topic name can be */
+	memset(key, 0, sizeof(key));
+	memcpy(key, name, len);
+
+	if (topic_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(TopicEntry);
+		topic_cache = hash_create("eventstore topics", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS);
+	}
+	entry = hash_search(topic_cache, key, HASH_FIND, NULL);
+	if (entry && entry->valid)
+		return memcpy(palloc(sizeof(TopicInfo)), &entry->info, sizeof(TopicInfo));
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		plan = SPI_prepare("SELECT current_major, current_minor FROM eventstore.topics"
+						   " WHERE name OPERATOR(pg_catalog.=) $1",
+						   1, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the topic lookup: %s",
+				 SPI_result_code_string(SPI_result));
+	}
+	before = invalidations;
+	arg = PointerGetDatum(cstring_to_text(key));
+	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "topic lookup failed");
+	if (SPI_processed == 0)
+		return NULL;
+
+	entry = hash_search(topic_cache, key, HASH_ENTER, &found);
+	entry->info.current_major = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 1, &found));
+	entry->info.current_minor = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 2, &found));
+	/* An invalidation during the query may concern this very row. */
+	entry->valid = (invalidations == before);
+	return memcpy(palloc(sizeof(TopicInfo)), &entry->info, sizeof(TopicInfo));
+}
+
+/*
+ * Statement trigger on eventstore.topics: make every backend drop its cached
+ * topics once this transaction commits.
+ */
+Datum
+eventstore_topics_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("topics_changed() must be called as a trigger")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}

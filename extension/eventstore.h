@@ -1,0 +1,83 @@
+/*-------------------------------------------------------------------------
+ *
+ * eventstore.h
+ *		Declarations shared by the files of the eventstore extension.
+ *
+ * Each .c file owns one concern (see its header comment); this header lists
+ * what they offer each other.  Nothing here is exported to other extensions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EVENTSTORE_H
+#define EVENTSTORE_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+/* The NOTIFY channel outside listeners LISTEN on; the payload is a topic. */
+#define EVENTSTORE_CHANNEL "eventstore"
+
+/* eventstore.c: module entry point and GUCs */
+extern PGDLLEXPORT void _PG_init(void);
+extern int	eventstore_max_event_bytes;
+extern int	eventstore_notify_interval;
+extern char *eventstore_database;
+
+/*
+ * envelope.c: validation of the event envelope of EVENTS.md.
+ *
+ * envelope_check() returns false and fills *err on the first rule broken;
+ * on success it fills *parts (when not NULL) with the decomposed envelope.
+ */
+typedef struct EnvelopeParts
+{
+	pg_uuid_t	id;
+	text	   *type;
+	int32		version_major;
+	int32		version_minor;
+	Jsonb	   *data;
+	Jsonb	   *metadata;
+} EnvelopeParts;
+
+typedef struct EnvelopeError
+{
+	const char *field;			/* dotted path of the member, or NULL for the
+								 * event as a whole */
+	char	   *rule;			/* what is wrong, to follow the field name */
+} EnvelopeError;
+
+extern bool envelope_check(Jsonb *event, EnvelopeParts *parts,
+						   EnvelopeError *err);
+extern void envelope_report(const EnvelopeError *err, int batch_index)
+			pg_attribute_noreturn();
+
+/* rfc3339.c: strict RFC 3339 date-time syntax and calendar check. */
+extern bool rfc3339_check(const char *s, int len, char *why, size_t whylen);
+
+/*
+ * catalog.c: the extension's relations and owner, resolved once per backend
+ * and forgotten on relcache invalidation; the topic cache.
+ */
+typedef struct TopicInfo
+{
+	char		name[NAMEDATALEN];	/* hash key */
+	int32		current_major;
+	int32		current_minor;
+} TopicInfo;
+
+extern Oid	eventstore_owner(void);
+extern TopicInfo *topic_lookup(const char *name, int len);
+
+/* notify.c: telling listeners that a topic has new events. */
+extern void notify_init(void);
+extern void notify_topic_appended(const char *topic);
+extern bool notify_shmem_ready(void);
+extern void notify_dispatcher_attach(void);
+extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
+
+/* dispatcher.c: the background worker. */
+extern void dispatcher_register(void);
+
+#endif							/* EVENTSTORE_H */
