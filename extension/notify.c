@@ -73,12 +73,18 @@ typedef struct NotifyShared
 	TopicSlot	slots[MAX_TOPIC_SLOTS];
 } NotifyShared;
 
-/* A topic this transaction appended to, and the nesting level that did. */
+/*
+ * A topic this transaction appended to, and the nesting level that did.
+ * slot -1 stands for the topics that went the fallback way (Async_Notify):
+ * nothing to do for them at commit, but PREPARE must still be refused.
+ */
 typedef struct PendingTopic
 {
 	int			slot;
 	int			level;
 } PendingTopic;
+
+#define FALLBACK_SLOT (-1)
 
 typedef struct SlotCacheEntry
 {
@@ -218,6 +224,7 @@ notify_topic_appended(const char *topic)
 		}
 	}
 	Async_Notify(EVENTSTORE_CHANNEL, topic);
+	remember_slot(FALLBACK_SLOT);
 }
 
 /* After commit: raise the flags, wake the dispatcher if one went up. */
@@ -230,8 +237,12 @@ signal_pending_topics(void)
 
 	foreach(lc, pending_topics)
 	{
-		TopicSlot  *slot = &shared->slots[((PendingTopic *) lfirst(lc))->slot];
+		int			n = ((PendingTopic *) lfirst(lc))->slot;
+		TopicSlot  *slot;
 
+		if (n == FALLBACK_SLOT)
+			continue;
+		slot = &shared->slots[n];
 		if (pg_atomic_read_u32(&slot->pending) == 0 &&
 			pg_atomic_exchange_u32(&slot->pending, 1) == 0)
 			wake = true;

@@ -146,8 +146,9 @@ EXCEPTION
     WHEN unique_violation THEN
         RAISE EXCEPTION 'topic "%" already exists', name
             USING ERRCODE = 'duplicate_object',
-                  DETAIL = format('Topic %L was created at %s.', name,
-                                  (SELECT t.created_at FROM eventstore.topics t WHERE t.name = create_topic.name));
+                  DETAIL = format('Topic %L is at version %s.', name,
+                                  (SELECT t.current_major || '.' || t.current_minor
+                                     FROM eventstore.topics t WHERE t.name = create_topic.name));
 END
 $$;
 COMMENT ON FUNCTION create_topic(text, text, interval) IS
