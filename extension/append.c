@@ -362,6 +362,8 @@ insert_events(AppendRequest *req, int *idx, int n, int64 first_version)
 				ereport(ERROR,
 						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 						 errmsg("could not serialize access due to a concurrent append of the same event"),
+						 errdetail("Event %s was stored while this append to stream \"%s\" was numbering its events.",
+								   uuid_string(&req->events[skipped[k]].id), req->stream),
 						 errhint("Retry the append.")));
 		}
 	}

@@ -84,6 +84,33 @@ process_config_reload(void)
 	}
 }
 
+/*
+ * Sleeps eventstore.notify_interval after a round, so that commits in the
+ * meantime only raise flags and the next round sends one NOTIFY per topic.
+ * The latch still wakes us (for signals), but an appender's wake-up just
+ * sends us back to sleep until the interval is over.
+ */
+static void
+coalesce(void)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   eventstore_notify_interval);
+
+	for (;;)
+	{
+		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																deadline);
+
+		if (remaining <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 remaining, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		process_config_reload();
+	}
+}
+
 void
 eventstore_dispatcher_main(Datum arg)
 {
@@ -111,10 +138,7 @@ eventstore_dispatcher_main(Datum arg)
 		if (n > 0)
 		{
 			send_notifications(topics, n);
-			/* Coalesce: commits during this sleep only raise flags. */
-			if (eventstore_notify_interval > 0)
-				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 eventstore_notify_interval, PG_WAIT_EXTENSION);
+			coalesce();
 			continue;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
