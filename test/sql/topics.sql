@@ -55,3 +55,6 @@ DELETE FROM eventstore.events WHERE topic = 'gone';
 DELETE FROM eventstore.topics WHERE name = 'gone';
 SELECT eventstore.append('gone', '{"id": "33333333-3333-4333-8333-333333333333", "type": "new",
   "version": "1.0", "data": {}, "metadata": {"source": "s", "time": "2026-01-01T00:00:00Z"}}');
+
+-- the cache invalidation function is a trigger only
+SELECT eventstore.topics_changed();
