@@ -187,33 +187,6 @@ accept_duplicate(AppendRequest *req, int i, StoredEvent *s)
 	req->known[i] = true;
 }
 
-/* Looks up the stored event with event i's id and accepts it as duplicate. */
-static void
-resolve_duplicate(AppendRequest *req, int i)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum		arg = UUIDPGetDatum(&req->events[i].id);
-	StoredEvent stored;
-
-	if (plan == NULL)
-	{
-		Oid			argtypes[1] = {UUIDOID};
-
-		plan = prepare_plan("SELECT " STORED_COLUMNS " FROM eventstore.events"
-							" WHERE id OPERATOR(pg_catalog.=) $1",
-							1, argtypes);
-	}
-	run_plan(plan, &arg, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to a concurrent append of the same event"),
-				 errdetail("Event %s was stored by a transaction that this transaction's snapshot does not see.",
-						   uuid_string(&req->events[i].id))));
-	read_stored_event(SPI_tuptable, 0, 1, &stored);
-	accept_duplicate(req, i, &stored);
-}
-
 static Datum
 build_array(Datum *elems, int n, Oid elemtype)
 {
@@ -226,11 +199,85 @@ build_array(Datum *elems, int n, Oid elemtype)
 }
 
 /*
+ * Looks up the stored events with the ids of events idx[0..n), and accepts
+ * each event found as a duplicate of its stored twin (raising 23505 when
+ * the contents differ).  Events not found are left as they were.
+ */
+static void
+accept_stored_duplicates(AppendRequest *req, int *idx, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum	   *ids = palloc(n * sizeof(Datum));
+	Datum		arg;
+	SPITupleTable *rows;
+	uint64		nrows;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[1] = {UUIDARRAYOID};
+
+		plan = prepare_plan("SELECT id, " STORED_COLUMNS " FROM eventstore.events"
+							" WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							1, argtypes);
+	}
+	for (int k = 0; k < n; k++)
+		ids[k] = UUIDPGetDatum(&req->events[idx[k]].id);
+	arg = build_array(ids, n, UUIDOID);
+	run_plan(plan, &arg, NULL, SPI_OK_SELECT);
+
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (uint64 r = 0; r < nrows; r++)
+	{
+		StoredEvent stored;
+		bool		isnull;
+		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+
+		read_stored_event(rows, (int) r, 2, &stored);
+		for (int k = 0; k < n; k++)
+			if (memcmp(id, &req->events[idx[k]].id, sizeof(pg_uuid_t)) == 0)
+				accept_duplicate(req, idx[k], &stored);
+	}
+}
+
+/*
+ * Events idx[0..n) were skipped by ON CONFLICT: another row has their id.
+ * Without a stream they are duplicates (or conflicts) of that row.  With a
+ * stream, duplicates were removed before numbering, so a skip here is an id
+ * stored concurrently elsewhere: accept_stored_duplicates reports the
+ * conflict, and should it find an identical event, the stream numbering
+ * would have a gap, so that is refused too.
+ */
+static void
+resolve_skipped(AppendRequest *req, int *idx, int n)
+{
+	accept_stored_duplicates(req, idx, n);
+	for (int k = 0; k < n; k++)
+	{
+		pg_uuid_t  *id = &req->events[idx[k]].id;
+
+		if (!req->known[idx[k]])
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to a concurrent append of the same event"),
+					 errdetail("Event %s was stored by a transaction that this transaction's snapshot does not see.",
+							   uuid_string(id))));
+		if (req->stream)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to a concurrent append of the same event"),
+					 errdetail("Event %s was stored while this append to stream \"%s\" was numbering its events.",
+							   uuid_string(id), req->stream),
+					 errhint("Retry the append.")));
+	}
+}
+
+/*
  * Inserts the events listed in idx (n of them, in order) with ON CONFLICT
  * DO NOTHING, stream versions first_version, first_version + 1, ... (when
  * the request has a stream).  Fills in the positions of the stored events;
- * the others were skipped as duplicates, and are resolved here.  Returns how
- * many were stored.
+ * the others were skipped, and are resolved here.  Returns how many were
+ * stored.
  */
 static int
 insert_events(AppendRequest *req, int *idx, int n, int64 first_version)
@@ -348,24 +395,8 @@ insert_events(AppendRequest *req, int *idx, int n, int64 first_version)
 			else
 				skipped[nskipped++] = i;
 		}
-		for (int k = 0; k < nskipped; k++)
-		{
-			/*
-			 * With a stream, duplicates were removed before numbering, so a
-			 * skip here is an id stored concurrently in another stream or
-			 * topic: resolve_duplicate reports the conflict.  Should it ever
-			 * find an identical event, the stream numbering would have a gap:
-			 * refuse rather than store that.
-			 */
-			resolve_duplicate(req, skipped[k]);
-			if (req->stream)
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to a concurrent append of the same event"),
-						 errdetail("Event %s was stored while this append to stream \"%s\" was numbering its events.",
-								   uuid_string(&req->events[skipped[k]].id), req->stream),
-						 errhint("Retry the append.")));
-		}
+		if (nskipped > 0)
+			resolve_skipped(req, skipped, nskipped);
 	}
 	return returned;
 }
@@ -426,44 +457,6 @@ set_stream_version(AppendRequest *req, int64 version)
 	run_plan(plan, args, NULL, SPI_OK_UPDATE);
 }
 
-/* Marks the events whose ids are stored already (stream path). */
-static void
-find_stored_duplicates(AppendRequest *req)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum	   *ids = palloc(req->nevents * sizeof(Datum));
-	Datum		arg;
-	SPITupleTable *rows;
-	uint64		nrows;
-
-	if (plan == NULL)
-	{
-		Oid			argtypes[1] = {UUIDARRAYOID};
-
-		plan = prepare_plan("SELECT id, " STORED_COLUMNS " FROM eventstore.events"
-							" WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-							1, argtypes);
-	}
-	for (int i = 0; i < req->nevents; i++)
-		ids[i] = UUIDPGetDatum(&req->events[i].id);
-	arg = build_array(ids, req->nevents, UUIDOID);
-	run_plan(plan, &arg, NULL, SPI_OK_SELECT);
-
-	rows = SPI_tuptable;
-	nrows = SPI_processed;
-	for (uint64 r = 0; r < nrows; r++)
-	{
-		StoredEvent stored;
-		bool		isnull;
-		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-
-		read_stored_event(rows, (int) r, 2, &stored);
-		for (int i = 0; i < req->nevents; i++)
-			if (memcmp(id, &req->events[i].id, sizeof(pg_uuid_t)) == 0)
-				accept_duplicate(req, i, &stored);
-	}
-}
-
 /* qsort_arg comparator: event indexes by id, then by position in batch. */
 static int
 compare_ids(const void *a, const void *b, void *arg)
@@ -511,6 +504,17 @@ find_batch_duplicates(AppendRequest *req, int *first_of)
 	}
 }
 
+/* The indexes of all events of the request: 0, 1, ... */
+static int *
+all_events(AppendRequest *req)
+{
+	int		   *idx = palloc(req->nevents * sizeof(int));
+
+	for (int i = 0; i < req->nevents; i++)
+		idx[i] = i;
+	return idx;
+}
+
 static int
 append_to_stream(AppendRequest *req)
 {
@@ -520,7 +524,7 @@ append_to_stream(AppendRequest *req)
 	int			nfresh = 0;
 	int			stored;
 
-	find_stored_duplicates(req);
+	accept_stored_duplicates(req, all_events(req), req->nevents);
 	find_batch_duplicates(req, first_of);
 	for (int i = 0; i < req->nevents; i++)
 		if (!req->known[i] && first_of[i] < 0)
@@ -569,13 +573,7 @@ append_events(AppendRequest *req)
 	else if (req->stream)
 		stored = append_to_stream(req);
 	else
-	{
-		int		   *all = palloc(req->nevents * sizeof(int));
-
-		for (int i = 0; i < req->nevents; i++)
-			all[i] = i;
-		stored = insert_events(req, all, req->nevents, 0);
-	}
+		stored = insert_events(req, all_events(req), req->nevents, 0);
 
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
