@@ -273,132 +273,98 @@ resolve_skipped(AppendRequest *req, int *idx, int n)
 }
 
 /*
- * Inserts the events listed in idx (n of them, in order) with ON CONFLICT
- * DO NOTHING, stream versions first_version, first_version + 1, ... (when
- * the request has a stream).  Fills in the positions of the stored events;
- * the others were skipped, and are resolved here.  Returns how many were
- * stored.
+ * Stores event i alone with INSERT ... ON CONFLICT (id) DO NOTHING, which
+ * also settles a race with a concurrent writer of the same id.  Returns 1
+ * if stored, 0 if it turned out to be a duplicate.
  */
 static int
-insert_events(AppendRequest *req, int *idx, int n, int64 first_version)
+insert_one(AppendRequest *req, int i, int64 stream_version)
 {
-	static SPIPlanPtr one_plan = NULL;
-	static SPIPlanPtr many_plan = NULL;
+	static SPIPlanPtr plan = NULL;
+	EnvelopeParts *e = &req->events[i];
 	Datum		values[10];
 	char		nulls[10];
-	int			returned;
-	int			row = 0;
+	bool		isnull;
 
+	if (plan == NULL)
+	{
+		Oid			argtypes[10] = {UUIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+		JSONBOID, JSONBOID, TEXTOID, INT8OID, XID8OID};
+
+		plan = prepare_plan(
+			"INSERT INTO eventstore.events (id, topic, type, version_major, version_minor,"
+			" data, metadata, stream, stream_version, xid)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+			" ON CONFLICT (id) DO NOTHING RETURNING position",
+			10, argtypes);
+	}
 	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(&e->id);
 	values[1] = CStringGetTextDatum(req->topic);
+	values[2] = PointerGetDatum(e->type);
+	values[3] = Int32GetDatum(e->version_major);
+	values[4] = Int32GetDatum(e->version_minor);
+	values[5] = JsonbPGetDatum(e->data);
+	values[6] = JsonbPGetDatum(e->metadata);
 	values[7] = req->stream ? CStringGetTextDatum(req->stream) : (Datum) 0;
 	nulls[7] = req->stream ? ' ' : 'n';
-	values[8] = Int64GetDatum(first_version);
+	values[8] = Int64GetDatum(stream_version);
 	nulls[8] = req->stream ? ' ' : 'n';
 	values[9] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	run_plan(plan, values, nulls, SPI_OK_INSERT_RETURNING);
+
+	if (SPI_processed == 0)
+	{
+		resolve_skipped(req, &i, 1);
+		return 0;
+	}
+	req->positions[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
+	req->known[i] = true;
+	return 1;
+}
+
+/*
+ * Stores the events listed in idx (n of them, in order, none of them a
+ * duplicate as far as this transaction can see), with stream versions
+ * first_version, first_version + 1, ... when the request has a stream.
+ * Returns how many were stored; the others were stored concurrently by
+ * another transaction and are resolved as duplicates.
+ */
+static int
+store_events(AppendRequest *req, int *idx, int n, int64 first_version)
+{
+	EnvelopeParts **events;
+	int64	   *positions;
+	bool	   *skipped;
+	int		   *skipped_idx;
+	int			nskipped = 0;
+	int			stored;
 
 	if (n == 1)
+		return insert_one(req, idx[0], first_version);
+
+	events = palloc(n * sizeof(EnvelopeParts *));
+	positions = palloc(n * sizeof(int64));
+	skipped = palloc0(n * sizeof(bool));
+	skipped_idx = palloc(n * sizeof(int));
+	for (int k = 0; k < n; k++)
+		events[k] = &req->events[idx[k]];
+	stored = bulk_insert_events(req->topic, req->stream, events, n, first_version,
+								positions, skipped);
+	for (int k = 0; k < n; k++)
 	{
-		EnvelopeParts *e = &req->events[idx[0]];
-
-		if (one_plan == NULL)
+		if (skipped[k])
+			skipped_idx[nskipped++] = idx[k];
+		else
 		{
-			Oid			argtypes[10] = {UUIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-			JSONBOID, JSONBOID, TEXTOID, INT8OID, XID8OID};
-
-			one_plan = prepare_plan(
-				"INSERT INTO eventstore.events (id, topic, type, version_major, version_minor,"
-				" data, metadata, stream, stream_version, xid)"
-				" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-				" ON CONFLICT (id) DO NOTHING RETURNING id, position",
-				10, argtypes);
+			req->positions[idx[k]] = positions[k];
+			req->known[idx[k]] = true;
 		}
-		values[0] = UUIDPGetDatum(&e->id);
-		values[2] = PointerGetDatum(e->type);
-		values[3] = Int32GetDatum(e->version_major);
-		values[4] = Int32GetDatum(e->version_minor);
-		values[5] = JsonbPGetDatum(e->data);
-		values[6] = JsonbPGetDatum(e->metadata);
-		run_plan(one_plan, values, nulls, SPI_OK_INSERT_RETURNING);
 	}
-	else
-	{
-		Datum	   *ids = palloc(n * sizeof(Datum));
-		Datum	   *types = palloc(n * sizeof(Datum));
-		Datum	   *majors = palloc(n * sizeof(Datum));
-		Datum	   *minors = palloc(n * sizeof(Datum));
-		Datum	   *datas = palloc(n * sizeof(Datum));
-		Datum	   *metadatas = palloc(n * sizeof(Datum));
-
-		if (many_plan == NULL)
-		{
-			Oid			argtypes[10] = {UUIDARRAYOID, TEXTOID, TEXTARRAYOID, INT4ARRAYOID,
-				INT4ARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TEXTOID, INT8OID, XID8OID};
-
-			many_plan = prepare_plan(
-				"INSERT INTO eventstore.events (id, topic, type, version_major, version_minor,"
-				" data, metadata, stream, stream_version, xid)"
-				" SELECT e.id, $2, e.type, e.major, e.minor, e.data, e.metadata, $8,"
-				"        $9 OPERATOR(pg_catalog.+) (e.ord OPERATOR(pg_catalog.-) 1), $10"
-				"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3),"
-				"                   pg_catalog.unnest($4), pg_catalog.unnest($5),"
-				"                   pg_catalog.unnest($6), pg_catalog.unnest($7))"
-				"        WITH ORDINALITY AS e(id, type, major, minor, data, metadata, ord)"
-				"  ORDER BY e.ord"
-				" ON CONFLICT (id) DO NOTHING RETURNING id, position",
-				10, argtypes);
-		}
-		for (int k = 0; k < n; k++)
-		{
-			EnvelopeParts *e = &req->events[idx[k]];
-
-			ids[k] = UUIDPGetDatum(&e->id);
-			types[k] = PointerGetDatum(e->type);
-			majors[k] = Int32GetDatum(e->version_major);
-			minors[k] = Int32GetDatum(e->version_minor);
-			datas[k] = JsonbPGetDatum(e->data);
-			metadatas[k] = JsonbPGetDatum(e->metadata);
-		}
-		values[0] = build_array(ids, n, UUIDOID);
-		values[2] = build_array(types, n, TEXTOID);
-		values[3] = build_array(majors, n, INT4OID);
-		values[4] = build_array(minors, n, INT4OID);
-		values[5] = build_array(datas, n, JSONBOID);
-		values[6] = build_array(metadatas, n, JSONBOID);
-		run_plan(many_plan, values, nulls, SPI_OK_INSERT_RETURNING);
-	}
-
-	/*
-	 * The returned rows are the stored events, in input order: match them
-	 * against the input in one pass.  An input without its row was skipped.
-	 */
-	returned = (int) SPI_processed;
-	{
-		SPITupleTable *rows = SPI_tuptable;
-		int		   *skipped = palloc(n * sizeof(int));
-		int			nskipped = 0;
-
-		for (int k = 0; k < n; k++)
-		{
-			int			i = idx[k];
-			bool		isnull;
-
-			if (row < returned &&
-				memcmp(DatumGetUUIDP(SPI_getbinval(rows->vals[row], rows->tupdesc, 1, &isnull)),
-					   &req->events[i].id, sizeof(pg_uuid_t)) == 0)
-			{
-				req->positions[i] = DatumGetInt64(SPI_getbinval(rows->vals[row],
-																rows->tupdesc, 2, &isnull));
-				req->known[i] = true;
-				row++;
-			}
-			else
-				skipped[nskipped++] = i;
-		}
-		if (nskipped > 0)
-			resolve_skipped(req, skipped, nskipped);
-	}
-	return returned;
+	if (nskipped > 0)
+		resolve_skipped(req, skipped_idx, nskipped);
+	return stored;
 }
 
 /* Locks the stream's row, creating it at version 0; returns its version. */
@@ -515,10 +481,14 @@ all_events(AppendRequest *req)
 	return idx;
 }
 
+/*
+ * Appends a batch, or any append to a stream: duplicates are set aside
+ * first, then the stream's version is checked and the new events stored.
+ */
 static int
-append_to_stream(AppendRequest *req)
+append_deduplicated(AppendRequest *req)
 {
-	int64		version = lock_stream(req);
+	int64		version = req->stream ? lock_stream(req) : 0;
 	int		   *first_of = palloc(req->nevents * sizeof(int));
 	int		   *fresh = palloc(req->nevents * sizeof(int));
 	int			nfresh = 0;
@@ -532,7 +502,7 @@ append_to_stream(AppendRequest *req)
 	if (nfresh == 0)
 		return 0;				/* a retry of a stored append */
 
-	if (req->has_expected && version != req->expected_version)
+	if (req->stream && req->has_expected && version != req->expected_version)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("stream version does not match the expected version"),
@@ -541,8 +511,9 @@ append_to_stream(AppendRequest *req)
 						   req->stream, req->topic, version, req->expected_version),
 				 errhint("Read the stream again and retry with its current version.")));
 
-	stored = insert_events(req, fresh, nfresh, version + 1);
-	set_stream_version(req, version + stored);
+	stored = store_events(req, fresh, nfresh, version + 1);
+	if (req->stream)
+		set_stream_version(req, version + stored);
 	for (int i = 0; i < req->nevents; i++)
 		if (first_of[i] >= 0)
 			req->positions[i] = req->positions[first_of[i]];
@@ -570,10 +541,10 @@ append_events(AppendRequest *req)
 
 	if (req->nevents == 0)
 		stored = 0;
-	else if (req->stream)
-		stored = append_to_stream(req);
+	else if (req->nevents == 1 && req->stream == NULL)
+		stored = insert_one(req, 0, 0);		/* the common case, one statement */
 	else
-		stored = insert_events(req, all_events(req), req->nevents, 0);
+		stored = append_deduplicated(req);
 
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);

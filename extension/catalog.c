@@ -111,6 +111,14 @@ eventstore_owner(void)
 	return owner_oid;
 }
 
+/* eventstore.events */
+Oid
+eventstore_events_relid(void)
+{
+	catalog_resolve();
+	return events_relid;
+}
+
 /*
  * Looks a topic up by name; returns a palloc'd copy of its cache entry, or
  * NULL if there is no such topic.  Must be called inside SPI_connect, as the

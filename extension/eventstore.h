@@ -68,7 +68,13 @@ typedef struct TopicInfo
 } TopicInfo;
 
 extern Oid	eventstore_owner(void);
+extern Oid	eventstore_events_relid(void);
 extern TopicInfo *topic_lookup(const char *name, int len);
+
+/* bulk_insert.c: storing a batch of new events like COPY does. */
+extern int	bulk_insert_events(const char *topic, const char *stream,
+							   EnvelopeParts **events, int n, int64 first_version,
+							   int64 *positions, bool *skipped);
 
 /* notify.c: telling listeners that a topic has new events. */
 extern void notify_init(void);

@@ -21,8 +21,12 @@ $roles$;
 -- Storage
 ------------------------------------------------------------------------------
 
+-- Topic and stream names are compared byte-wise (COLLATE "C"): topic names
+-- are ASCII by rule, stream names are only ever compared for equality, and
+-- a locale's collation would make every index comparison of an append
+-- slower for nothing.
 CREATE TABLE topics (
-    name          text PRIMARY KEY
+    name          text COLLATE "C" PRIMARY KEY
                   CHECK (name ~ '^[a-z][a-z0-9_]*$' AND pg_catalog.length(name) < 64),
     current_major integer NOT NULL CHECK (current_major >= 0),
     current_minor integer NOT NULL CHECK (current_minor >= 0),
@@ -36,13 +40,13 @@ COMMENT ON TABLE topics IS 'topics that events can be appended to, with their cu
 CREATE TABLE events (
     position       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id             uuid NOT NULL UNIQUE,
-    topic          text NOT NULL,
+    topic          text COLLATE "C" NOT NULL,
     type           text NOT NULL,
     version_major  integer NOT NULL,
     version_minor  integer NOT NULL,
     data           jsonb NOT NULL,
     metadata       jsonb NOT NULL,
-    stream         text,
+    stream         text COLLATE "C",
     stream_version bigint,
     recorded_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     xid            xid8 NOT NULL,
@@ -56,8 +60,8 @@ CREATE UNIQUE INDEX events_stream_version ON events (topic, stream, stream_versi
 -- One row per stream: its current version, and the row appenders lock to
 -- serialise writers of one stream.
 CREATE TABLE streams (
-    topic   text NOT NULL,
-    stream  text NOT NULL,
+    topic   text COLLATE "C" NOT NULL,
+    stream  text COLLATE "C" NOT NULL,
     version bigint NOT NULL,
     PRIMARY KEY (topic, stream)
 );

@@ -483,7 +483,7 @@ SELECT throws_ok($$UPDATE eventstore.events SET data = '{}'$$, '42501', NULL, 'a
 RESET ROLE;
 
 SELECT results_eq(
-    $$SELECT name, current_major, current_minor, retention FROM eventstore.topics ORDER BY name$$,
+    $$SELECT name COLLATE "default", current_major, current_minor, retention FROM eventstore.topics ORDER BY name$$,
     $$VALUES ('es_priv'::text, 1, 0, NULL::interval), ('es_priv_admin', 2, 1, interval '30 days')$$,
     'the admin''s topic exists with its version and retention; the refused UPDATE/DELETE changed nothing'
 );

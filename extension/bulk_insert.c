@@ -1,0 +1,268 @@
+/*-------------------------------------------------------------------------
+ *
+ * bulk_insert.c
+ *		Storing a batch of new events the way COPY does.
+ *
+ * An INSERT ... ON CONFLICT inserts row by row, each row speculatively
+ * (an extra WAL record and buffer lock per row).  A batch is instead stored
+ * with table_multi_insert (one WAL record per heap page) and its index
+ * entries inserted directly, like COPY FROM.
+ *
+ * The caller has already set aside every event whose id is stored (visible
+ * to it) or repeated within the batch.  What is left is the race with a
+ * transaction inserting one of these ids right now.  Unique indexes are
+ * therefore checked with UNIQUE_CHECK_PARTIAL, which neither waits nor
+ * raises but reports a possible conflict.  For each row so reported (rare)
+ * we wait for the other inserter to finish; if its row turns out live, ours
+ * is a duplicate: we delete our own tuple and report the event as skipped,
+ * for the caller to resolve like any other duplicate.  If the other
+ * transaction rolled back, ours stands and keeps its place in the batch.
+ *
+ * The events table belongs to the extension and has no triggers or rules;
+ * NOT NULL and CHECK constraints are still checked as an INSERT would.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/xid8.h"
+
+#include "eventstore.h"
+
+/* Columns of eventstore.events, found by name in the table's descriptor. */
+typedef enum EventColumn
+{
+	COL_POSITION,
+	COL_ID,
+	COL_TOPIC,
+	COL_TYPE,
+	COL_VERSION_MAJOR,
+	COL_VERSION_MINOR,
+	COL_DATA,
+	COL_METADATA,
+	COL_STREAM,
+	COL_STREAM_VERSION,
+	COL_RECORDED_AT,
+	COL_XID,
+	NUM_COLUMNS
+} EventColumn;
+
+static const char *const column_names[NUM_COLUMNS] = {
+	"position", "id", "topic", "type", "version_major", "version_minor",
+	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
+};
+
+/* Attribute indexes (0-based) of the columns in the table's descriptor. */
+static void
+find_columns(TupleDesc desc, int *att)
+{
+	for (int c = 0; c < NUM_COLUMNS; c++)
+	{
+		att[c] = -1;
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute a = TupleDescAttr(desc, i);
+
+			if (!a->attisdropped && strcmp(NameStr(a->attname), column_names[c]) == 0)
+				att[c] = i;
+		}
+		if (att[c] < 0)
+			elog(ERROR, "eventstore.events has no column \"%s\"", column_names[c]);
+	}
+}
+
+/*
+ * Is there a live row with this id other than our own tuple?  Waits for
+ * transactions that are inserting or deleting such a row to finish first,
+ * as a unique index check would.
+ */
+static bool
+other_row_with_id(Relation rel, Relation index, pg_uuid_t *id, ItemPointer own)
+{
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	SnapshotData dirty;
+	ScanKeyData key;
+	bool		found;
+
+retry:
+	found = false;
+	InitDirtySnapshot(dirty);
+	{
+		IndexScanDesc scan = index_beginscan(rel, index, &dirty, 1, 0);
+
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
+		index_rescan(scan, &key, 1, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			TransactionId xwait;
+			ItemPointerData tid = slot->tts_tid;
+
+			if (ItemPointerEquals(&tid, own))
+				continue;
+			xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+			if (TransactionIdIsValid(xwait))
+			{
+				index_endscan(scan);
+				if (dirty.speculativeToken)
+					SpeculativeInsertionWait(dirty.xmin, dirty.speculativeToken);
+				else
+					XactLockTableWait(xwait, rel, &tid, XLTW_InsertIndex);
+				goto retry;
+			}
+			found = true;
+			break;
+		}
+		index_endscan(scan);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/*
+ * Stores events[0..n): topic, stream (NULL for none) and stream versions
+ * first_version, first_version + 1, ...  Fills positions[k] for each event
+ * stored and sets skipped[k] for each event found stored concurrently under
+ * the same id.  Returns how many were stored.
+ */
+int
+bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events,
+				   int n, int64 first_version, int64 *positions, bool *skipped)
+{
+	Relation	rel = table_open(eventstore_events_relid(), RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot **slots = palloc(n * sizeof(TupleTableSlot *));
+	bool	   *conflict = palloc0(n * sizeof(bool));
+	bool		any_conflict = false;
+	int			att[NUM_COLUMNS];
+	Oid			sequence;
+	Relation	id_index = NULL;
+	Datum		topic_datum = CStringGetTextDatum(topic);
+	Datum		stream_datum = stream ? CStringGetTextDatum(stream) : (Datum) 0;
+	Datum		xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	int			stored = n;
+
+	if (rel->trigdesc != NULL)
+		elog(ERROR, "eventstore.events must not have triggers");
+	find_columns(desc, att);
+	sequence = getIdentitySequence(RelationGetRelid(rel), att[COL_POSITION] + 1, false);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	ExecInitResultRelation(estate, rri, 1);
+	ExecOpenIndices(rri, false);
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *info = rri->ri_IndexRelationInfo[i];
+
+		if (info->ii_Unique && info->ii_NumIndexKeyAttrs == 1 &&
+			info->ii_IndexAttrNumbers[0] == att[COL_ID] + 1)
+			id_index = rri->ri_IndexRelationDescs[i];
+	}
+	if (id_index == NULL)
+		elog(ERROR, "eventstore.events has no unique index on id");
+
+	for (int k = 0; k < n; k++)
+	{
+		EnvelopeParts *e = events[k];
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, true, desc->natts * sizeof(bool));
+		positions[k] = nextval_internal(sequence, false);
+#define SET(col, value) \
+		(slot->tts_values[att[col]] = (value), slot->tts_isnull[att[col]] = false)
+		SET(COL_POSITION, Int64GetDatum(positions[k]));
+		SET(COL_ID, UUIDPGetDatum(&e->id));
+		SET(COL_TOPIC, topic_datum);
+		SET(COL_TYPE, PointerGetDatum(e->type));
+		SET(COL_VERSION_MAJOR, Int32GetDatum(e->version_major));
+		SET(COL_VERSION_MINOR, Int32GetDatum(e->version_minor));
+		SET(COL_DATA, JsonbPGetDatum(e->data));
+		SET(COL_METADATA, JsonbPGetDatum(e->metadata));
+		if (stream)
+		{
+			SET(COL_STREAM, stream_datum);
+			SET(COL_STREAM_VERSION, Int64GetDatum(first_version + k));
+		}
+		SET(COL_RECORDED_AT, now);
+		SET(COL_XID, xid);
+#undef SET
+		ExecStoreVirtualTuple(slot);
+		if (desc->constr)
+			ExecConstraints(rri, slot, estate);
+		slots[k] = slot;
+	}
+
+	table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
+
+	for (int k = 0; k < n; k++)
+	{
+		bool		spec_conflict = false;
+		List	   *recheck;
+
+		recheck = ExecInsertIndexTuples(rri, slots[k], estate, false, true,
+										&spec_conflict, NIL);
+		if (recheck != NIL)
+		{
+			/*
+			 * Only the id can collide: positions are new, and writers of one
+			 * stream are serialised by the caller's lock on its row.
+			 */
+			if (list_length(recheck) != 1 ||
+				linitial_oid(recheck) != RelationGetRelid(id_index))
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to a concurrent append"),
+						 errdetail("Another transaction stored a conflicting event in topic \"%s\" at the same time.",
+								   topic),
+						 errhint("Retry the append.")));
+			conflict[k] = any_conflict = true;
+		}
+		ResetPerTupleExprContext(estate);
+	}
+
+	if (any_conflict)
+	{
+		/* our own tuples must be visible to us before we can delete one */
+		CommandCounterIncrement();
+		for (int k = 0; k < n; k++)
+		{
+			if (!conflict[k] ||
+				!other_row_with_id(rel, id_index, &events[k]->id, &slots[k]->tts_tid))
+				continue;
+			simple_heap_delete(rel, &slots[k]->tts_tid);
+			skipped[k] = true;
+			stored--;
+		}
+	}
+
+	for (int k = 0; k < n; k++)
+		ExecDropSingleTupleTableSlot(slots[k]);
+	ExecCloseResultRelations(estate);
+	ExecCloseRangeTableRelations(estate);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	return stored;
+}
