@@ -5,28 +5,33 @@
  *		and store events.
  *
  * An append validates every envelope (envelope.c), checks the topic
- * (catalog.c), then stores the events as the owner of eventstore.events
- * with saved SPI plans, so no statement is parsed or planned per call.
+ * (catalog.c), then stores the events as the owner of eventstore.events,
+ * through saved SPI plans or, for batches, directly (bulk_insert.c): no
+ * statement is parsed or planned per call.
  *
  * Deduplication.  An event whose id is stored already is a duplicate: the
  * call returns the stored position and writes nothing, unless the stored
  * event differs (topic, stream, type, version, data or metadata), which is a
  * producer bug and raises 23505.
  *
- * - Without a stream, the events are inserted with ON CONFLICT (id) DO
- *   NOTHING RETURNING id, position.  Rows that come back were stored; every
- *   other event is a duplicate of a stored one (or of an earlier one in the
- *   same batch), looked up and compared.  ON CONFLICT waits for a concurrent
+ * - A single event without a stream, the common case, is one INSERT ... ON
+ *   CONFLICT (id) DO NOTHING RETURNING position.  No row back means a
+ *   duplicate, looked up and compared.  ON CONFLICT waits for a concurrent
  *   inserter of the same id, so concurrent writers store exactly one row.
- * - With a stream, stream versions must stay gap-free, so duplicates are
- *   found before versions are given out: the stream's row in
- *   eventstore.streams is locked first (serialising the stream's writers),
- *   then the ids are looked up, then expected_version is checked against the
- *   stream's version, and only the new events are inserted, numbered from
- *   the stream's version + 1.  A batch that is entirely a retry of a stored
- *   append returns the stored positions even when the stream has moved on.
+ * - A batch, or any append to a stream, sets duplicates aside first: one
+ *   lookup of all ids, then a sort for ids repeated within the batch.  With
+ *   a stream this happens after locking the stream's row in
+ *   eventstore.streams (which serialises the stream's writers), so that
+ *   expected_version is checked against the stream's version and only new
+ *   events get version numbers: versions stay gap-free, and a batch that is
+ *   entirely a retry of a stored append returns the stored positions even
+ *   when the stream has moved on.  The new events are then stored, and a
+ *   race with a concurrent writer of the same id is settled by
+ *   bulk_insert.c.
  *
  * Positions come from an identity column, in input order within a call.
+ * A single append that turns out to be a duplicate has used one up, so
+ * positions can have gaps.
  *
  *-------------------------------------------------------------------------
  */
