@@ -24,6 +24,9 @@ ISOLATION_OPTS = --inputdir=test --outputdir=.
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks neither headers nor flags: rebuild when either changes.
+$(OBJS): extension/eventstore.h Makefile
+
 # PGXS installs top-level control files; ours live in control/.
 $(EXTENSION).control: control/$(EXTENSION).control
 	cp $< $@

@@ -87,8 +87,10 @@ prepare_plan(const char *query, int nargs, Oid *argtypes)
 	SPIPlanPtr	plan = SPI_prepare_cursor(query, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", query,
-			 SPI_result_code_string(SPI_result));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("could not prepare \"%s\": %s", query,
+								 SPI_result_code_string(SPI_result))));
 	return plan;
 }
 
@@ -98,7 +100,10 @@ run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
 
 	if (rc != expected)
-		elog(ERROR, "eventstore statement failed: %s", SPI_result_code_string(rc));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("eventstore statement failed: %s",
+								 SPI_result_code_string(rc))));
 }
 
 /* Reads a row of an SPI result as a stored event (STORED_COLUMNS). */
@@ -402,7 +407,9 @@ lock_stream(AppendRequest *req)
 		run_plan(create_plan, args, NULL, SPI_OK_INSERT);
 		run_plan(lock_plan, args, NULL, SPI_OK_SELECT);
 		if (SPI_processed != 1)
-			elog(ERROR, "stream row vanished while it was being created");
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg_internal("stream row vanished while it was being created")));
 	}
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -536,7 +543,9 @@ append_events(AppendRequest *req)
 	SetUserIdAndSecContext(eventstore_owner(),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("SPI_connect failed")));
 
 	if (topic_lookup(req->topic, strlen(req->topic)) == NULL)
 		ereport(ERROR,

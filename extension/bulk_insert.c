@@ -67,6 +67,17 @@ static const char *const column_names[NUM_COLUMNS] = {
 	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
 };
 
+/* The extension's table was changed by hand in a way appends cannot live with. */
+static void
+report_altered_table(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("eventstore.events has been altered"),
+			 errdetail("%s", detail),
+			 errhint("Undo the change: the table is written only by the extension.")));
+}
+
 /* Attribute indexes (0-based) of the columns in the table's descriptor. */
 static void
 find_columns(TupleDesc desc, int *att)
@@ -82,7 +93,7 @@ find_columns(TupleDesc desc, int *att)
 				att[c] = i;
 		}
 		if (att[c] < 0)
-			elog(ERROR, "eventstore.events has no column \"%s\"", column_names[c]);
+			report_altered_table(psprintf("Column \"%s\" is missing.", column_names[c]));
 	}
 }
 
@@ -161,7 +172,7 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 	int			stored = n;
 
 	if (rel->trigdesc != NULL)
-		elog(ERROR, "eventstore.events must not have triggers");
+		report_altered_table("The table has triggers, which appends would bypass.");
 	find_columns(desc, att);
 	sequence = getIdentitySequence(RelationGetRelid(rel), att[COL_POSITION] + 1, false);
 
@@ -181,7 +192,7 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 			id_index = rri->ri_IndexRelationDescs[i];
 	}
 	if (id_index == NULL)
-		elog(ERROR, "eventstore.events has no unique index on id");
+		report_altered_table("The unique index on column \"id\" is missing.");
 
 	for (int k = 0; k < n; k++)
 	{

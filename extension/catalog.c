@@ -98,7 +98,9 @@ catalog_resolve(void)
 
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(events_relid));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", events_relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("cache lookup failed for relation %u", events_relid)));
 	owner_oid = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 }
@@ -161,13 +163,17 @@ topic_lookup(const char *name, int len)
 						   " WHERE name OPERATOR(pg_catalog.=) $1",
 						   1, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the topic lookup: %s",
-				 SPI_result_code_string(SPI_result));
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg_internal("could not prepare the topic lookup: %s",
+									 SPI_result_code_string(SPI_result))));
 	}
 	before = invalidations;
 	arg = PointerGetDatum(cstring_to_text(key));
 	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "topic lookup failed");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("topic lookup failed")));
 	if (SPI_processed == 0)
 		return NULL;
 

@@ -211,8 +211,8 @@ report_unknown_member(Jsonb *event, EnvelopeError *err)
 
 		if (tok != WJB_KEY)
 			continue;
-		for (int i = 0; i < ENVELOPE_MEMBERS; i++)
-			if (v.val.string.len == strlen(envelope_members[i]) &&
+		for (size_t i = 0; i < ENVELOPE_MEMBERS; i++)
+			if ((size_t) v.val.string.len == strlen(envelope_members[i]) &&
 				memcmp(v.val.string.val, envelope_members[i], v.val.string.len) == 0)
 				known = true;
 		if (known)
@@ -222,7 +222,9 @@ report_unknown_member(Jsonb *event, EnvelopeError *err)
 								  clip < v.val.string.len ? "..." : ""),
 					"is not an envelope member (allowed: id, type, version, data, metadata)");
 	}
-	elog(ERROR, "envelope has more members than it lists");
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg_internal("envelope has more members than it lists")));
 	return false;				/* keep compiler quiet */
 }
 
