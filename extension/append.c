@@ -45,7 +45,6 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/xid8.h"
 
 #include "eventstore.h"
@@ -68,18 +67,6 @@ typedef struct AppendRequest
 	int64	   *positions;		/* out: one per event */
 	bool	   *known;			/* position already found (a duplicate) */
 } AppendRequest;
-
-/* An event as stored, for comparison with a duplicate. */
-typedef struct StoredEvent
-{
-	int64		position;
-	text	   *topic;
-	text	   *stream;			/* NULL: no stream */
-	EnvelopeParts parts;
-} StoredEvent;
-
-#define STORED_COLUMNS \
-	"position, topic, stream, type, version_major, version_minor, data, metadata"
 
 static SPIPlanPtr
 prepare_plan(const char *query, int nargs, Oid *argtypes)
@@ -104,27 +91,6 @@ run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg_internal("eventstore statement failed: %s",
 								 SPI_result_code_string(rc))));
-}
-
-/* Reads a row of an SPI result as a stored event (STORED_COLUMNS). */
-static void
-read_stored_event(SPITupleTable *rows, int row, int first_column, StoredEvent *s)
-{
-	HeapTuple	tuple = rows->vals[row];
-	TupleDesc	desc = rows->tupdesc;
-	bool		isnull;
-	Datum		d;
-	int			c = first_column;
-
-	s->position = DatumGetInt64(SPI_getbinval(tuple, desc, c++, &isnull));
-	s->topic = DatumGetTextPP(SPI_getbinval(tuple, desc, c++, &isnull));
-	d = SPI_getbinval(tuple, desc, c++, &isnull);
-	s->stream = isnull ? NULL : DatumGetTextPP(d);
-	s->parts.type = DatumGetTextPP(SPI_getbinval(tuple, desc, c++, &isnull));
-	s->parts.version_major = DatumGetInt32(SPI_getbinval(tuple, desc, c++, &isnull));
-	s->parts.version_minor = DatumGetInt32(SPI_getbinval(tuple, desc, c++, &isnull));
-	s->parts.data = DatumGetJsonbP(SPI_getbinval(tuple, desc, c++, &isnull));
-	s->parts.metadata = DatumGetJsonbP(SPI_getbinval(tuple, desc, c++, &isnull));
 }
 
 static bool
@@ -197,17 +163,6 @@ accept_duplicate(AppendRequest *req, int i, StoredEvent *s)
 	req->known[i] = true;
 }
 
-static Datum
-build_array(Datum *elems, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_array(elems, n, elemtype, typlen, typbyval, typalign));
-}
-
 /*
  * Looks up the stored events with the ids of events idx[0..n), and accepts
  * each event found as a duplicate of its stored twin (raising 23505 when
@@ -216,38 +171,15 @@ build_array(Datum *elems, int n, Oid elemtype)
 static void
 accept_stored_duplicates(AppendRequest *req, int *idx, int n)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum	   *ids = palloc(n * sizeof(Datum));
-	Datum		arg;
-	SPITupleTable *rows;
-	uint64		nrows;
+	pg_uuid_t **ids = palloc(n * sizeof(pg_uuid_t *));
+	StoredEvent **stored;
 
-	if (plan == NULL)
-	{
-		Oid			argtypes[1] = {UUIDARRAYOID};
-
-		plan = prepare_plan("SELECT id, " STORED_COLUMNS " FROM eventstore.events"
-							" WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-							1, argtypes);
-	}
 	for (int k = 0; k < n; k++)
-		ids[k] = UUIDPGetDatum(&req->events[idx[k]].id);
-	arg = build_array(ids, n, UUIDOID);
-	run_plan(plan, &arg, NULL, SPI_OK_SELECT);
-
-	rows = SPI_tuptable;
-	nrows = SPI_processed;
-	for (uint64 r = 0; r < nrows; r++)
-	{
-		StoredEvent stored;
-		bool		isnull;
-		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-
-		read_stored_event(rows, (int) r, 2, &stored);
-		for (int k = 0; k < n; k++)
-			if (memcmp(id, &req->events[idx[k]].id, sizeof(pg_uuid_t)) == 0)
-				accept_duplicate(req, idx[k], &stored);
-	}
+		ids[k] = &req->events[idx[k]].id;
+	stored = lookup_stored_events(ids, n);
+	for (int k = 0; k < n; k++)
+		if (stored[k])
+			accept_duplicate(req, idx[k], stored[k]);
 }
 
 /*

@@ -44,59 +44,6 @@
 
 #include "eventstore.h"
 
-/* Columns of eventstore.events, found by name in the table's descriptor. */
-typedef enum EventColumn
-{
-	COL_POSITION,
-	COL_ID,
-	COL_TOPIC,
-	COL_TYPE,
-	COL_VERSION_MAJOR,
-	COL_VERSION_MINOR,
-	COL_DATA,
-	COL_METADATA,
-	COL_STREAM,
-	COL_STREAM_VERSION,
-	COL_RECORDED_AT,
-	COL_XID,
-	NUM_COLUMNS
-} EventColumn;
-
-static const char *const column_names[NUM_COLUMNS] = {
-	"position", "id", "topic", "type", "version_major", "version_minor",
-	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
-};
-
-/* The extension's table was changed by hand in a way appends cannot live with. */
-static void
-report_altered_table(const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("eventstore.events has been altered"),
-			 errdetail("%s", detail),
-			 errhint("Undo the change: the table is written only by the extension.")));
-}
-
-/* Attribute indexes (0-based) of the columns in the table's descriptor. */
-static void
-find_columns(TupleDesc desc, int *att)
-{
-	for (int c = 0; c < NUM_COLUMNS; c++)
-	{
-		att[c] = -1;
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute a = TupleDescAttr(desc, i);
-
-			if (!a->attisdropped && strcmp(NameStr(a->attname), column_names[c]) == 0)
-				att[c] = i;
-		}
-		if (att[c] < 0)
-			report_altered_table(psprintf("Column \"%s\" is missing.", column_names[c]));
-	}
-}
-
 /*
  * Is there a live row with this id other than our own tuple?  Waits for
  * transactions that are inserting or deleting such a row to finish first,
@@ -162,9 +109,10 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 	TupleTableSlot **slots = palloc(n * sizeof(TupleTableSlot *));
 	bool	   *conflict = palloc0(n * sizeof(bool));
 	bool		any_conflict = false;
-	int			att[NUM_COLUMNS];
+	int			att[NUM_EVENT_COLUMNS];
 	Oid			sequence;
 	Relation	id_index = NULL;
+	Oid			id_index_oid;
 	Datum		topic_datum = CStringGetTextDatum(topic);
 	Datum		stream_datum = stream ? CStringGetTextDatum(stream) : (Datum) 0;
 	Datum		xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
@@ -172,8 +120,8 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 	int			stored = n;
 
 	if (rel->trigdesc != NULL)
-		report_altered_table("The table has triggers, which appends would bypass.");
-	find_columns(desc, att);
+		report_altered_events("The table has triggers, which appends would bypass.");
+	events_column_map(desc, att);
 	sequence = getIdentitySequence(RelationGetRelid(rel), att[COL_POSITION] + 1, false);
 
 	rte->rtekind = RTE_RELATION;
@@ -183,16 +131,10 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 	ExecInitRangeTable(estate, list_make1(rte));
 	ExecInitResultRelation(estate, rri, 1);
 	ExecOpenIndices(rri, false);
+	id_index_oid = events_id_index(rel, att[COL_ID]);
 	for (int i = 0; i < rri->ri_NumIndices; i++)
-	{
-		IndexInfo  *info = rri->ri_IndexRelationInfo[i];
-
-		if (info->ii_Unique && info->ii_NumIndexKeyAttrs == 1 &&
-			info->ii_IndexAttrNumbers[0] == att[COL_ID] + 1)
+		if (RelationGetRelid(rri->ri_IndexRelationDescs[i]) == id_index_oid)
 			id_index = rri->ri_IndexRelationDescs[i];
-	}
-	if (id_index == NULL)
-		report_altered_table("The unique index on column \"id\" is missing.");
 
 	for (int k = 0; k < n; k++)
 	{

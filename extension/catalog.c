@@ -26,6 +26,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -119,6 +120,72 @@ eventstore_events_relid(void)
 {
 	catalog_resolve();
 	return events_relid;
+}
+
+static const char *const event_column_names[NUM_EVENT_COLUMNS] = {
+	"position", "id", "topic", "type", "version_major", "version_minor",
+	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
+};
+
+/*
+ * Fills att[] with the 0-based attribute index in desc (eventstore.events)
+ * of every EventColumn.  By name, so that columns added by upgrades or
+ * dropped ones do not shift anything.
+ */
+void
+events_column_map(TupleDesc desc, int *att)
+{
+	for (int c = 0; c < NUM_EVENT_COLUMNS; c++)
+	{
+		att[c] = -1;
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute a = TupleDescAttr(desc, i);
+
+			if (!a->attisdropped && strcmp(NameStr(a->attname), event_column_names[c]) == 0)
+				att[c] = i;
+		}
+		if (att[c] < 0)
+			report_altered_events(psprintf("Column \"%s\" is missing.", event_column_names[c]));
+	}
+}
+
+/* The unique index on eventstore.events (id), open as rel. */
+Oid
+events_id_index(Relation rel, int id_att)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tuple))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		if (index->indisunique && index->indisvalid && index->indnkeyatts == 1 &&
+			index->indkey.values[0] == id_att + 1 && heap_attisnull(tuple, Anum_pg_index_indpred, NULL))
+			result = index->indexrelid;
+		ReleaseSysCache(tuple);
+	}
+	list_free(indexes);
+	if (!OidIsValid(result))
+		report_altered_events("The unique index on column \"id\" is missing.");
+	return result;
+}
+
+/* The extension's table was changed by hand in a way appends cannot live with. */
+void
+report_altered_events(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("eventstore.events has been altered"),
+			 errdetail("%s", detail),
+			 errhint("Undo the change: the table is written only by the extension.")));
 }
 
 /*

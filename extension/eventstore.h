@@ -13,6 +13,8 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
+#include "utils/relcache.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -69,7 +71,40 @@ typedef struct TopicInfo
 
 extern Oid	eventstore_owner(void);
 extern Oid	eventstore_events_relid(void);
+
+/* Columns of eventstore.events; events_column_map() finds them by name. */
+typedef enum EventColumn
+{
+	COL_POSITION,
+	COL_ID,
+	COL_TOPIC,
+	COL_TYPE,
+	COL_VERSION_MAJOR,
+	COL_VERSION_MINOR,
+	COL_DATA,
+	COL_METADATA,
+	COL_STREAM,
+	COL_STREAM_VERSION,
+	COL_RECORDED_AT,
+	COL_XID,
+	NUM_EVENT_COLUMNS
+} EventColumn;
+
+extern void events_column_map(TupleDesc desc, int *att);
+extern Oid	events_id_index(Relation rel, int id_att);
+extern void report_altered_events(const char *detail) pg_attribute_noreturn();
 extern TopicInfo *topic_lookup(const char *name, int len);
+
+/* event_lookup.c: stored events by id, through the unique index on id. */
+typedef struct StoredEvent
+{
+	int64		position;
+	text	   *topic;
+	text	   *stream;			/* NULL: no stream */
+	EnvelopeParts parts;		/* id, type, version, data, metadata */
+} StoredEvent;
+
+extern StoredEvent **lookup_stored_events(pg_uuid_t **ids, int n);
 
 /* bulk_insert.c: storing a batch of new events like COPY does. */
 extern int	bulk_insert_events(const char *topic, const char *stream,

@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_lookup.c
+ *		Finding stored events by id, through the unique index on id.
+ *
+ * Appends look up the ids of a batch (or of a stream append) before
+ * storing it, and the id of any event that turned out to be stored
+ * concurrently.  Through SPI that was "WHERE id = ANY ($1)" under a saved
+ * generic plan, and a plan made while the table is empty or just truncated
+ * is a sequential scan, which stays cached as the table grows.  An id is a
+ * unique key, so the right plan is always one index probe per id: it is
+ * done here directly, with no planner involved.
+ *
+ * The snapshot is what an SPI query would use: a new one per call under
+ * READ COMMITTED (so a row committed by a concurrent transaction that we
+ * waited for is seen), the transaction's under REPEATABLE READ and
+ * SERIALIZABLE (so it is not, and the caller raises a serialization
+ * failure).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "eventstore.h"
+
+/* Copies the stored event out of slot (all attributes deformed). */
+static StoredEvent *
+stored_event_from_slot(TupleTableSlot *slot, const int *att)
+{
+	StoredEvent *s = palloc0(sizeof(StoredEvent));
+	Datum	   *v = slot->tts_values;
+
+	s->position = DatumGetInt64(v[att[COL_POSITION]]);
+	memcpy(&s->parts.id, DatumGetUUIDP(v[att[COL_ID]]), sizeof(pg_uuid_t));
+	s->topic = DatumGetTextPCopy(v[att[COL_TOPIC]]);
+	s->stream = slot->tts_isnull[att[COL_STREAM]] ? NULL : DatumGetTextPCopy(v[att[COL_STREAM]]);
+	s->parts.type = DatumGetTextPCopy(v[att[COL_TYPE]]);
+	s->parts.version_major = DatumGetInt32(v[att[COL_VERSION_MAJOR]]);
+	s->parts.version_minor = DatumGetInt32(v[att[COL_VERSION_MINOR]]);
+	s->parts.data = DatumGetJsonbPCopy(v[att[COL_DATA]]);
+	s->parts.metadata = DatumGetJsonbPCopy(v[att[COL_METADATA]]);
+	return s;
+}
+
+/*
+ * For each ids[k] (k < n): the stored event with that id visible to a new
+ * snapshot, or NULL.  The result is a palloc'd array of n pointers.
+ */
+StoredEvent **
+lookup_stored_events(pg_uuid_t **ids, int n)
+{
+	StoredEvent **result = palloc0(n * sizeof(StoredEvent *));
+	Relation	rel = table_open(eventstore_events_relid(), AccessShareLock);
+	int			att[NUM_EVENT_COLUMNS];
+	Relation	index;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData key;
+
+	events_column_map(RelationGetDescr(rel), att);
+	index = index_open(events_id_index(rel, att[COL_ID]), AccessShareLock);
+
+	/* see this transaction's own earlier writes, as an SPI query would */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	for (int k = 0; k < n; k++)
+	{
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(ids[k]));
+		index_rescan(scan, &key, 1, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			slot_getallattrs(slot);
+			result[k] = stored_event_from_slot(slot, att);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return result;
+}
