@@ -91,6 +91,131 @@ retry:
 	return found;
 }
 
+/* What a bulk insert keeps open while it works. */
+typedef struct BulkInsert
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	Relation	id_index;
+	Oid			sequence;		/* of the position identity column */
+	int			att[NUM_EVENT_COLUMNS];
+	/* the same in every row of the batch */
+	Datum		topic;
+	Datum		stream;			/* (Datum) 0: no stream */
+	Datum		xid;
+	Datum		recorded_at;
+} BulkInsert;
+
+/* Opens eventstore.events and its indexes for inserting, as COPY does. */
+static void
+bulk_begin(BulkInsert *b, const char *topic, const char *stream)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	Oid			id_index_oid;
+
+	b->rel = table_open(eventstore_events_relid(), RowExclusiveLock);
+	if (b->rel->trigdesc != NULL)
+		report_altered_events("The table has triggers, which appends would bypass.");
+	events_column_map(RelationGetDescr(b->rel), b->att);
+	b->sequence = getIdentitySequence(RelationGetRelid(b->rel), b->att[COL_POSITION] + 1, false);
+
+	b->estate = CreateExecutorState();
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(b->rel);
+	rte->relkind = b->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(b->estate, list_make1(rte));
+	b->rri = makeNode(ResultRelInfo);
+	ExecInitResultRelation(b->estate, b->rri, 1);
+	ExecOpenIndices(b->rri, false);
+
+	id_index_oid = events_id_index(b->rel, b->att[COL_ID]);
+	b->id_index = NULL;
+	for (int i = 0; i < b->rri->ri_NumIndices; i++)
+		if (RelationGetRelid(b->rri->ri_IndexRelationDescs[i]) == id_index_oid)
+			b->id_index = b->rri->ri_IndexRelationDescs[i];
+
+	b->topic = CStringGetTextDatum(topic);
+	b->stream = stream ? CStringGetTextDatum(stream) : (Datum) 0;
+	b->xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	b->recorded_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+}
+
+static void
+bulk_end(BulkInsert *b)
+{
+	ExecCloseResultRelations(b->estate);
+	ExecCloseRangeTableRelations(b->estate);
+	FreeExecutorState(b->estate);
+	table_close(b->rel, NoLock);
+}
+
+/* A slot holding event e as a row, with a new position. */
+static TupleTableSlot *
+event_slot(BulkInsert *b, EnvelopeParts *e, int64 stream_version, int64 *position)
+{
+	TupleTableSlot *slot = table_slot_create(b->rel, NULL);
+	TupleDesc	desc = RelationGetDescr(b->rel);
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, desc->natts * sizeof(bool));
+	*position = nextval_internal(b->sequence, false);
+#define SET(col, value) \
+	(slot->tts_values[b->att[col]] = (value), slot->tts_isnull[b->att[col]] = false)
+	SET(COL_POSITION, Int64GetDatum(*position));
+	SET(COL_ID, UUIDPGetDatum(&e->id));
+	SET(COL_TOPIC, b->topic);
+	SET(COL_TYPE, PointerGetDatum(e->type));
+	SET(COL_VERSION_MAJOR, Int32GetDatum(e->version_major));
+	SET(COL_VERSION_MINOR, Int32GetDatum(e->version_minor));
+	SET(COL_DATA, JsonbPGetDatum(e->data));
+	SET(COL_METADATA, JsonbPGetDatum(e->metadata));
+	if (b->stream)
+	{
+		SET(COL_STREAM, b->stream);
+		SET(COL_STREAM_VERSION, Int64GetDatum(stream_version));
+	}
+	SET(COL_RECORDED_AT, b->recorded_at);
+	SET(COL_XID, b->xid);
+#undef SET
+	ExecStoreVirtualTuple(slot);
+	if (desc->constr)
+		ExecConstraints(b->rri, slot, b->estate);
+	return slot;
+}
+
+/*
+ * Inserts the index entries of a stored row.  Returns true if the id may
+ * collide with a row another transaction is inserting.
+ */
+static bool
+insert_index_entries(BulkInsert *b, TupleTableSlot *slot, const char *topic)
+{
+	bool		spec_conflict = false;
+	List	   *recheck;
+
+	recheck = ExecInsertIndexTuples(b->rri, slot, b->estate, false, true,
+									&spec_conflict, NIL);
+	ResetPerTupleExprContext(b->estate);
+	if (recheck == NIL)
+		return false;
+
+	/*
+	 * Only the id can collide: positions are new, and writers of one stream
+	 * are serialised by the caller's lock on its row.
+	 */
+	if (list_length(recheck) != 1 ||
+		linitial_oid(recheck) != RelationGetRelid(b->id_index))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent append"),
+				 errdetail("Another transaction stored a conflicting event in topic \"%s\" at the same time.",
+						   topic),
+				 errhint("Retry the append.")));
+	return true;
+}
+
 /*
  * Stores events[0..n): topic, stream (NULL for none) and stream versions
  * first_version, first_version + 1, ...  Fills positions[k] for each event
@@ -101,99 +226,21 @@ int
 bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events,
 				   int n, int64 first_version, int64 *positions, bool *skipped)
 {
-	Relation	rel = table_open(eventstore_events_relid(), RowExclusiveLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	EState	   *estate = CreateExecutorState();
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	BulkInsert	b;
 	TupleTableSlot **slots = palloc(n * sizeof(TupleTableSlot *));
 	bool	   *conflict = palloc0(n * sizeof(bool));
 	bool		any_conflict = false;
-	int			att[NUM_EVENT_COLUMNS];
-	Oid			sequence;
-	Relation	id_index = NULL;
-	Oid			id_index_oid;
-	Datum		topic_datum = CStringGetTextDatum(topic);
-	Datum		stream_datum = stream ? CStringGetTextDatum(stream) : (Datum) 0;
-	Datum		xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	int			stored = n;
 
-	if (rel->trigdesc != NULL)
-		report_altered_events("The table has triggers, which appends would bypass.");
-	events_column_map(desc, att);
-	sequence = getIdentitySequence(RelationGetRelid(rel), att[COL_POSITION] + 1, false);
+	bulk_begin(&b, topic, stream);
+	for (int k = 0; k < n; k++)
+		slots[k] = event_slot(&b, events[k], first_version + k, &positions[k]);
 
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	ExecInitResultRelation(estate, rri, 1);
-	ExecOpenIndices(rri, false);
-	id_index_oid = events_id_index(rel, att[COL_ID]);
-	for (int i = 0; i < rri->ri_NumIndices; i++)
-		if (RelationGetRelid(rri->ri_IndexRelationDescs[i]) == id_index_oid)
-			id_index = rri->ri_IndexRelationDescs[i];
-
+	table_multi_insert(b.rel, slots, n, GetCurrentCommandId(true), 0, NULL);
 	for (int k = 0; k < n; k++)
 	{
-		EnvelopeParts *e = events[k];
-		TupleTableSlot *slot = table_slot_create(rel, NULL);
-
-		ExecClearTuple(slot);
-		memset(slot->tts_isnull, true, desc->natts * sizeof(bool));
-		positions[k] = nextval_internal(sequence, false);
-#define SET(col, value) \
-		(slot->tts_values[att[col]] = (value), slot->tts_isnull[att[col]] = false)
-		SET(COL_POSITION, Int64GetDatum(positions[k]));
-		SET(COL_ID, UUIDPGetDatum(&e->id));
-		SET(COL_TOPIC, topic_datum);
-		SET(COL_TYPE, PointerGetDatum(e->type));
-		SET(COL_VERSION_MAJOR, Int32GetDatum(e->version_major));
-		SET(COL_VERSION_MINOR, Int32GetDatum(e->version_minor));
-		SET(COL_DATA, JsonbPGetDatum(e->data));
-		SET(COL_METADATA, JsonbPGetDatum(e->metadata));
-		if (stream)
-		{
-			SET(COL_STREAM, stream_datum);
-			SET(COL_STREAM_VERSION, Int64GetDatum(first_version + k));
-		}
-		SET(COL_RECORDED_AT, now);
-		SET(COL_XID, xid);
-#undef SET
-		ExecStoreVirtualTuple(slot);
-		if (desc->constr)
-			ExecConstraints(rri, slot, estate);
-		slots[k] = slot;
-	}
-
-	table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
-
-	for (int k = 0; k < n; k++)
-	{
-		bool		spec_conflict = false;
-		List	   *recheck;
-
-		recheck = ExecInsertIndexTuples(rri, slots[k], estate, false, true,
-										&spec_conflict, NIL);
-		if (recheck != NIL)
-		{
-			/*
-			 * Only the id can collide: positions are new, and writers of one
-			 * stream are serialised by the caller's lock on its row.
-			 */
-			if (list_length(recheck) != 1 ||
-				linitial_oid(recheck) != RelationGetRelid(id_index))
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to a concurrent append"),
-						 errdetail("Another transaction stored a conflicting event in topic \"%s\" at the same time.",
-								   topic),
-						 errhint("Retry the append.")));
-			conflict[k] = any_conflict = true;
-		}
-		ResetPerTupleExprContext(estate);
+		conflict[k] = insert_index_entries(&b, slots[k], topic);
+		any_conflict |= conflict[k];
 	}
 
 	if (any_conflict)
@@ -203,9 +250,9 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 		for (int k = 0; k < n; k++)
 		{
 			if (!conflict[k] ||
-				!other_row_with_id(rel, id_index, &events[k]->id, &slots[k]->tts_tid))
+				!other_row_with_id(b.rel, b.id_index, &events[k]->id, &slots[k]->tts_tid))
 				continue;
-			simple_heap_delete(rel, &slots[k]->tts_tid);
+			simple_heap_delete(b.rel, &slots[k]->tts_tid);
 			skipped[k] = true;
 			stored--;
 		}
@@ -213,9 +260,6 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 
 	for (int k = 0; k < n; k++)
 		ExecDropSingleTupleTableSlot(slots[k]);
-	ExecCloseResultRelations(estate);
-	ExecCloseRangeTableRelations(estate);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
+	bulk_end(&b);
 	return stored;
 }
