@@ -117,7 +117,7 @@ bulk_begin(BulkInsert *b, const char *topic, const char *stream)
 	b->rel = table_open(eventstore_events_relid(), RowExclusiveLock);
 	if (b->rel->trigdesc != NULL)
 		report_altered_events("The table has triggers, which appends would bypass.");
-	events_column_map(RelationGetDescr(b->rel), b->att);
+	memcpy(b->att, events_columns(), sizeof(b->att));
 	b->sequence = getIdentitySequence(RelationGetRelid(b->rel), b->att[COL_POSITION] + 1, false);
 
 	b->estate = CreateExecutorState();
@@ -130,7 +130,7 @@ bulk_begin(BulkInsert *b, const char *topic, const char *stream)
 	ExecInitResultRelation(b->estate, b->rri, 1);
 	ExecOpenIndices(b->rri, false);
 
-	id_index_oid = events_id_index(b->rel, b->att[COL_ID]);
+	id_index_oid = events_id_index();
 	b->id_index = NULL;
 	for (int i = 0; i < b->rri->ri_NumIndices; i++)
 		if (RelationGetRelid(b->rri->ri_IndexRelationDescs[i]) == id_index_oid)

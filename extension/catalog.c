@@ -3,27 +3,32 @@
  * catalog.c
  *		The extension's own relations, their owner, and the topic cache.
  *
- * Appends check the topic of every event and run their statements as the
- * owner of eventstore.events.  Both facts are looked up once per backend and
- * kept in backend-local memory:
+ * Appends check the topic of every event, run as the owner of
+ * eventstore.events, and write that table directly (bulk_insert.c,
+ * event_lookup.c), which needs its column numbers and its unique index on
+ * id.  These facts are looked up once per backend and kept in backend-local
+ * memory:
  *
- * - the owner is forgotten on any relcache invalidation of events or topics
- *   (ALTER ... OWNER, DROP EXTENSION);
+ * - the owner, the column map and the id index are forgotten on any
+ *   relcache invalidation of events or topics (ALTER TABLE, ALTER ... OWNER,
+ *   CREATE/DROP INDEX, DROP EXTENSION);
  * - topics are cached by name.  Plain DML does not invalidate anything, so a
  *   statement trigger on eventstore.topics (topics_changed, below) sends a
  *   relcache invalidation for the table on UPDATE, DELETE and TRUNCATE; every
  *   backend then marks its entries stale at its next transaction start.
  *   INSERT needs no invalidation: only existing topics are cached.
  *
- * Entries are marked stale rather than freed, because an invalidation can
- * arrive in the middle of an append (any lock acquisition processes them);
- * topic_lookup() hands out copies for the same reason.
+ * An invalidation can arrive in the middle of an append (any lock
+ * acquisition processes them), so it only marks things stale: the values
+ * stay in place until the next lookup replaces them, topic entries are
+ * never freed, and topic_lookup() hands out copies.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
@@ -48,9 +53,17 @@ typedef struct TopicEntry
 	bool		valid;
 } TopicEntry;
 
+static const char *const event_column_names[NUM_EVENT_COLUMNS] = {
+	"position", "id", "topic", "type", "version_major", "version_minor",
+	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
+};
+
+static bool catalog_valid = false;
 static Oid	events_relid = InvalidOid;
 static Oid	topics_relid = InvalidOid;
 static Oid	owner_oid = InvalidOid;
+static Oid	id_index_oid = InvalidOid;
+static int	event_att[NUM_EVENT_COLUMNS];
 static HTAB *topic_cache = NULL;
 static uint64 invalidations = 0;
 static bool callback_registered = false;
@@ -61,7 +74,7 @@ catalog_invalidate(Datum arg, Oid relid)
 	if (OidIsValid(relid) && relid != events_relid && relid != topics_relid)
 		return;
 
-	events_relid = topics_relid = owner_oid = InvalidOid;
+	catalog_valid = false;
 	invalidations++;
 	if (topic_cache)
 	{
@@ -74,13 +87,77 @@ catalog_invalidate(Datum arg, Oid relid)
 	}
 }
 
+/* The table was changed by hand in a way appends cannot live with. */
+void
+report_altered_events(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("eventstore.events has been altered"),
+			 errdetail("%s", detail),
+			 errhint("Undo the change: the table is written only by the extension.")));
+}
+
+/*
+ * Fills att[] with the 0-based attribute index in desc of every EventColumn,
+ * by name, so that columns added by upgrades or dropped ones shift nothing.
+ */
+static void
+map_columns(TupleDesc desc, int *att)
+{
+	for (int c = 0; c < NUM_EVENT_COLUMNS; c++)
+	{
+		att[c] = -1;
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute a = TupleDescAttr(desc, i);
+
+			if (!a->attisdropped && strcmp(NameStr(a->attname), event_column_names[c]) == 0)
+				att[c] = i;
+		}
+		if (att[c] < 0)
+			report_altered_events(psprintf("Column \"%s\" is missing.", event_column_names[c]));
+	}
+}
+
+/* The unique, non-partial index on the id column of rel. */
+static Oid
+find_id_index(Relation rel, int id_att)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tuple))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		if (index->indisunique && index->indisvalid && index->indnkeyatts == 1 &&
+			index->indkey.values[0] == id_att + 1 &&
+			heap_attisnull(tuple, Anum_pg_index_indpred, NULL))
+			result = index->indexrelid;
+		ReleaseSysCache(tuple);
+	}
+	list_free(indexes);
+	if (!OidIsValid(result))
+		report_altered_events("The unique index on column \"id\" is missing.");
+	return result;
+}
+
 static void
 catalog_resolve(void)
 {
+	uint64		before = invalidations;
 	Oid			schema;
-	HeapTuple	tuple;
+	Oid			events;
+	Oid			topics;
+	Relation	rel;
 
-	if (OidIsValid(owner_oid))
+	if (catalog_valid)
 		return;
 	if (!callback_registered)
 	{
@@ -89,21 +166,23 @@ catalog_resolve(void)
 	}
 
 	schema = get_namespace_oid("eventstore", true);
-	events_relid = OidIsValid(schema) ? get_relname_relid("events", schema) : InvalidOid;
-	topics_relid = OidIsValid(schema) ? get_relname_relid("topics", schema) : InvalidOid;
-	if (!OidIsValid(events_relid) || !OidIsValid(topics_relid))
+	events = OidIsValid(schema) ? get_relname_relid("events", schema) : InvalidOid;
+	topics = OidIsValid(schema) ? get_relname_relid("topics", schema) : InvalidOid;
+	if (!OidIsValid(events) || !OidIsValid(topics))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("eventstore is not installed in this database"),
 				 errhint("Run CREATE EXTENSION eventstore.")));
 
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(events_relid));
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("cache lookup failed for relation %u", events_relid)));
-	owner_oid = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
+	rel = table_open(events, AccessShareLock);
+	owner_oid = rel->rd_rel->relowner;
+	map_columns(RelationGetDescr(rel), event_att);
+	id_index_oid = find_id_index(rel, event_att[COL_ID]);
+	table_close(rel, NoLock);
+	events_relid = events;
+	topics_relid = topics;
+	/* an invalidation while we looked may concern what we just read */
+	catalog_valid = (invalidations == before);
 }
 
 /* The role that owns the extension's tables; appends run as this role. */
@@ -122,70 +201,20 @@ eventstore_events_relid(void)
 	return events_relid;
 }
 
-static const char *const event_column_names[NUM_EVENT_COLUMNS] = {
-	"position", "id", "topic", "type", "version_major", "version_minor",
-	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
-};
-
-/*
- * Fills att[] with the 0-based attribute index in desc (eventstore.events)
- * of every EventColumn.  By name, so that columns added by upgrades or
- * dropped ones do not shift anything.
- */
-void
-events_column_map(TupleDesc desc, int *att)
+/* The attribute index (0-based) in eventstore.events of each EventColumn. */
+const int *
+events_columns(void)
 {
-	for (int c = 0; c < NUM_EVENT_COLUMNS; c++)
-	{
-		att[c] = -1;
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute a = TupleDescAttr(desc, i);
-
-			if (!a->attisdropped && strcmp(NameStr(a->attname), event_column_names[c]) == 0)
-				att[c] = i;
-		}
-		if (att[c] < 0)
-			report_altered_events(psprintf("Column \"%s\" is missing.", event_column_names[c]));
-	}
+	catalog_resolve();
+	return event_att;
 }
 
-/* The unique index on eventstore.events (id), open as rel. */
+/* The unique index on eventstore.events (id). */
 Oid
-events_id_index(Relation rel, int id_att)
+events_id_index(void)
 {
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-	Oid			result = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
-		Form_pg_index index;
-
-		if (!HeapTupleIsValid(tuple))
-			continue;
-		index = (Form_pg_index) GETSTRUCT(tuple);
-		if (index->indisunique && index->indisvalid && index->indnkeyatts == 1 &&
-			index->indkey.values[0] == id_att + 1 && heap_attisnull(tuple, Anum_pg_index_indpred, NULL))
-			result = index->indexrelid;
-		ReleaseSysCache(tuple);
-	}
-	list_free(indexes);
-	if (!OidIsValid(result))
-		report_altered_events("The unique index on column \"id\" is missing.");
-	return result;
-}
-
-/* The extension's table was changed by hand in a way appends cannot live with. */
-void
-report_altered_events(const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("eventstore.events has been altered"),
-			 errdetail("%s", detail),
-			 errhint("Undo the change: the table is written only by the extension.")));
+	catalog_resolve();
+	return id_index_oid;
 }
 
 /*

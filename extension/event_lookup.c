@@ -68,8 +68,8 @@ lookup_stored_events(pg_uuid_t **ids, int n)
 	IndexScanDesc scan;
 	ScanKeyData key;
 
-	events_column_map(RelationGetDescr(rel), att);
-	index = index_open(events_id_index(rel, att[COL_ID]), AccessShareLock);
+	memcpy(att, events_columns(), sizeof(att));
+	index = index_open(events_id_index(), AccessShareLock);
 
 	/* see this transaction's own earlier writes, as an SPI query would */
 	CommandCounterIncrement();

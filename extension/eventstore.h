@@ -72,7 +72,7 @@ typedef struct TopicInfo
 extern Oid	eventstore_owner(void);
 extern Oid	eventstore_events_relid(void);
 
-/* Columns of eventstore.events; events_column_map() finds them by name. */
+/* Columns of eventstore.events; events_columns() maps them to attributes. */
 typedef enum EventColumn
 {
 	COL_POSITION,
@@ -90,8 +90,8 @@ typedef enum EventColumn
 	NUM_EVENT_COLUMNS
 } EventColumn;
 
-extern void events_column_map(TupleDesc desc, int *att);
-extern Oid	events_id_index(Relation rel, int id_att);
+extern const int *events_columns(void);
+extern Oid	events_id_index(void);
 extern void report_altered_events(const char *detail) pg_attribute_noreturn();
 extern TopicInfo *topic_lookup(const char *name, int len);
 

@@ -86,14 +86,19 @@ dispatcher=$(psql -XAtd "$main_db" -c "SELECT pid FROM pg_stat_activity
 out=$(listen_script "$main_db")
 body=$(printf 'START\n%s\n' "$out")
 
-[ "$(section "$body" START 'MARK open' | count_notes tick)" -eq 0 ]
-ok $? "dispatcher: nothing is heard while the appending transaction is open"
-[ "$(section "$body" 'MARK open' 'MARK committed' | count_notes tick)" -eq 1 ]
-ok $? "dispatcher: the topic is heard once after commit"
-section "$body" 'MARK open' 'MARK committed' | grep -q "from server process with PID $dispatcher\."
-ok $? "dispatcher: the notification comes from the dispatcher (PID $dispatcher), not the appender"
-[ "$(section "$body" 'MARK committed' 'MARK rolled-back' | count_notes rate)" -eq 0 ]
-ok $? "dispatcher: nothing is heard for a rolled-back append"
+# the checks both set-ups share: check_delivery LABEL SENDER_PID
+check_delivery() {
+	[ "$(section "$body" START 'MARK open' | count_notes tick)" -eq 0 ]
+	ok $? "$1: nothing is heard while the appending transaction is open"
+	[ "$(section "$body" 'MARK open' 'MARK committed' | count_notes tick)" -eq 1 ]
+	ok $? "$1: the topic is heard once after commit"
+	section "$body" 'MARK open' 'MARK committed' | grep -q "from server process with PID $2\."
+	ok $? "$1: the notification comes from PID $2 ($3)"
+	[ "$(section "$body" 'MARK committed' 'MARK rolled-back' | count_notes rate)" -eq 0 ]
+	ok $? "$1: nothing is heard for a rolled-back append"
+}
+
+check_delivery dispatcher "$dispatcher" "the dispatcher, not the appender"
 burst=$(section "$body" 'MARK rolled-back' 'MARK burst' | count_notes tick)
 [ "$burst" -ge 1 ] && [ "$burst" -lt 50 ]
 ok $? "dispatcher: 100 committed appends are coalesced into $burst notification(s) (1 to 49)"
@@ -106,14 +111,7 @@ out=$(listen_script "$fallback_db")
 body=$(printf 'START\n%s\n' "$out")
 writer=$(sed -n 's/^WRITER //p' <<<"$out")
 
-[ "$(section "$body" START 'MARK open' | count_notes tick)" -eq 0 ]
-ok $? "fallback: nothing is heard while the appending transaction is open"
-[ "$(section "$body" 'MARK open' 'MARK committed' | count_notes tick)" -eq 1 ]
-ok $? "fallback: the topic is heard once after commit"
-section "$body" 'MARK open' 'MARK committed' | grep -q "from server process with PID $writer\."
-ok $? "fallback: the notification comes from the appending session (PID $writer)"
-[ "$(section "$body" 'MARK committed' 'MARK rolled-back' | count_notes rate)" -eq 0 ]
-ok $? "fallback: nothing is heard for a rolled-back append"
+check_delivery fallback "$writer" "the appending session"
 [ "$(section "$body" 'MARK rolled-back' 'MARK burst' | count_notes tick)" -eq 100 ]
 ok $? "fallback: one notification per appending transaction"
 
