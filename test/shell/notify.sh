@@ -69,7 +69,7 @@ SELECT 'flush';
 SELECT count(*)
   FROM ev, LATERAL dblink('w', format('SELECT eventstore.append(%L, %L)', 'tick', event)) AS t(p bigint)
  WHERE n BETWEEN 101 AND 200;
-SELECT pg_sleep(0.3);
+SELECT pg_sleep(0.5);
 SELECT 'flush';
 \echo MARK burst
 SQL
@@ -80,6 +80,11 @@ section() { sed -n "/^$2\$/,/^$3\$/p" <<<"$1"; }
 count_notes() { grep -c "Asynchronous notification \"eventstore\" with payload \"$1\"" || true; }
 
 setup_db "$main_db"
+# A long coalescing window, so that the burst's count does not depend on
+# how fast this machine commits: at most one NOTIFY per 200 ms.
+psql -XAtq -c "ALTER SYSTEM SET eventstore.notify_interval = '200ms'" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
 dispatcher=$(psql -XAtd "$main_db" -c "SELECT pid FROM pg_stat_activity
                                          WHERE backend_type = 'eventstore dispatcher'
                                            AND datname = current_database()")
@@ -100,8 +105,9 @@ check_delivery() {
 
 check_delivery dispatcher "$dispatcher" "the dispatcher, not the appender"
 burst=$(section "$body" 'MARK rolled-back' 'MARK burst' | count_notes tick)
-[ "$burst" -ge 1 ] && [ "$burst" -lt 50 ]
-ok $? "dispatcher: 100 committed appends are coalesced into $burst notification(s) (1 to 49)"
+[ "$burst" -ge 1 ] && [ "$burst" -le 10 ]
+ok $? "dispatcher: 100 committed appends are coalesced into $burst notification(s) (1 to 10)"
+psql -XAtq -c "ALTER SYSTEM RESET eventstore.notify_interval" -c "SELECT pg_reload_conf()" >/dev/null
 
 # The same scenario in a database without the dispatcher.
 psql -XAtq -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $fallback_db" \
