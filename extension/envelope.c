@@ -87,16 +87,24 @@ member(JsonbContainer *container, const char *name, JsonbValue *result)
 	return getKeyJsonValueFromContainer(container, name, strlen(name), result);
 }
 
-static int
+/*
+ * Hexadecimal digits by byte, stored as value + 1 so that every other byte
+ * is 0 ("not a digit") without listing it.
+ */
+#define HEX(c, v) [c] = (v) + 1
+static const int8 hex_digit[256] = {
+	HEX('0', 0), HEX('1', 1), HEX('2', 2), HEX('3', 3), HEX('4', 4),
+	HEX('5', 5), HEX('6', 6), HEX('7', 7), HEX('8', 8), HEX('9', 9),
+	HEX('a', 10), HEX('b', 11), HEX('c', 12), HEX('d', 13), HEX('e', 14), HEX('f', 15),
+	HEX('A', 10), HEX('B', 11), HEX('C', 12), HEX('D', 13), HEX('E', 14), HEX('F', 15),
+};
+#undef HEX
+
+/* The value of a hexadecimal digit, or -1. */
+static inline int
 hex_value(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return hex_digit[(unsigned char) c] - 1;
 }
 
 /*

@@ -52,14 +52,26 @@ stored_event_from_slot(TupleTableSlot *slot, const int *att)
 	return s;
 }
 
+/* qsort_arg comparator: positions in ids[], by the uuid they hold. */
+static int
+compare_by_id(const void *a, const void *b, void *arg)
+{
+	pg_uuid_t **ids = arg;
+
+	return memcmp(ids[*(const int *) a], ids[*(const int *) b], sizeof(pg_uuid_t));
+}
+
 /*
  * For each ids[k] (k < n): the stored event with that id visible to a new
  * snapshot, or NULL.  The result is a palloc'd array of n pointers.
+ * The ids are probed in key order, so that the index's leaf pages are
+ * visited in order rather than at random.
  */
 StoredEvent **
 lookup_stored_events(pg_uuid_t **ids, int n)
 {
 	StoredEvent **result = palloc0(n * sizeof(StoredEvent *));
+	int		   *order = palloc(n * sizeof(int));
 	Relation	rel = table_open(eventstore_events_relid(), AccessShareLock);
 	int			att[NUM_EVENT_COLUMNS];
 	Relation	index;
@@ -75,9 +87,14 @@ lookup_stored_events(pg_uuid_t **ids, int n)
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, snapshot, 1, 0);
 	for (int k = 0; k < n; k++)
+		order[k] = k;
+	qsort_arg(order, n, sizeof(int), compare_by_id, ids);
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	for (int i = 0; i < n; i++)
 	{
+		int			k = order[i];
+
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(ids[k]));
 		index_rescan(scan, &key, 1, NULL, 0);
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))
