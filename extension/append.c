@@ -93,13 +93,13 @@ run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 								 SPI_result_code_string(rc))));
 }
 
+/* Byte-wise equality of a text with a string of len bytes; NULLs equal. */
 static bool
-text_equals(text *a, const char *b)
+text_equals(text *a, const char *b, size_t len)
 {
 	if (a == NULL || b == NULL)
 		return a == NULL && b == NULL;
-	return VARSIZE_ANY_EXHDR(a) == strlen(b) &&
-		memcmp(VARDATA_ANY(a), b, VARSIZE_ANY_EXHDR(a)) == 0;
+	return VARSIZE_ANY_EXHDR(a) == len && memcmp(VARDATA_ANY(a), b, len) == 0;
 }
 
 static bool
@@ -113,8 +113,7 @@ jsonb_equals(Jsonb *a, Jsonb *b)
 static const char *
 envelope_difference(EnvelopeParts *a, EnvelopeParts *b)
 {
-	if (VARSIZE_ANY_EXHDR(a->type) != VARSIZE_ANY_EXHDR(b->type) ||
-		memcmp(VARDATA_ANY(a->type), VARDATA_ANY(b->type), VARSIZE_ANY_EXHDR(a->type)) != 0)
+	if (!text_equals(a->type, VARDATA_ANY(b->type), VARSIZE_ANY_EXHDR(b->type)))
 		return "type";
 	if (a->version_major != b->version_major || a->version_minor != b->version_minor)
 		return "version";
@@ -151,9 +150,9 @@ accept_duplicate(AppendRequest *req, int i, StoredEvent *s)
 {
 	const char *what = NULL;
 
-	if (!text_equals(s->topic, req->topic))
+	if (!text_equals(s->topic, req->topic, strlen(req->topic)))
 		what = "topic";
-	else if (!text_equals(s->stream, req->stream))
+	else if (!text_equals(s->stream, req->stream, req->stream ? strlen(req->stream) : 0))
 		what = "stream";
 	else
 		what = envelope_difference(&req->events[i], &s->parts);
@@ -183,7 +182,8 @@ accept_stored_duplicates(AppendRequest *req, int *idx, int n)
 }
 
 /*
- * Events idx[0..n) were skipped by ON CONFLICT: another row has their id.
+ * Events idx[0..n) were not stored, by ON CONFLICT (insert_one) or by
+ * bulk_insert.c, because a row another transaction stored has their id.
  * Without a stream they are duplicates (or conflicts) of that row.  With a
  * stream, duplicates were removed before numbering, so a skip here is an id
  * stored concurrently elsewhere: accept_stored_duplicates reports the
@@ -281,7 +281,6 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
 	bool	   *skipped;
 	int		   *skipped_idx;
 	int			nskipped = 0;
-	int			stored;
 
 	if (n == 1)
 		return insert_one(req, idx[0], first_version);
@@ -292,8 +291,8 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
 	skipped_idx = palloc(n * sizeof(int));
 	for (int k = 0; k < n; k++)
 		events[k] = &req->events[idx[k]];
-	stored = bulk_insert_events(req->topic, req->stream, events, n, first_version,
-								positions, skipped);
+	bulk_insert_events(req->topic, req->stream, events, n, first_version,
+					   positions, skipped);
 	for (int k = 0; k < n; k++)
 	{
 		if (skipped[k])
@@ -306,7 +305,7 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
 	}
 	if (nskipped > 0)
 		resolve_skipped(req, skipped_idx, nskipped);
-	return stored;
+	return n - nskipped;
 }
 
 /* Locks the stream's row, creating it at version 0; returns its version. */

@@ -220,9 +220,9 @@ insert_index_entries(BulkInsert *b, TupleTableSlot *slot, const char *topic)
  * Stores events[0..n): topic, stream (NULL for none) and stream versions
  * first_version, first_version + 1, ...  Fills positions[k] for each event
  * stored and sets skipped[k] for each event found stored concurrently under
- * the same id.  Returns how many were stored.
+ * the same id.
  */
-int
+void
 bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events,
 				   int n, int64 first_version, int64 *positions, bool *skipped)
 {
@@ -230,7 +230,6 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 	TupleTableSlot **slots = palloc(n * sizeof(TupleTableSlot *));
 	bool	   *conflict = palloc0(n * sizeof(bool));
 	bool		any_conflict = false;
-	int			stored = n;
 
 	bulk_begin(&b, topic, stream);
 	for (int k = 0; k < n; k++)
@@ -254,12 +253,10 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 				continue;
 			simple_heap_delete(b.rel, &slots[k]->tts_tid);
 			skipped[k] = true;
-			stored--;
 		}
 	}
 
 	for (int k = 0; k < n; k++)
 		ExecDropSingleTupleTableSlot(slots[k]);
 	bulk_end(&b);
-	return stored;
 }

@@ -107,14 +107,13 @@ typedef struct StoredEvent
 extern StoredEvent **lookup_stored_events(pg_uuid_t **ids, int n);
 
 /* bulk_insert.c: storing a batch of new events like COPY does. */
-extern int	bulk_insert_events(const char *topic, const char *stream,
+extern void bulk_insert_events(const char *topic, const char *stream,
 							   EnvelopeParts **events, int n, int64 first_version,
 							   int64 *positions, bool *skipped);
 
 /* notify.c: telling listeners that a topic has new events. */
 extern void notify_init(void);
 extern void notify_topic_appended(const char *topic);
-extern bool notify_shmem_ready(void);
 extern void notify_dispatcher_attach(void);
 extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
 

@@ -133,13 +133,6 @@ notify_shmem_startup_hook(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Whether the shared state exists, i.e. the library was preloaded. */
-bool
-notify_shmem_ready(void)
-{
-	return shared != NULL;
-}
-
 /* The slot of a topic of this database, assigning one if needed; -1 if full. */
 static int
 slot_for_topic(const char *topic)
