@@ -1,19 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * dispatcher.c
- *		The dispatcher background worker: coalesced NOTIFYs for listeners.
+ *		The dispatcher background workers: in-database consumers, and
+ *		coalesced NOTIFYs for listeners.
  *
- * Registered when the library is preloaded.  It connects to the database
- * named by eventstore.database, announces itself in shared memory (notify.c)
- * and then waits on its latch, which committing appenders set when a topic
- * gets its first new events since the last round.  Each round sends one
- * NOTIFY eventstore, '<topic>' per flagged topic, in one transaction, and
- * then sleeps eventstore.notify_interval so that a burst of commits costs
- * one NOTIFY per topic per interval.
+ * Registered when the library is preloaded: eventstore.workers of them
+ * (backend_type "eventstore dispatcher"), all connected to the database
+ * named by eventstore.database.  Each waits on its latch, which committing
+ * appenders set (notify.c), with eventstore.poll_interval as the fallback.
  *
- * The NOTIFY transaction commits asynchronously: a notification is a hint
- * that new events exist, not data, and losing one in a crash loses nothing
- * (listeners read from their own position on reconnect).
+ * Every worker runs the in-database consumers: one batch per consumer per
+ * transaction, round after round while any of them made progress.  A worker
+ * that finds a consumer's row locked skips it (another worker has it), so
+ * no two workers ever run the same consumer; worker i starts its rounds at
+ * the i-th consumer so that they spread out.  An error that escapes a
+ * consumer (its handler was dropped, say) is logged and recorded in the
+ * consumer's row, which backs off; the other consumers go on.
+ *
+ * Worker 0 also sends one NOTIFY eventstore, '<topic>' per topic with new
+ * events, at most once per eventstore.notify_interval, so that a burst of
+ * commits costs one NOTIFY per topic per interval.
+ *
+ * The workers commit asynchronously.  A consumer's effects and its
+ * checkpoint commit together, so a crash that loses the last commits loses
+ * both, and the batch is simply run again.  A notification is a hint, not
+ * data.  And any transaction that observed those commits and made its own
+ * durable wrote its commit record after theirs, flushing them too.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +33,8 @@
 
 #include "access/xact.h"
 #include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -28,7 +42,10 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -37,8 +54,8 @@
 /* Topics one round can notify; more wait for the next round. */
 #define MAX_TOPICS_PER_ROUND 256
 
-/* How long to sleep when nothing happens, in ms; a latch wakes us sooner. */
-#define IDLE_WAIT_MS 1000
+/* How long a consumer whose run failed outside its handler waits. */
+#define CONSUMER_ERROR_BACKOFF "10 seconds"
 
 PGDLLEXPORT void eventstore_dispatcher_main(Datum arg);
 
@@ -50,15 +67,19 @@ dispatcher_register(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "eventstore");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "eventstore_dispatcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "eventstore dispatcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "eventstore dispatcher");
-	RegisterBackgroundWorker(&worker);
+	for (int i = 0; i < eventstore_workers; i++)
+	{
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		worker.bgw_main_arg = Int32GetDatum(i);
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "eventstore");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "eventstore_dispatcher_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "eventstore dispatcher %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "eventstore dispatcher");
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
 static void
@@ -70,8 +91,6 @@ send_notifications(char (*topics)[NAMEDATALEN], int n)
 	for (int i = 0; i < n; i++)
 		Async_Notify(EVENTSTORE_CHANNEL, topics[i]);
 	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 static void
@@ -84,37 +103,128 @@ process_config_reload(void)
 	}
 }
 
+static void
+begin_transaction(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+commit_transaction(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* The in-database consumers to run, or NIL when the extension is absent. */
+static List *
+list_consumers(MemoryContext cxt)
+{
+	List	   *names = NIL;
+
+	begin_transaction("eventstore: listing consumers");
+	if (OidIsValid(get_extension_oid("eventstore", true)))
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		names = consumers_due();
+		MemoryContextSwitchTo(old);
+	}
+	commit_transaction();
+	return names;
+}
+
 /*
- * Sleeps eventstore.notify_interval after a round, so that commits in the
- * meantime only raise flags and the next round sends one NOTIFY per topic.
- * The latch still wakes us (for signals), but an appender's wake-up just
- * sends us back to sleep until the interval is over.
+ * After an error that escaped a consumer's run: record it in the
+ * consumer's row and make the consumer wait before its next run.
  */
 static void
-coalesce(void)
+record_consumer_error(const char *name, const char *message)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   eventstore_notify_interval);
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(message)};
 
-	for (;;)
+	begin_transaction("eventstore: recording a consumer error");
+	SPI_connect();
+	SPI_execute_with_args("UPDATE eventstore.consumers"
+						  "   SET last_error = $2,"
+						  "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '" CONSUMER_ERROR_BACKOFF "'"
+						  " WHERE name OPERATOR(pg_catalog.=) $1",
+						  2, argtypes, values, NULL, false, 0);
+	SPI_finish();
+	commit_transaction();
+}
+
+/* One batch of one consumer in its own transaction; events taken. */
+static int64
+run_one_batch(const char *name)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *activity = psprintf("eventstore: running consumer %s", name);
+	int64		n = 0;
+
+	PG_TRY();
 	{
-		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-																deadline);
-
-		if (remaining <= 0)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 remaining, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		process_config_reload();
+		begin_transaction(activity);
+		n = consumer_run(name, 0);
+		commit_transaction();
 	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("eventstore consumer \"%s\" failed: %s", name, edata->message)));
+		record_consumer_error(name, edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	pfree(activity);
+	return n;
+}
+
+/*
+ * One round: a batch of every due consumer, starting at the worker's own
+ * offset.  Returns whether any consumer took events.
+ */
+static bool
+run_consumers(int worker, MemoryContext round_cxt)
+{
+	List	   *names;
+	int			n;
+	bool		progress = false;
+
+	MemoryContextReset(round_cxt);
+	names = list_consumers(round_cxt);
+	n = list_length(names);
+	for (int k = 0; k < n; k++)
+	{
+		const char *name = list_nth(names, (k + worker) % n);
+
+		CHECK_FOR_INTERRUPTS();
+		if (run_one_batch(name) > 0)
+			progress = true;
+	}
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return progress;
 }
 
 void
 eventstore_dispatcher_main(Datum arg)
 {
+	int			worker = DatumGetInt32(arg);
 	char		(*topics)[NAMEDATALEN];
+	MemoryContext round_cxt;
+	TimestampTz next_notify = 0;
+	bool		work = true;	/* run a round first */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -122,26 +232,51 @@ eventstore_dispatcher_main(Datum arg)
 
 	BackgroundWorkerInitializeConnection(eventstore_database, NULL, 0);
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", MyBgworkerEntry->bgw_name, PGC_USERSET, PGC_S_SESSION);
 	topics = palloc(MAX_TOPICS_PER_ROUND * NAMEDATALEN);
-	notify_dispatcher_attach();
-	elog(LOG, "eventstore dispatcher started in database \"%s\"", eventstore_database);
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore dispatcher round",
+									  ALLOCSET_DEFAULT_SIZES);
+	notify_worker_attach(worker);
+	elog(LOG, "eventstore dispatcher %d started in database \"%s\"",
+		 worker, eventstore_database);
 
 	for (;;)
 	{
-		int			n;
+		long		timeout = eventstore_poll_interval;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		process_config_reload();
 
-		n = notify_dispatcher_collect(topics, MAX_TOPICS_PER_ROUND);
-		if (n > 0)
+		if (worker == 0)
 		{
-			send_notifications(topics, n);
-			coalesce();
-			continue;
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now >= next_notify)
+			{
+				int			n = notify_dispatcher_collect(topics, MAX_TOPICS_PER_ROUND);
+
+				if (n > 0)
+				{
+					send_notifications(topics, n);
+					next_notify = TimestampTzPlusMilliseconds(now, eventstore_notify_interval);
+				}
+			}
+			if (next_notify > now)
+				timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_notify) + 1);
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 IDLE_WAIT_MS, PG_WAIT_EXTENSION);
+
+		/* a round when commits appended, and at every fallback poll */
+		if (notify_worker_take_work())
+			work = true;
+		if (work)
+		{
+			work = run_consumers(worker, round_cxt);
+			if (work)
+				continue;		/* more may be waiting */
+		}
+		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					  timeout, PG_WAIT_EXTENSION) & WL_TIMEOUT)
+			work = true;
 	}
 }

@@ -24,6 +24,10 @@ PG_MODULE_MAGIC;
 int			eventstore_max_event_bytes = 1024 * 1024;
 int			eventstore_notify_interval = 10;
 char	   *eventstore_database = NULL;
+int			eventstore_workers = 1;
+int			eventstore_poll_interval = 1000;
+int			eventstore_lease_timeout_ms = 30 * 1000;
+int			eventstore_retry_delay_ms = 1000;
 
 static void
 define_gucs(void)
@@ -49,6 +53,34 @@ define_gucs(void)
 							   "postgres",
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.workers",
+							"Number of dispatcher background workers running in-database consumers.",
+							"No two workers ever run the same consumer at once.",
+							&eventstore_workers,
+							1, 1, MAX_DISPATCHER_WORKERS,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.poll_interval",
+							"Longest time the dispatcher workers sleep before looking for consumer work.",
+							"Commits that append wake them sooner; this is the fallback.",
+							&eventstore_poll_interval,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.lease_timeout",
+							"How long a batch polled by an outside consumer stays leased to it.",
+							"An unacked batch is delivered again after this time.",
+							&eventstore_lease_timeout_ms,
+							30 * 1000, 1, PG_INT32_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.retry_delay",
+							"Wait before the second attempt at an event a consumer failed.",
+							"Doubled for each further failure, up to one hour.",
+							&eventstore_retry_delay_ms,
+							1000, 0, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("eventstore");
 }
 

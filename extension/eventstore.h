@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "nodes/pg_list.h"
 #include "utils/relcache.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -26,6 +27,20 @@ extern PGDLLEXPORT void _PG_init(void);
 extern int	eventstore_max_event_bytes;
 extern int	eventstore_notify_interval;
 extern char *eventstore_database;
+extern int	eventstore_workers;
+extern int	eventstore_poll_interval;
+extern int	eventstore_lease_timeout_ms;
+extern int	eventstore_retry_delay_ms;
+
+/* Most dispatcher workers eventstore.workers can ask for. */
+#define MAX_DISPATCHER_WORKERS 8
+
+/* Attributes of the composite type eventstore.event. */
+#define EVENT_ATT_POSITION 1
+#define EVENT_ATT_ID 2
+#define EVENT_ATT_TOPIC 3
+#define EVENT_ATT_ENVELOPE 6
+#define EVENT_NATTS 7
 
 /*
  * envelope.c: validation of the event envelope of EVENTS.md.
@@ -114,8 +129,18 @@ extern void bulk_insert_events(const char *topic, const char *stream,
 /* notify.c: telling listeners that a topic has new events. */
 extern void notify_init(void);
 extern void notify_topic_appended(const char *topic);
-extern void notify_dispatcher_attach(void);
+extern void notify_worker_attach(int worker);
+extern bool notify_worker_take_work(void);
 extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
+
+/* upcast.c: events as their topic's current major version. */
+extern Datum call_as_role(Oid fn, Oid role, Datum arg, bool *isnull);
+extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope);
+extern Datum upcast_event(Datum event);
+
+/* consumer.c: running in-database consumers. */
+extern int64 consumer_run(const char *name, int64 max_events);
+extern List *consumers_due(void);
 
 /* dispatcher.c: the background worker. */
 extern void dispatcher_register(void);

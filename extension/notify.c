@@ -23,8 +23,14 @@
  *   dispatcher's swap is covered by the NOTIFY that follows the swap; one that
  *   commits after it raises the flag again.  Nothing is ever missed, and a
  *   burst of commits costs the dispatcher one wake-up.
- * - dispatcher_dboid and dispatcher_latch: set by the dispatcher while it is
- *   attached (under mutex), cleared when it exits.
+ * - dispatcher_dboid and dispatcher_latch: set by dispatcher worker 0, the
+ *   one that sends NOTIFYs, while it is attached (under mutex).
+ * - consumer_work and worker_latches: every commit that appended in the
+ *   dispatcher's database swaps consumer_work 0 -> 1 and, on that
+ *   transition, sets the latch of every dispatcher worker; a worker swaps it
+ *   back to 0 before a round of in-database consumers.  Unlike the topic
+ *   flags this is not held back by notify_interval: consumers run as soon
+ *   as events commit.
  *
  * Within a transaction the remembered topics carry the subtransaction level
  * that appended them: a rolled-back subtransaction forgets its topics, a
@@ -70,6 +76,9 @@ typedef struct NotifyShared
 	int			nslots;
 	Oid			dispatcher_dboid;
 	Latch	   *dispatcher_latch;
+	/* raised by commits that appended, lowered by a worker starting a round */
+	pg_atomic_uint32 consumer_work;
+	Latch	   *worker_latches[MAX_DISPATCHER_WORKERS];
 	TopicSlot	slots[MAX_TOPIC_SLOTS];
 } NotifyShared;
 
@@ -129,6 +138,7 @@ notify_shmem_startup_hook(void)
 		SpinLockInit(&shared->mutex);
 		for (int i = 0; i < MAX_TOPIC_SLOTS; i++)
 			pg_atomic_init_u32(&shared->slots[i].pending, 0);
+		pg_atomic_init_u32(&shared->consumer_work, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -220,12 +230,35 @@ notify_topic_appended(const char *topic)
 	remember_slot(FALLBACK_SLOT);
 }
 
+/*
+ * After commit: tell the consumer workers there is work, waking them only
+ * when the work flag goes up (they lower it when they start a round).
+ */
+static void
+signal_consumer_work(void)
+{
+	Latch	   *latches[MAX_DISPATCHER_WORKERS];
+
+	if (pg_atomic_read_u32(&shared->consumer_work) != 0 ||
+		pg_atomic_exchange_u32(&shared->consumer_work, 1) != 0)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	memcpy(latches, shared->worker_latches, sizeof(latches));
+	SpinLockRelease(&shared->mutex);
+	for (int i = 0; i < MAX_DISPATCHER_WORKERS; i++)
+	{
+		if (latches[i])
+			SetLatch(latches[i]);
+	}
+}
+
 /* After commit: raise the flags, wake the dispatcher if one went up. */
 static void
 signal_pending_topics(void)
 {
 	ListCell   *lc;
 	bool		wake = false;
+	bool		in_dispatcher_db = false;
 	Latch	   *latch;
 
 	foreach(lc, pending_topics)
@@ -235,11 +268,14 @@ signal_pending_topics(void)
 
 		if (n == FALLBACK_SLOT)
 			continue;
+		in_dispatcher_db = true;
 		slot = &shared->slots[n];
 		if (pg_atomic_read_u32(&slot->pending) == 0 &&
 			pg_atomic_exchange_u32(&slot->pending, 1) == 0)
 			wake = true;
 	}
+	if (in_dispatcher_db)
+		signal_consumer_work();
 	if (!wake)
 		return;
 	SpinLockAcquire(&shared->mutex);
@@ -313,23 +349,46 @@ notify_init(void)
 }
 
 static void
-dispatcher_detach(int code, Datum arg)
+worker_detach(int code, Datum arg)
 {
+	int			worker = DatumGetInt32(arg);
+
 	SpinLockAcquire(&shared->mutex);
-	shared->dispatcher_dboid = InvalidOid;
-	shared->dispatcher_latch = NULL;
+	if (worker == 0)
+	{
+		shared->dispatcher_dboid = InvalidOid;
+		shared->dispatcher_latch = NULL;
+	}
+	shared->worker_latches[worker] = NULL;
 	SpinLockRelease(&shared->mutex);
 }
 
-/* The dispatcher announces itself: appends in its database now signal it. */
+/*
+ * A dispatcher worker announces itself: commits that appended now wake it.
+ * Worker 0 also sends the NOTIFYs: appends in its database raise topic flags
+ * for it instead of notifying themselves.
+ */
 void
-notify_dispatcher_attach(void)
+notify_worker_attach(int worker)
 {
+	Assert(worker >= 0 && worker < MAX_DISPATCHER_WORKERS);
 	SpinLockAcquire(&shared->mutex);
-	shared->dispatcher_dboid = MyDatabaseId;
-	shared->dispatcher_latch = MyLatch;
+	if (worker == 0)
+	{
+		shared->dispatcher_dboid = MyDatabaseId;
+		shared->dispatcher_latch = MyLatch;
+	}
+	shared->worker_latches[worker] = MyLatch;
 	SpinLockRelease(&shared->mutex);
-	on_shmem_exit(dispatcher_detach, (Datum) 0);
+	on_shmem_exit(worker_detach, Int32GetDatum(worker));
+}
+
+/* A worker starts a round of consumers: true if commits asked for one. */
+bool
+notify_worker_take_work(void)
+{
+	return pg_atomic_read_u32(&shared->consumer_work) != 0 &&
+		pg_atomic_exchange_u32(&shared->consumer_work, 0) != 0;
 }
 
 /*

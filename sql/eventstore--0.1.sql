@@ -258,6 +258,703 @@ $$;
 COMMENT ON FUNCTION get(uuid) IS 'one event by id; NULL when there is none';
 
 ------------------------------------------------------------------------------
+-- Versioning: upcasters turn an event of an older major version into the
+-- next one on the way to consumers (and to readers that ask for it).
+------------------------------------------------------------------------------
+
+CREATE TABLE upcasters (
+    topic      text COLLATE "C" NOT NULL REFERENCES topics (name),
+    from_major integer NOT NULL CHECK (from_major >= 0),
+    to_major   integer NOT NULL,
+    fn         text NOT NULL,       -- a regprocedure, kept as text (see consumers.handler)
+    run_as     regrole NOT NULL,    -- the role that registered it; fn runs as this role
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (topic, from_major),
+    CHECK (to_major > from_major)
+);
+COMMENT ON TABLE upcasters IS 'functions that turn an event of from_major into to_major, chained up to the topic''s current major';
+
+------------------------------------------------------------------------------
+-- Consumers and their progress.
+--
+-- Progress is a pair of snapshots (DESIGN.md decision 4).  Events whose
+-- transaction is visible in done_snapshot are delivered.  The open window is
+-- what is visible in window_snapshot and not in done_snapshot; it is paged by
+-- position, and window_after is the last position delivered inside it.  When
+-- the window is drained, window_snapshot becomes done_snapshot.  An event
+-- committed late (its position taken before others that committed first)
+-- simply falls into a later window: nothing is skipped.
+--
+-- A new or reset consumer has no done_snapshot: its first window is every
+-- event after start_after.
+------------------------------------------------------------------------------
+
+CREATE TABLE consumers (
+    name            text COLLATE "C" PRIMARY KEY
+                    CHECK (name ~ '^[a-z][a-z0-9_]*$' AND pg_catalog.length(name) < 64),
+    topics          text[] COLLATE "C" NOT NULL CHECK (pg_catalog.cardinality(topics) > 0),
+    -- The handler's regprocedure as text, resolved when the consumer runs: a
+    -- reg* column other than regclass/regtype/regrole would block pg_upgrade.
+    -- NULL for an outside consumer (poll/ack).
+    handler         text,
+    run_as          regrole NOT NULL,
+    batch_size      integer NOT NULL CHECK (batch_size BETWEEN 1 AND 10000),
+    max_attempts    integer NOT NULL CHECK (max_attempts BETWEEN 1 AND 1000),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- progress
+    start_after     bigint NOT NULL DEFAULT 0,
+    done_snapshot   pg_snapshot,
+    window_snapshot pg_snapshot,
+    window_after    bigint,
+    position        bigint NOT NULL DEFAULT 0,
+    handled         bigint NOT NULL DEFAULT 0,
+    -- the batch an outside consumer has been given and not acked yet
+    batch_id        bigint NOT NULL DEFAULT 0,
+    batch_kind      text CHECK (batch_kind IN ('window', 'replay')),
+    batch_upto      bigint,
+    batch_attempt   integer NOT NULL DEFAULT 0,
+    leased_until    timestamptz,
+    -- failures of the event (or batch) at the head
+    attempts        integer NOT NULL DEFAULT 0,
+    last_error      text,
+    retry_at        timestamptz,
+    last_run        timestamptz,
+    CHECK ((window_snapshot IS NULL) = (window_after IS NULL)),
+    CHECK ((batch_kind = 'window') = (batch_upto IS NOT NULL))
+);
+COMMENT ON TABLE consumers IS 'registered consumers and how far each has got';
+
+CREATE TABLE parked (
+    consumer  text COLLATE "C" NOT NULL REFERENCES consumers (name) ON DELETE CASCADE,
+    event_id  uuid NOT NULL,
+    position  bigint NOT NULL,
+    topic     text COLLATE "C" NOT NULL,
+    attempts  integer NOT NULL,
+    error     text,
+    parked_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    replay    boolean NOT NULL DEFAULT false,   -- replay_parked() asked for redelivery
+    batch_id  bigint,                           -- the replay batch it went out in
+    PRIMARY KEY (consumer, event_id)
+);
+COMMENT ON TABLE parked IS 'events a consumer failed max_attempts times; replay_parked() redelivers one';
+
+-- A consumer's window needs the events by transaction id.  Events are
+-- appended in roughly xid order, so a BRIN index serves that for almost no
+-- cost on the append path (a btree would cost every append an index
+-- insertion).  PostgreSQL has no BRIN operator class for xid8; this one is
+-- the stock minmax strategy over xid8's ordering operators.
+CREATE OPERATOR CLASS xid8_minmax_ops FOR TYPE xid8 USING brin AS
+    OPERATOR 1 pg_catalog.< (xid8, xid8),
+    OPERATOR 2 pg_catalog.<= (xid8, xid8),
+    OPERATOR 3 pg_catalog.= (xid8, xid8),
+    OPERATOR 4 pg_catalog.>= (xid8, xid8),
+    OPERATOR 5 pg_catalog.> (xid8, xid8),
+    FUNCTION 1 pg_catalog.brin_minmax_opcinfo(internal),
+    FUNCTION 2 pg_catalog.brin_minmax_add_value(internal, internal, internal, internal),
+    FUNCTION 3 pg_catalog.brin_minmax_consistent(internal, internal, internal),
+    FUNCTION 4 pg_catalog.brin_minmax_union(internal, internal, internal);
+CREATE INDEX events_xid ON events USING brin (xid xid8_minmax_ops)
+    WITH (pages_per_range = 16, autosummarize = on);
+
+CREATE TYPE delivery AS (
+    position       bigint,
+    id             uuid,
+    topic          text,
+    stream         text,
+    stream_version bigint,
+    envelope       jsonb,
+    recorded_at    timestamptz,
+    batch_id       bigint,
+    attempt        integer
+);
+COMMENT ON TYPE delivery IS 'an event as polled by an outside consumer, with its batch and delivery attempt';
+
+------------------------------------------------------------------------------
+-- Internal helpers of the consumer functions (not granted to anyone).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION lease_timeout() RETURNS interval
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'eventstore_lease_timeout';
+CREATE FUNCTION retry_delay(attempts integer) RETURNS interval
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'eventstore_retry_delay';
+
+CREATE FUNCTION check_consumer_name(name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]*$' OR length(name) > 63 THEN
+        RAISE EXCEPTION 'invalid consumer name'
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = format('Consumer name %L must match ^[a-z][a-z0-9_]*$ and be at most 63 characters.', name);
+    END IF;
+END
+$$;
+
+-- The consumer's row, locked; kind 'outside' or 'in_database' refuses the
+-- other kind.
+CREATE FUNCTION lock_consumer(consumer text, kind text DEFAULT NULL)
+RETURNS consumers
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers;
+BEGIN
+    PERFORM eventstore.check_consumer_name(consumer);
+    SELECT * INTO c FROM eventstore.consumers WHERE name = consumer FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'consumer "%" does not exist', consumer
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with eventstore.create_consumer().';
+    END IF;
+    IF kind = 'outside' AND c.handler IS NOT NULL THEN
+        RAISE EXCEPTION 'consumer "%" is an in-database consumer', consumer
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('Its handler is %s.', c.handler),
+                  HINT = 'Run it with eventstore.run_consumer().';
+    ELSIF kind = 'in_database' AND c.handler IS NULL THEN
+        RAISE EXCEPTION 'consumer "%" is an outside consumer', consumer
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'It has no handler.',
+                  HINT = 'Take its events with eventstore.poll() and eventstore.ack().';
+    END IF;
+    RETURN c;
+END
+$$;
+
+-- This transaction's snapshot, with this transaction itself counted as in
+-- progress: pg_current_snapshot() leaves it out, so events this transaction
+-- appends after opening a window would otherwise count as delivered.
+CREATE FUNCTION window_snapshot() RETURNS pg_snapshot
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   pg_snapshot := pg_current_snapshot();
+    own xid8 := pg_current_xact_id_if_assigned();
+BEGIN
+    IF own IS NULL OR own >= pg_snapshot_xmax(s) THEN
+        RETURN s;
+    END IF;
+    RETURN format('%s:%s:%s',
+                  least(pg_snapshot_xmin(s), own),
+                  pg_snapshot_xmax(s),
+                  (SELECT string_agg(x::text, ',' ORDER BY x)
+                     FROM (SELECT pg_snapshot_xip(s) UNION SELECT own) AS xs(x)))::pg_snapshot;
+END
+$$;
+
+-- Opens a window for a consumer whose row the caller has locked; false when
+-- there is nothing new.  An empty window moves done_snapshot on at once.
+CREATE FUNCTION open_window(consumer text) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c   eventstore.consumers;
+    s   pg_snapshot;
+    low bigint;
+BEGIN
+    SELECT * INTO STRICT c FROM eventstore.consumers WHERE name = consumer;
+    IF c.window_snapshot IS NOT NULL THEN
+        RETURN true;
+    END IF;
+    s := eventstore.window_snapshot();
+    IF c.done_snapshot IS NULL THEN
+        low := c.start_after;
+    ELSIF s::text = c.done_snapshot::text THEN
+        RETURN false;               -- no transaction has ended since
+    ELSE
+        -- The lowest position in the window, found through the BRIN index
+        -- on xid (position + 0 keeps the planner off a min() by primary key,
+        -- which would walk the whole table).  Paging then starts there.
+        EXECUTE format('SELECT min(e.position OPERATOR(pg_catalog.+) 0) - 1
+                          FROM eventstore.events e
+                         WHERE e.xid >= %L::xid8 AND e.xid < %L::xid8
+                           AND e.topic = ANY (%L::text[])
+                           AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot)
+                           AND NOT pg_visible_in_snapshot(e.xid, %L::pg_snapshot)',
+                       pg_snapshot_xmin(c.done_snapshot), pg_snapshot_xmax(s),
+                       c.topics, s, c.done_snapshot)
+            INTO low;
+        IF low IS NULL THEN
+            UPDATE eventstore.consumers SET done_snapshot = s WHERE name = consumer;
+            RETURN false;
+        END IF;
+    END IF;
+    UPDATE eventstore.consumers
+       SET window_snapshot = s, window_after = low
+     WHERE name = consumer;
+    RETURN true;
+END
+$$;
+
+-- The window is drained: what it saw is now delivered.
+CREATE FUNCTION close_window(consumer text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE eventstore.consumers
+       SET done_snapshot = window_snapshot, window_snapshot = NULL, window_after = NULL
+     WHERE name = consumer AND window_snapshot IS NOT NULL
+$$;
+
+-- The open window's events after window_after (up to upto), as stored.
+-- Dynamic SQL, so that every page is planned with its real bounds.
+CREATE FUNCTION window_events(consumer text, upto bigint, max integer)
+RETURNS SETOF event
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers;
+BEGIN
+    SELECT * INTO STRICT c FROM eventstore.consumers WHERE name = consumer;
+    RETURN QUERY EXECUTE
+        'SELECT e.position, e.id, e.topic, e.stream, e.stream_version,
+                pg_catalog.jsonb_build_object(
+                    ''id'', e.id, ''type'', e.type,
+                    ''version'', e.version_major::text OPERATOR(pg_catalog.||) ''.''
+                                 OPERATOR(pg_catalog.||) e.version_minor::text,
+                    ''data'', e.data, ''metadata'', e.metadata),
+                e.recorded_at
+           FROM eventstore.events e
+          WHERE e.topic = ANY ($1) AND e.position > $2 AND e.position <= $3
+            AND pg_visible_in_snapshot(e.xid, $4)
+            AND ($5 IS NULL OR NOT pg_visible_in_snapshot(e.xid, $5))
+          ORDER BY e.position
+          LIMIT $6'
+        USING c.topics, c.window_after, coalesce(upto, 9223372036854775807),
+              c.window_snapshot, c.done_snapshot, max;
+END
+$$;
+
+-- Events of an outside consumer's open batch, upcast, as deliveries.
+CREATE FUNCTION batch_deliveries(consumer text) RETURNS SETOF delivery
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers;
+BEGIN
+    SELECT * INTO STRICT c FROM eventstore.consumers WHERE name = consumer;
+    IF c.batch_kind = 'window' THEN
+        RETURN QUERY
+            SELECT u.position, u.id, u.topic, u.stream, u.stream_version,
+                   u.envelope, u.recorded_at, c.batch_id, c.batch_attempt
+              FROM eventstore.window_events(consumer, c.batch_upto, 2147483647) w,
+                   LATERAL eventstore.upcast(w) u;
+    ELSE
+        RETURN QUERY
+            SELECT u.position, u.id, u.topic, u.stream, u.stream_version,
+                   u.envelope, u.recorded_at, c.batch_id, c.batch_attempt
+              FROM eventstore.parked p,
+                   LATERAL eventstore.upcast(eventstore.get(p.event_id)) u
+             WHERE p.consumer = batch_deliveries.consumer AND p.batch_id = c.batch_id
+             ORDER BY p.position;
+    END IF;
+END
+$$;
+
+-- Parks the events of an outside consumer's open batch and moves on.
+CREATE FUNCTION park_batch(consumer text, error text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers;
+BEGIN
+    SELECT * INTO STRICT c FROM eventstore.consumers WHERE name = consumer;
+    IF c.batch_kind = 'window' THEN
+        INSERT INTO eventstore.parked AS p (consumer, event_id, position, topic, attempts, error)
+        SELECT consumer, w.id, w.position, w.topic, c.attempts, park_batch.error
+          FROM eventstore.window_events(consumer, c.batch_upto, 2147483647) w
+            ON CONFLICT ON CONSTRAINT parked_pkey DO UPDATE
+           SET attempts = p.attempts + excluded.attempts, error = excluded.error,
+               parked_at = excluded.parked_at, replay = false, batch_id = NULL;
+    ELSE
+        UPDATE eventstore.parked p
+           SET attempts = p.attempts + c.attempts, error = park_batch.error,
+               replay = false, batch_id = NULL
+         WHERE p.consumer = park_batch.consumer AND p.batch_id = c.batch_id;
+    END IF;
+    PERFORM eventstore.finish_batch(consumer, false);
+END
+$$;
+
+-- The open batch of an outside consumer is done (acked, or parked).
+CREATE FUNCTION finish_batch(consumer text, acked boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers;
+    n bigint;
+BEGIN
+    SELECT * INTO STRICT c FROM eventstore.consumers WHERE name = consumer;
+    IF c.batch_kind = 'window' THEN
+        SELECT count(*) INTO n FROM eventstore.window_events(consumer, c.batch_upto, 2147483647);
+        UPDATE eventstore.consumers
+           SET window_after = c.batch_upto,
+               position = greatest(position, c.batch_upto)
+         WHERE name = consumer;
+    ELSE
+        DELETE FROM eventstore.parked p
+         WHERE p.consumer = finish_batch.consumer AND p.batch_id = c.batch_id AND acked;
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    UPDATE eventstore.consumers
+       SET batch_kind = NULL, batch_upto = NULL, batch_attempt = 0, leased_until = NULL,
+           attempts = 0, retry_at = NULL, last_run = now(),
+           handled = handled + CASE WHEN acked THEN n ELSE 0 END
+     WHERE name = consumer;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Consumer API
+------------------------------------------------------------------------------
+
+CREATE FUNCTION create_consumer(name text, topics text[],
+                                handler regprocedure DEFAULT NULL,
+                                batch_size integer DEFAULT 100,
+                                max_attempts integer DEFAULT 5,
+                                run_as regrole DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+    role    regrole := coalesce(run_as, (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user)::regrole);
+    fn      pg_proc;
+BEGIN
+    PERFORM eventstore.check_consumer_name(name);
+    IF topics IS NULL OR cardinality(topics) = 0 OR array_position(topics, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid consumer topics'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Argument "topics" must be a non-empty array of topic names without NULLs.';
+    END IF;
+    SELECT t INTO missing FROM unnest(topics) AS t
+     WHERE NOT EXISTS (SELECT FROM eventstore.topics tp WHERE tp.name = t) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'topic "%" does not exist', missing
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', missing);
+    END IF;
+    IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'invalid consumer batch size'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "batch_size" is %s; it must be between 1 and 10000.', coalesce(batch_size::text, 'NULL'));
+    END IF;
+    IF max_attempts IS NULL OR max_attempts NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid consumer max_attempts'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "max_attempts" is %s; it must be between 1 and 1000.', coalesce(max_attempts::text, 'NULL'));
+    END IF;
+    -- The handler runs as run_as: the caller must be able to act as that role.
+    IF NOT pg_has_role(session_user, role, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to run consumer as role "%"', role
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %I is not a member of role %I.', session_user, role);
+    END IF;
+    IF handler IS NOT NULL THEN
+        SELECT * INTO fn FROM pg_proc p WHERE p.oid = handler;
+        IF fn.prokind <> 'f' OR fn.pronargs <> 1
+           OR fn.proargtypes[0] <> 'eventstore.event'::regtype
+           OR fn.prorettype <> 'void'::regtype OR fn.proretset THEN
+            RAISE EXCEPTION 'invalid consumer handler'
+                USING ERRCODE = 'invalid_function_definition',
+                      DETAIL = format('Handler %s must be a function f(eventstore.event) RETURNS void.', handler);
+        END IF;
+        IF NOT has_function_privilege(role, handler, 'EXECUTE') THEN
+            RAISE EXCEPTION 'permission denied for handler %', handler
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %I cannot execute it.', role);
+        END IF;
+    END IF;
+    INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts)
+    VALUES (name, topics, handler::text, role, batch_size, max_attempts);
+EXCEPTION
+    WHEN unique_violation THEN
+        RAISE EXCEPTION 'consumer "%" already exists', name
+            USING ERRCODE = 'duplicate_object';
+END
+$$;
+COMMENT ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole) IS
+    'register a consumer of topics: in-database with a handler f(eventstore.event), outside (poll/ack) without';
+
+CREATE FUNCTION drop_consumer(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.lock_consumer(name);
+    DELETE FROM eventstore.consumers c WHERE c.name = drop_consumer.name;
+END
+$$;
+COMMENT ON FUNCTION drop_consumer(text) IS 'forget a consumer, its progress and its parked events';
+
+CREATE FUNCTION reset_consumer(name text, to_position bigint DEFAULT 0) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_position IS NULL OR to_position < 0 THEN
+        RAISE EXCEPTION 'invalid consumer position'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "to_position" is %s; it must be 0 or more.', coalesce(to_position::text, 'NULL'));
+    END IF;
+    PERFORM eventstore.lock_consumer(name);
+    UPDATE eventstore.consumers c
+       SET start_after = to_position, done_snapshot = NULL,
+           window_snapshot = NULL, window_after = NULL, position = to_position,
+           batch_kind = NULL, batch_upto = NULL, batch_attempt = 0, leased_until = NULL,
+           attempts = 0, retry_at = NULL
+     WHERE c.name = reset_consumer.name;
+    UPDATE eventstore.parked p SET batch_id = NULL WHERE p.consumer = reset_consumer.name;
+END
+$$;
+COMMENT ON FUNCTION reset_consumer(text, bigint) IS
+    'deliver again every event after to_position (0: replay from the start)';
+
+CREATE FUNCTION poll(consumer text, max integer DEFAULT 100) RETURNS SETOF delivery
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c    eventstore.consumers;
+    upto bigint;
+BEGIN
+    IF max IS NULL OR max < 1 OR max > 10000 THEN
+        RAISE EXCEPTION 'invalid poll limit'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "max" is %s; it must be between 1 and 10000.', coalesce(max::text, 'NULL'));
+    END IF;
+    c := eventstore.lock_consumer(consumer, 'outside');
+
+    IF c.batch_kind IS NOT NULL THEN
+        IF c.leased_until > now() THEN
+            RETURN;                 -- leased to another poller, or backing off after a nack
+        END IF;
+        IF c.batch_attempt > c.attempts THEN
+            -- Delivered, neither acked nor nacked before the lease ran out.
+            UPDATE eventstore.consumers
+               SET attempts = attempts + 1,
+                   last_error = format('batch %s not acked within %s', c.batch_id, eventstore.lease_timeout())
+             WHERE name = consumer
+            RETURNING * INTO c;
+        END IF;
+        IF c.attempts < c.max_attempts THEN
+            UPDATE eventstore.consumers
+               SET batch_attempt = batch_attempt + 1,
+                   leased_until = now() + eventstore.lease_timeout(), last_run = now()
+             WHERE name = consumer;
+            RETURN QUERY SELECT * FROM eventstore.batch_deliveries(consumer);
+            RETURN;
+        END IF;
+        PERFORM eventstore.park_batch(consumer, c.last_error);
+        c := eventstore.lock_consumer(consumer);
+    END IF;
+
+    -- Parked events asked for again go out first, in a batch of their own.
+    UPDATE eventstore.parked p SET batch_id = c.batch_id + 1
+     WHERE p.consumer = poll.consumer AND p.replay AND p.position IN (
+           SELECT q.position FROM eventstore.parked q
+            WHERE q.consumer = poll.consumer AND q.replay
+            ORDER BY q.position LIMIT max);
+    IF FOUND THEN
+        UPDATE eventstore.consumers
+           SET batch_id = batch_id + 1, batch_kind = 'replay', batch_attempt = 1,
+               leased_until = now() + eventstore.lease_timeout(), last_run = now()
+         WHERE name = consumer;
+        RETURN QUERY SELECT * FROM eventstore.batch_deliveries(consumer);
+        RETURN;
+    END IF;
+
+    -- The next page of the window; a drained window gives way to a new one.
+    FOR i IN 1..2 LOOP
+        EXIT WHEN NOT eventstore.open_window(consumer);
+        SELECT pg_catalog.max(w.position) INTO upto
+          FROM eventstore.window_events(consumer, NULL, max) w;
+        IF upto IS NOT NULL THEN
+            UPDATE eventstore.consumers
+               SET batch_id = batch_id + 1, batch_kind = 'window', batch_upto = upto,
+                   batch_attempt = 1, leased_until = now() + eventstore.lease_timeout(),
+                   last_run = now()
+             WHERE name = consumer;
+            RETURN QUERY SELECT * FROM eventstore.batch_deliveries(consumer);
+            RETURN;
+        END IF;
+        PERFORM eventstore.close_window(consumer);
+    END LOOP;
+    UPDATE eventstore.consumers SET last_run = now() WHERE name = consumer;
+END
+$$;
+COMMENT ON FUNCTION poll(text, integer) IS
+    'next batch of an outside consumer; the same batch again after its lease runs out, until acked';
+
+CREATE FUNCTION ack(consumer text, batch_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers := eventstore.lock_consumer(consumer, 'outside');
+BEGIN
+    IF batch_id IS NULL OR batch_id < 1 OR batch_id > c.batch_id THEN
+        RAISE EXCEPTION 'batch % of consumer "%" was never delivered', coalesce(batch_id::text, 'NULL'), consumer
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "batch_id" must be a batch returned by eventstore.poll(); the last one is %s.', c.batch_id);
+    END IF;
+    IF batch_id < c.batch_id OR c.batch_kind IS NULL THEN
+        RETURN;                     -- acked already: a repeated ack changes nothing
+    END IF;
+    PERFORM eventstore.finish_batch(consumer, true);
+END
+$$;
+COMMENT ON FUNCTION ack(text, bigint) IS 'an outside consumer is done with a batch; acking it again is harmless';
+
+CREATE FUNCTION nack(consumer text, batch_id bigint, error text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers := eventstore.lock_consumer(consumer, 'outside');
+BEGIN
+    IF batch_id IS NULL OR batch_id < 1 OR batch_id > c.batch_id THEN
+        RAISE EXCEPTION 'batch % of consumer "%" was never delivered', coalesce(batch_id::text, 'NULL'), consumer
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "batch_id" must be a batch returned by eventstore.poll(); the last one is %s.', c.batch_id);
+    END IF;
+    IF batch_id < c.batch_id OR c.batch_kind IS NULL OR c.batch_attempt <= c.attempts THEN
+        RETURN;                     -- finished, or this delivery was counted already
+    END IF;
+    UPDATE eventstore.consumers
+       SET attempts = attempts + 1, last_error = coalesce(error, 'nacked without an error text'),
+           leased_until = now() + eventstore.retry_delay(attempts + 1)
+     WHERE name = consumer
+    RETURNING * INTO c;
+    IF c.attempts >= c.max_attempts THEN
+        PERFORM eventstore.park_batch(consumer, c.last_error);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION nack(text, bigint, text) IS
+    'an outside consumer failed a batch: counted as an attempt, redelivered after a backoff, parked after max_attempts';
+
+CREATE FUNCTION run_consumer(name text, max_events integer DEFAULT NULL) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_run_consumer';
+COMMENT ON FUNCTION run_consumer(text, integer) IS
+    'run an in-database consumer now, in this transaction; returns the number of events handled';
+
+CREATE FUNCTION replay_parked(consumer text, event_id uuid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.lock_consumer(consumer);
+    UPDATE eventstore.parked p SET replay = true
+     WHERE p.consumer = replay_parked.consumer AND p.event_id = replay_parked.event_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'event % is not parked for consumer "%"', event_id, consumer
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION replay_parked(text, uuid) IS
+    'deliver a parked event again: first thing on the consumer''s next run or poll';
+
+CREATE FUNCTION create_upcaster(topic text, from_major integer, to_major integer, fn regprocedure)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p pg_proc;
+BEGIN
+    IF topic IS NULL OR NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF from_major IS NULL OR to_major IS NULL OR from_major < 0 OR to_major <= from_major THEN
+        RAISE EXCEPTION 'invalid upcaster versions'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "to_major" (%s) must be greater than "from_major" (%s), which must be 0 or more.',
+                                  coalesce(to_major::text, 'NULL'), coalesce(from_major::text, 'NULL'));
+    END IF;
+    SELECT * INTO p FROM pg_proc WHERE oid = fn;
+    IF NOT FOUND OR p.prokind <> 'f' OR p.pronargs <> 1 OR p.proargtypes[0] <> 'jsonb'::regtype
+       OR p.prorettype <> 'jsonb'::regtype OR p.proretset THEN
+        RAISE EXCEPTION 'invalid upcaster function'
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = format('Function %s must be f(jsonb) RETURNS jsonb.', coalesce(fn::text, 'NULL'));
+    END IF;
+    INSERT INTO eventstore.upcasters (topic, from_major, to_major, fn, run_as)
+    VALUES (topic, from_major, to_major, fn::text,
+            (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user)::regrole);
+EXCEPTION
+    WHEN unique_violation THEN
+        RAISE EXCEPTION 'topic "%" has an upcaster from major version % already', topic, from_major
+            USING ERRCODE = 'duplicate_object';
+END
+$$;
+COMMENT ON FUNCTION create_upcaster(text, integer, integer, regprocedure) IS
+    'register fn(envelope jsonb) RETURNS jsonb turning events of topic from from_major to to_major';
+
+CREATE FUNCTION set_topic_version(topic text, current_version text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parts text[] := regexp_match(current_version, '^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$');
+BEGIN
+    IF parts IS NULL THEN
+        RAISE EXCEPTION 'invalid topic version'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Version %L must be "MAJOR.MINOR" with non-negative integers without signs, spaces or leading zeros.', current_version);
+    END IF;
+    UPDATE eventstore.topics t SET current_major = parts[1]::integer, current_minor = parts[2]::integer
+     WHERE t.name = set_topic_version.topic;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION set_topic_version(text, text) IS
+    'move a topic to a new current version; consumers then receive its events upcast to that major';
+
+CREATE FUNCTION upcast(e event) RETURNS event
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'eventstore_upcast';
+COMMENT ON FUNCTION upcast(event) IS
+    'the event turned into its topic''s current major version by the registered upcasters';
+
+CREATE FUNCTION derived_id(source_id uuid, consumer text) RETURNS uuid
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'eventstore_derived_id';
+COMMENT ON FUNCTION derived_id(uuid, text) IS
+    'UUID v5 of the consumer name in the namespace of the source event id: the id of an event derived from it';
+
+-- Events of a consumer's topics it has not been given yet, and the oldest
+-- one's recording time.
+CREATE FUNCTION undelivered(c consumers, OUT events bigint, OUT oldest timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT count(*), min(e.recorded_at) INTO events, oldest
+      FROM eventstore.events e
+     WHERE e.topic = ANY (c.topics)
+       AND e.position > CASE WHEN c.done_snapshot IS NULL THEN c.start_after ELSE 0 END
+       AND e.xid >= coalesce(pg_snapshot_xmin(c.done_snapshot), '0'::xid8)
+       AND (c.done_snapshot IS NULL OR NOT pg_visible_in_snapshot(e.xid, c.done_snapshot))
+       AND NOT (c.window_snapshot IS NOT NULL
+                AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
+                AND e.position <= c.window_after);
+END
+$$;
+
+CREATE VIEW consumer_status AS
+SELECT c.name,
+       c.topics,
+       CASE WHEN c.handler IS NULL THEN 'outside' ELSE 'in-database' END AS kind,
+       c.handler,
+       c.position,
+       u.events AS lag_events,
+       coalesce(extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) u.oldest), 0)::double precision AS lag_seconds,
+       c.handled,
+       c.attempts,
+       (SELECT pg_catalog.count(*) FROM parked p WHERE p.consumer = c.name) AS parked,
+       c.last_error,
+       c.retry_at,
+       c.last_run,
+       c.batch_id,
+       c.leased_until
+  FROM consumers c, LATERAL undelivered(c) u;
+COMMENT ON VIEW consumer_status IS 'every consumer: how far it got, its lag, failures and parked events';
+
+------------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; each role gets exactly its functions.
 ------------------------------------------------------------------------------
 
@@ -281,3 +978,18 @@ GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
     TO eventstore_reader;
 GRANT EXECUTE ON FUNCTION create_topic(text, text, interval) TO eventstore_admin;
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;
+
+GRANT USAGE ON TYPE delivery TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION poll(text, integer), ack(text, bigint), nack(text, bigint, text),
+                          upcast(event)
+    TO eventstore_reader;
+GRANT EXECUTE ON FUNCTION derived_id(uuid, text)
+    TO eventstore_writer, eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole),
+                          drop_consumer(text), reset_consumer(text, bigint),
+                          run_consumer(text, integer), replay_parked(text, uuid),
+                          create_upcaster(text, integer, integer, regprocedure),
+                          set_topic_version(text, text)
+    TO eventstore_admin;
+GRANT EXECUTE ON FUNCTION undelivered(consumers) TO eventstore_reader, eventstore_admin;
+GRANT SELECT ON consumer_status, parked, upcasters TO eventstore_reader, eventstore_admin;

@@ -1,0 +1,273 @@
+/*-------------------------------------------------------------------------
+ *
+ * upcast.c
+ *		Events as their topic's current major version, and the ids of the
+ *		events a consumer derives.
+ *
+ * Stored events are never rewritten (DESIGN.md decision 6).  An event of an
+ * older major version goes through the upcasters registered for its topic,
+ * one major step after the other (1 -> 2 -> 3), on its way to a consumer or
+ * to a reader calling eventstore.upcast().  Each upcaster is a function
+ * fn(envelope jsonb) RETURNS jsonb; it runs as the role that registered it,
+ * and what it returns must be a valid envelope with the same id and the
+ * major version the upcaster promised.
+ *
+ * derived_id() is a name-based UUID (RFC 4122 version 5, SHA-1) of the
+ * consumer's name in the namespace of the source event's id: the same
+ * source and consumer always give the same id, so a consumer that derives
+ * events appends nothing new when it sees an event again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha1.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/typcache.h"
+
+#include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_upcast);
+PG_FUNCTION_INFO_V1(eventstore_derived_id);
+
+typedef struct Upcaster
+{
+	Oid			fn;
+	Oid			run_as;
+	int32		to_major;
+	char	   *name;			/* the function, for messages */
+} Upcaster;
+
+/* The upcaster of a topic from a major version; false if there is none. */
+static bool
+find_upcaster(const char *topic, int32 from_major, Upcaster *u)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[2];
+	bool		isnull;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[2] = {TEXTOID, INT4OID};
+
+		plan = SPI_prepare("SELECT fn::pg_catalog.regprocedure::pg_catalog.oid,"
+						   "       run_as::pg_catalog.oid, to_major, fn"
+						   "  FROM eventstore.upcasters"
+						   " WHERE topic OPERATOR(pg_catalog.=) $1"
+						   "   AND from_major OPERATOR(pg_catalog.=) $2",
+						   2, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the upcaster lookup: %s",
+				 SPI_result_code_string(SPI_result));
+	}
+	args[0] = CStringGetTextDatum(topic);
+	args[1] = Int32GetDatum(from_major);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "upcaster lookup failed");
+	if (SPI_processed == 0)
+		return false;
+	u->fn = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	u->run_as = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	u->to_major = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	u->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	return true;
+}
+
+/*
+ * Calls fn(arg) as role; NULL when the function returns NULL.  An error
+ * leaves the user id to be restored by the (sub)transaction abort.
+ */
+Datum
+call_as_role(Oid fn, Oid role, Datum arg, bool *isnull)
+{
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(fcinfo, 1);
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		result;
+
+	fmgr_info(fn, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = arg;
+	fcinfo->args[0].isnull = false;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(role, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	result = FunctionCallInvoke(fcinfo);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	*isnull = fcinfo->isnull;
+	return result;
+}
+
+static char *
+uuid_text(pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+/* Runs one upcaster and checks what it returns. */
+static Jsonb *
+apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
+			   EnvelopeParts *parts)
+{
+	EnvelopeParts before = *parts;
+	EnvelopeError err;
+	bool		isnull;
+	Datum		result;
+
+	result = call_as_role(u->fn, u->run_as, JsonbPGetDatum(envelope), &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("upcaster %s returned null", u->name),
+				 errdetail("Event %s of topic \"%s\" at major version %d.",
+						   uuid_text(&before.id), topic, before.version_major)));
+	envelope = DatumGetJsonbP(result);
+	if (!envelope_check(envelope, parts, &err))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("upcaster %s returned an invalid event", u->name),
+				 errdetail("Event %s of topic \"%s\": %s%s%s",
+						   uuid_text(&before.id), topic,
+						   err.field ? "field \"" : "", err.field ? err.field : "",
+						   err.field ? "\" " : ""),
+				 errhint("%s", err.rule)));
+	if (memcmp(&parts->id, &before.id, sizeof(pg_uuid_t)) != 0 ||
+		parts->version_major != u->to_major)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("upcaster %s returned a different event", u->name),
+				 errdetail("Event %s of topic \"%s\" came back as event %s at major version %d; the upcaster is registered from %d to %d.",
+						   uuid_text(&before.id), topic, uuid_text(&parts->id),
+						   parts->version_major, before.version_major, u->to_major)));
+	return envelope;
+}
+
+/*
+ * The envelope of an event of topic turned into the topic's current major
+ * version; the envelope itself when it is current already.  Must be called
+ * inside SPI_connect, as the owner role.
+ */
+Jsonb *
+upcast_envelope(const char *topic, Jsonb *envelope)
+{
+	TopicInfo  *info = topic_lookup(topic, strlen(topic));
+	EnvelopeParts parts;
+	EnvelopeError err;
+
+	if (info == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" does not exist", topic)));
+	if (!envelope_check(envelope, &parts, &err))
+		envelope_report(&err, -1);
+
+	while (parts.version_major < info->current_major)
+	{
+		Upcaster	u;
+
+		if (!find_upcaster(topic, parts.version_major, &u))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("no upcaster for topic \"%s\" from major version %d",
+							topic, parts.version_major),
+					 errdetail("Event %s is at version %d.%d; the topic is at %d.%d.",
+							   uuid_text(&parts.id), parts.version_major,
+							   parts.version_minor, info->current_major,
+							   info->current_minor),
+					 errhint("Register one with eventstore.create_upcaster().")));
+		envelope = apply_upcaster(topic, &u, envelope, &parts);
+	}
+	return envelope;
+}
+
+/*
+ * The event (a datum of type eventstore.event) with its envelope upcast; the
+ * datum itself when nothing changes.  Must be called inside SPI_connect, as
+ * the owner role.
+ */
+Datum
+upcast_event(Datum event)
+{
+	HeapTupleHeader th = DatumGetHeapTupleHeader(event);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
+											  HeapTupleHeaderGetTypMod(th));
+	HeapTupleData tuple;
+	Datum		values[EVENT_NATTS];
+	bool		nulls[EVENT_NATTS];
+	Jsonb	   *envelope;
+	Datum		result = event;
+
+	if (desc->natts != EVENT_NATTS)
+		elog(ERROR, "eventstore.event has %d attributes, expected %d",
+			 desc->natts, EVENT_NATTS);
+	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = th;
+	heap_deform_tuple(&tuple, desc, values, nulls);
+
+	if (nulls[EVENT_ATT_TOPIC - 1] || nulls[EVENT_ATT_ENVELOPE - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event to upcast has no %s",
+						nulls[EVENT_ATT_TOPIC - 1] ? "topic" : "envelope"),
+				 errdetail("Field \"%s\" is NULL.",
+						   nulls[EVENT_ATT_TOPIC - 1] ? "topic" : "envelope")));
+	envelope = DatumGetJsonbP(values[EVENT_ATT_ENVELOPE - 1]);
+	values[EVENT_ATT_ENVELOPE - 1] =
+		JsonbPGetDatum(upcast_envelope(TextDatumGetCString(values[EVENT_ATT_TOPIC - 1]),
+									   envelope));
+	if (DatumGetPointer(values[EVENT_ATT_ENVELOPE - 1]) != (Pointer) envelope)
+		result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	ReleaseTupleDesc(desc);
+	return result;
+}
+
+/* eventstore.upcast(event) RETURNS event */
+Datum
+eventstore_upcast(PG_FUNCTION_ARGS)
+{
+	Datum		event = PG_GETARG_DATUM(0);
+	Oid			save_userid;
+	int			save_sec_context;
+
+	SPI_connect();
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	event = upcast_event(event);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	event = SPI_datumTransfer(event, false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(event);
+}
+
+/* eventstore.derived_id(source_id uuid, consumer text) RETURNS uuid */
+Datum
+eventstore_derived_id(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *source = PG_GETARG_UUID_P(0);
+	text	   *name = PG_GETARG_TEXT_PP(1);
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA1);
+	uint8		digest[SHA1_DIGEST_LENGTH];
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, source->data, UUID_LEN) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute SHA-1: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+
+	memcpy(result->data, digest, UUID_LEN);
+	result->data[6] = (result->data[6] & 0x0f) | 0x50;	/* version 5 */
+	result->data[8] = (result->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	PG_RETURN_UUID_P(result);
+}
