@@ -306,6 +306,15 @@ envelope_check(Jsonb *event, EnvelopeParts *parts, EnvelopeError *err)
 	return true;
 }
 
+/* The broken rule as a sentence without its capital: "field "x" is ...". */
+char *
+envelope_error_text(const EnvelopeError *err)
+{
+	if (err->field)
+		return psprintf("field \"%s\" %s.", err->field, err->rule);
+	return psprintf("the event %s.", err->rule);
+}
+
 /*
  * Raises the error for a broken rule.  batch_index is the 1-based position of
  * the event in append_batch's array, or 0 for a single event.
@@ -313,12 +322,8 @@ envelope_check(Jsonb *event, EnvelopeParts *parts, EnvelopeError *err)
 void
 envelope_report(const EnvelopeError *err, int batch_index)
 {
-	char	   *detail;
+	char	   *detail = envelope_error_text(err);
 
-	if (err->field)
-		detail = psprintf("field \"%s\" %s.", err->field, err->rule);
-	else
-		detail = psprintf("the event %s.", err->rule);
 	if (batch_index > 0)
 		detail = psprintf("Event %d of the batch: %s", batch_index, detail);
 	else

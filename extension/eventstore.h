@@ -67,6 +67,7 @@ typedef struct EnvelopeError
 
 extern bool envelope_check(Jsonb *event, EnvelopeParts *parts,
 						   EnvelopeError *err);
+extern char *envelope_error_text(const EnvelopeError *err);
 extern void envelope_report(const EnvelopeError *err, int batch_index)
 			pg_attribute_noreturn();
 

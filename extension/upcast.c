@@ -134,11 +134,8 @@ apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("upcaster %s returned an invalid event", u->name),
-				 errdetail("Event %s of topic \"%s\": %s%s%s",
-						   uuid_text(&before.id), topic,
-						   err.field ? "field \"" : "", err.field ? err.field : "",
-						   err.field ? "\" " : ""),
-				 errhint("%s", err.rule)));
+				 errdetail("Event %s of topic \"%s\" came back with %s",
+						   uuid_text(&before.id), topic, envelope_error_text(&err))));
 	if (memcmp(&parts->id, &before.id, sizeof(pg_uuid_t)) != 0 ||
 		parts->version_major != u->to_major)
 		ereport(ERROR,
