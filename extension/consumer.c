@@ -345,7 +345,7 @@ record_outcome(Consumer *c, Batch *b, Outcome *out, bool drained)
 	values[0] = text_datum(c->name);
 	values[1] = Int64GetDatum(out->done > 0 ? b->positions[out->done - 1] : 0);
 	nulls[1] = out->done > 0 ? ' ' : 'n';
-	values[2] = Int64GetDatum(out->done);
+	values[2] = Int64GetDatum(out->handled);
 	values[3] = Int32GetDatum(c->attempts);
 	values[4] = out->error ? text_datum(out->error) : (Datum) 0;
 	nulls[4] = out->error ? ' ' : 'n';

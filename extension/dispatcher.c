@@ -15,7 +15,9 @@
  * no two workers ever run the same consumer; worker i starts its rounds at
  * the i-th consumer so that they spread out.  An error that escapes a
  * consumer (its handler was dropped, say) is logged and recorded in the
- * consumer's row, which backs off; the other consumers go on.
+ * consumer's row, which backs off; the other consumers go on.  When there
+ * is no in-database consumer at all, commits do not trigger rounds; the
+ * fallback poll looks for new consumers.
  *
  * Worker 0 also sends one NOTIFY eventstore, '<topic>' per topic with new
  * events, at most once per eventstore.notify_interval, so that a burst of
@@ -192,10 +194,11 @@ run_one_batch(const char *name)
 
 /*
  * One round: a batch of every due consumer, starting at the worker's own
- * offset.  Returns whether any consumer took events.
+ * offset.  Returns whether any consumer took events; *any tells whether
+ * there was a consumer to run.
  */
 static bool
-run_consumers(int worker, MemoryContext round_cxt)
+run_consumers(int worker, MemoryContext round_cxt, bool *any)
 {
 	List	   *names;
 	int			n;
@@ -204,6 +207,7 @@ run_consumers(int worker, MemoryContext round_cxt)
 	MemoryContextReset(round_cxt);
 	names = list_consumers(round_cxt);
 	n = list_length(names);
+	*any = n > 0;
 	for (int k = 0; k < n; k++)
 	{
 		const char *name = list_nth(names, (k + worker) % n);
@@ -225,6 +229,7 @@ eventstore_dispatcher_main(Datum arg)
 	MemoryContext round_cxt;
 	TimestampTz next_notify = 0;
 	bool		work = true;	/* run a round first */
+	bool		have_consumers = true;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -266,12 +271,16 @@ eventstore_dispatcher_main(Datum arg)
 				timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_notify) + 1);
 		}
 
-		/* a round when commits appended, and at every fallback poll */
-		if (notify_worker_take_work())
+		/*
+		 * A round when commits appended, and at every fallback poll.  With
+		 * no consumer at all, only the fallback poll looks again: appends
+		 * then cost the worker nothing.
+		 */
+		if (notify_worker_take_work() && have_consumers)
 			work = true;
 		if (work)
 		{
-			work = run_consumers(worker, round_cxt);
+			work = run_consumers(worker, round_cxt, &have_consumers);
 			if (work)
 				continue;		/* more may be waiting */
 		}
