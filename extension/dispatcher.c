@@ -276,6 +276,8 @@ eventstore_dispatcher_main(Datum arg)
 		 * no consumer at all, only the fallback poll looks again: appends
 		 * then cost the worker nothing.
 		 */
+		if (notify_worker_consumers_changed())
+			have_consumers = true;
 		if (notify_worker_take_work() && have_consumers)
 			work = true;
 		if (work)

@@ -132,6 +132,7 @@ extern void notify_init(void);
 extern void notify_topic_appended(const char *topic);
 extern void notify_worker_attach(int worker);
 extern bool notify_worker_take_work(void);
+extern bool notify_worker_consumers_changed(void);
 extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
 
 /* upcast.c: events as their topic's current major version. */

@@ -48,6 +48,7 @@
 
 #include "access/xact.h"
 #include "commands/async.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
@@ -78,6 +79,8 @@ typedef struct NotifyShared
 	Latch	   *dispatcher_latch;
 	/* raised by commits that appended, lowered by a worker starting a round */
 	pg_atomic_uint32 consumer_work;
+	/* raised by commits that created or reset a consumer */
+	pg_atomic_uint32 consumers_changed;
 	Latch	   *worker_latches[MAX_DISPATCHER_WORKERS];
 	TopicSlot	slots[MAX_TOPIC_SLOTS];
 } NotifyShared;
@@ -104,6 +107,8 @@ typedef struct SlotCacheEntry
 static NotifyShared *shared = NULL;
 static HTAB *slot_cache = NULL;
 static List *pending_topics = NIL;	/* of PendingTopic, TopTransactionContext */
+
+static bool consumers_changed = false;	/* by this transaction */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -139,6 +144,7 @@ notify_shmem_startup_hook(void)
 		for (int i = 0; i < MAX_TOPIC_SLOTS; i++)
 			pg_atomic_init_u32(&shared->slots[i].pending, 0);
 		pg_atomic_init_u32(&shared->consumer_work, 0);
+		pg_atomic_init_u32(&shared->consumers_changed, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -301,10 +307,18 @@ notify_xact_callback(XactEvent event, void *arg)
 			if (pending_topics != NIL)
 				signal_pending_topics();
 			pending_topics = NIL;
+			if (consumers_changed && shared != NULL)
+			{
+				pg_atomic_write_u32(&shared->consumers_changed, 1);
+				pg_atomic_write_u32(&shared->consumer_work, 0);
+				signal_consumer_work();
+			}
+			consumers_changed = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			pending_topics = NIL;
+			consumers_changed = false;
 			break;
 		default:
 			break;
@@ -381,6 +395,27 @@ notify_worker_attach(int worker)
 	shared->worker_latches[worker] = MyLatch;
 	SpinLockRelease(&shared->mutex);
 	on_shmem_exit(worker_detach, Int32GetDatum(worker));
+}
+
+/*
+ * eventstore.consumers_changed(): called by the functions that create,
+ * reset or replay consumers, so that the dispatcher workers look at the
+ * consumers as soon as this transaction commits, even when they had none.
+ */
+PG_FUNCTION_INFO_V1(eventstore_consumers_changed);
+Datum
+eventstore_consumers_changed(PG_FUNCTION_ARGS)
+{
+	consumers_changed = true;
+	PG_RETURN_VOID();
+}
+
+/* A worker learns whether consumers were created or reset since it looked. */
+bool
+notify_worker_consumers_changed(void)
+{
+	return pg_atomic_read_u32(&shared->consumers_changed) != 0 &&
+		pg_atomic_exchange_u32(&shared->consumers_changed, 0) != 0;
 }
 
 /* A worker starts a round of consumers: true if commits asked for one. */

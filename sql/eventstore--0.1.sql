@@ -378,6 +378,10 @@ CREATE FUNCTION lease_timeout() RETURNS interval
 CREATE FUNCTION retry_delay(attempts integer) RETURNS interval
     LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'eventstore_retry_delay';
 
+-- Wakes the dispatcher workers when this transaction commits.
+CREATE FUNCTION consumers_changed() RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_consumers_changed';
+
 CREATE FUNCTION check_consumer_name(name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -666,6 +670,7 @@ BEGIN
     END IF;
     INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts)
     VALUES (name, topics, handler::text, role, batch_size, max_attempts);
+    PERFORM eventstore.consumers_changed();
 EXCEPTION
     WHEN unique_violation THEN
         RAISE EXCEPTION 'consumer "%" already exists', name
@@ -702,6 +707,7 @@ BEGIN
            attempts = 0, retry_at = NULL
      WHERE c.name = reset_consumer.name;
     UPDATE eventstore.parked p SET batch_id = NULL WHERE p.consumer = reset_consumer.name;
+    PERFORM eventstore.consumers_changed();
 END
 $$;
 COMMENT ON FUNCTION reset_consumer(text, bigint) IS
@@ -844,6 +850,7 @@ BEGIN
         RAISE EXCEPTION 'event % is not parked for consumer "%"', event_id, consumer
             USING ERRCODE = 'undefined_object';
     END IF;
+    PERFORM eventstore.consumers_changed();
 END
 $$;
 COMMENT ON FUNCTION replay_parked(text, uuid) IS
