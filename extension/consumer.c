@@ -150,7 +150,7 @@ eventstore_retry_delay(PG_FUNCTION_ARGS)
  * running it) or when it is backing off after a failure.
  */
 static bool
-lock_consumer(const char *name, Consumer *c)
+lock_consumer(const char *name, Oid caller, Consumer *c)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {text_datum(name)};
@@ -190,6 +190,7 @@ lock_consumer(const char *name, Consumer *c)
 	c->batch_size = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
 	c->max_attempts = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
 	c->attempts = DatumGetInt32(SPI_getbinval(row, desc, 6, &isnull));
+	check_consumer_role(caller, c->run_as, "run", name);
 	return !DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
 }
 
@@ -239,8 +240,8 @@ handle_range(Consumer *c, Batch *b, int from, int to, char **error)
 		{
 			bool		isnull;
 
-			(void) call_as_role(c->handler, c->run_as, upcast_event(b->events[current]),
-								&isnull);
+			(void) call_as_role(c->handler, c->run_as,
+								upcast_event(b->events[current], c->run_as), &isnull);
 			MemoryContextReset(per_event);
 		}
 		ReleaseCurrentSubTransaction();
@@ -453,7 +454,7 @@ next_page(Consumer *c, int limit, Batch *b, bool *drained)
  * called inside SPI_connect, as the owner role.
  */
 static int
-run_batch(const char *name, int limit, bool *stop)
+run_batch(const char *name, Oid caller, int limit, bool *stop)
 {
 	Consumer	c;
 	Batch		b;
@@ -462,7 +463,7 @@ run_batch(const char *name, int limit, bool *stop)
 	int			replayed;
 
 	*stop = true;
-	if (!lock_consumer(name, &c))
+	if (!lock_consumer(name, caller, &c))
 		return 0;
 	limit = Min(limit, c.batch_size);
 
@@ -484,7 +485,9 @@ run_batch(const char *name, int limit, bool *stop)
 /*
  * Runs an in-database consumer for up to max_events events (one batch when
  * max_events is 0, until nothing is left when it is negative) in the current
- * transaction.  Used by run_consumer() and by the dispatcher workers.
+ * transaction.  Used by run_consumer() and by the dispatcher workers.  The
+ * current user must be a member of the consumer's role: the handler runs as
+ * that role.
  */
 int64
 consumer_run(const char *name, int64 max_events)
@@ -500,7 +503,7 @@ consumer_run(const char *name, int64 max_events)
 	{
 		int			limit = max_events > 0 ? (int) Min(max_events - total, 10000) : 10000;
 		bool		stop;
-		int			n = run_batch(name, limit, &stop);
+		int			n = run_batch(name, save_userid, limit, &stop);
 
 		total += n;
 		CommandCounterIncrement();

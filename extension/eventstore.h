@@ -41,6 +41,8 @@ extern int	eventstore_retry_delay_ms;
 #define EVENT_ATT_TOPIC 3
 #define EVENT_ATT_ENVELOPE 6
 #define EVENT_NATTS 7
+/* eventstore.delivery: the event's attributes, then batch_id and attempt */
+#define DELIVERY_NATTS 9
 
 /*
  * envelope.c: validation of the event envelope of EVENTS.md.
@@ -137,8 +139,12 @@ extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
 
 /* upcast.c: events as their topic's current major version. */
 extern Datum call_as_role(Oid fn, Oid role, Datum arg, bool *isnull);
-extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope);
-extern Datum upcast_event(Datum event);
+extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope, Oid role);
+extern Datum upcast_event(Datum event, Oid role);
+
+/* consumer_access.c: who may act for a consumer. */
+extern void check_consumer_role(Oid caller, Oid role, const char *action,
+								const char *consumer);
 
 /* consumer.c: running in-database consumers. */
 extern int64 consumer_run(const char *name, int64 max_events);

@@ -8,9 +8,11 @@
  * older major version goes through the upcasters registered for its topic,
  * one major step after the other (1 -> 2 -> 3), on its way to a consumer or
  * to a reader calling eventstore.upcast().  Each upcaster is a function
- * fn(envelope jsonb) RETURNS jsonb; it runs as the role that registered it,
- * and what it returns must be a valid envelope with the same id and the
- * major version the upcaster promised.
+ * fn(envelope jsonb) RETURNS jsonb; it runs as the role that receives the
+ * event (the consumer's role, or the caller of upcast()), so it never has
+ * more privileges than whoever asked for the event.  What it returns must be
+ * a valid envelope with the same id and the major version the upcaster
+ * promised.
  *
  * derived_id() is a name-based UUID (RFC 4122 version 5, SHA-1) of the
  * consumer's name in the namespace of the source event's id: the same
@@ -28,7 +30,9 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/regproc.h"
 #include "utils/typcache.h"
 
 #include "eventstore.h"
@@ -39,7 +43,6 @@ PG_FUNCTION_INFO_V1(eventstore_derived_id);
 typedef struct Upcaster
 {
 	Oid			fn;
-	Oid			run_as;
 	int32		to_major;
 	char	   *name;			/* the function, for messages */
 } Upcaster;
@@ -57,7 +60,7 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
 		plan = SPI_prepare("SELECT fn::pg_catalog.regprocedure::pg_catalog.oid,"
-						   "       run_as::pg_catalog.oid, to_major, fn"
+						   "       to_major, fn"
 						   "  FROM eventstore.upcasters"
 						   " WHERE topic OPERATOR(pg_catalog.=) $1"
 						   "   AND from_major OPERATOR(pg_catalog.=) $2",
@@ -73,15 +76,15 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 	if (SPI_processed == 0)
 		return false;
 	u->fn = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	u->run_as = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	u->to_major = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	u->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	u->to_major = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	u->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	return true;
 }
 
 /*
- * Calls fn(arg) as role; NULL when the function returns NULL.  An error
- * leaves the user id to be restored by the (sub)transaction abort.
+ * Calls fn(arg) as role, which must be allowed to execute it; NULL when the
+ * function returns NULL.  An error leaves the user id to be restored by the
+ * (sub)transaction abort.
  */
 Datum
 call_as_role(Oid fn, Oid role, Datum arg, bool *isnull)
@@ -92,6 +95,12 @@ call_as_role(Oid fn, Oid role, Datum arg, bool *isnull)
 	int			save_sec_context;
 	Datum		result;
 
+	if (pg_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", format_procedure(fn)),
+				 errdetail("Role \"%s\" runs it and may not execute it.",
+						   GetUserNameFromId(role, false))));
 	fmgr_info(fn, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = arg;
@@ -115,14 +124,14 @@ uuid_text(pg_uuid_t *id)
 /* Runs one upcaster and checks what it returns. */
 static Jsonb *
 apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
-			   EnvelopeParts *parts)
+			   EnvelopeParts *parts, Oid role)
 {
 	EnvelopeParts before = *parts;
 	EnvelopeError err;
 	bool		isnull;
 	Datum		result;
 
-	result = call_as_role(u->fn, u->run_as, JsonbPGetDatum(envelope), &isnull);
+	result = call_as_role(u->fn, role, JsonbPGetDatum(envelope), &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
@@ -149,11 +158,11 @@ apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
 
 /*
  * The envelope of an event of topic turned into the topic's current major
- * version; the envelope itself when it is current already.  Must be called
- * inside SPI_connect, as the owner role.
+ * version by upcasters running as role; the envelope itself when it is
+ * current already.  Must be called inside SPI_connect, as the owner role.
  */
 Jsonb *
-upcast_envelope(const char *topic, Jsonb *envelope)
+upcast_envelope(const char *topic, Jsonb *envelope, Oid role)
 {
 	TopicInfo  *info = topic_lookup(topic, strlen(topic));
 	EnvelopeParts parts;
@@ -180,18 +189,18 @@ upcast_envelope(const char *topic, Jsonb *envelope)
 							   parts.version_minor, info->current_major,
 							   info->current_minor),
 					 errhint("Register one with eventstore.create_upcaster().")));
-		envelope = apply_upcaster(topic, &u, envelope, &parts);
+		envelope = apply_upcaster(topic, &u, envelope, &parts, role);
 	}
 	return envelope;
 }
 
 /*
- * The event (a datum of type eventstore.event) with its envelope upcast; the
- * datum itself when nothing changes.  Must be called inside SPI_connect, as
- * the owner role.
+ * The event (a datum of type eventstore.event) with its envelope upcast by
+ * upcasters running as role; the datum itself when nothing changes.  Must be
+ * called inside SPI_connect, as the owner role.
  */
 Datum
-upcast_event(Datum event)
+upcast_event(Datum event, Oid role)
 {
 	HeapTupleHeader th = DatumGetHeapTupleHeader(event);
 	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
@@ -221,14 +230,14 @@ upcast_event(Datum event)
 	envelope = DatumGetJsonbP(values[EVENT_ATT_ENVELOPE - 1]);
 	values[EVENT_ATT_ENVELOPE - 1] =
 		JsonbPGetDatum(upcast_envelope(TextDatumGetCString(values[EVENT_ATT_TOPIC - 1]),
-									   envelope));
+									   envelope, role));
 	if (DatumGetPointer(values[EVENT_ATT_ENVELOPE - 1]) != (Pointer) envelope)
 		result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 	ReleaseTupleDesc(desc);
 	return result;
 }
 
-/* eventstore.upcast(event) RETURNS event */
+/* eventstore.upcast(event) RETURNS event; upcasters run as the caller */
 Datum
 eventstore_upcast(PG_FUNCTION_ARGS)
 {
@@ -239,7 +248,7 @@ eventstore_upcast(PG_FUNCTION_ARGS)
 	SPI_connect();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	event = upcast_event(event);
+	event = upcast_event(event, save_userid);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	event = SPI_datumTransfer(event, false, -1);
 	SPI_finish();

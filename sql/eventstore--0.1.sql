@@ -267,12 +267,14 @@ CREATE TABLE upcasters (
     from_major integer NOT NULL CHECK (from_major >= 0),
     to_major   integer NOT NULL,
     fn         text NOT NULL,       -- a regprocedure, kept as text (see consumers.handler)
-    run_as     regrole NOT NULL,    -- the role that registered it; fn runs as this role
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (topic, from_major),
     CHECK (to_major > from_major)
 );
 COMMENT ON TABLE upcasters IS 'functions that turn an event of from_major into to_major, chained up to the topic''s current major';
+-- An upcaster runs as the role that receives the event: the consumer's role
+-- for consumers, the caller of upcast() for readers.  It never runs with
+-- more privileges than the code that asked for the event.
 
 ------------------------------------------------------------------------------
 -- Consumers and their progress.
@@ -297,6 +299,8 @@ CREATE TABLE consumers (
     -- reg* column other than regclass/regtype/regrole would block pg_upgrade.
     -- NULL for an outside consumer (poll/ack).
     handler         text,
+    -- The consumer's role: its handler and upcasters run as this role, and
+    -- only its members may poll, ack, nack or run the consumer.
     run_as          regrole NOT NULL,
     batch_size      integer NOT NULL CHECK (batch_size BETWEEN 1 AND 10000),
     max_attempts    integer NOT NULL CHECK (max_attempts BETWEEN 1 AND 1000),
@@ -528,7 +532,8 @@ BEGIN
 END
 $$;
 
--- Events of an outside consumer's open batch, upcast, as deliveries.
+-- Events of an outside consumer's open batch as deliveries, as stored: poll()
+-- upcasts them as the consumer's role.
 CREATE FUNCTION batch_deliveries(consumer text) RETURNS SETOF delivery
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -538,16 +543,14 @@ BEGIN
     SELECT * INTO STRICT c FROM eventstore.consumers WHERE name = consumer;
     IF c.batch_kind = 'window' THEN
         RETURN QUERY
-            SELECT u.position, u.id, u.topic, u.stream, u.stream_version,
-                   u.envelope, u.recorded_at, c.batch_id, c.batch_attempt
-              FROM eventstore.window_events(consumer, c.batch_upto, 2147483647) w,
-                   LATERAL eventstore.upcast(w) u;
+            SELECT w.position, w.id, w.topic, w.stream, w.stream_version,
+                   w.envelope, w.recorded_at, c.batch_id, c.batch_attempt
+              FROM eventstore.window_events(consumer, c.batch_upto, 2147483647) w;
     ELSE
         RETURN QUERY
-            SELECT u.position, u.id, u.topic, u.stream, u.stream_version,
-                   u.envelope, u.recorded_at, c.batch_id, c.batch_attempt
-              FROM eventstore.parked p,
-                   LATERAL eventstore.upcast(eventstore.get(p.event_id)) u
+            SELECT e.position, e.id, e.topic, e.stream, e.stream_version,
+                   e.envelope, e.recorded_at, c.batch_id, c.batch_attempt
+              FROM eventstore.parked p, LATERAL eventstore.get(p.event_id) e
              WHERE p.consumer = batch_deliveries.consumer AND p.batch_id = c.batch_id
              ORDER BY p.position;
     END IF;
@@ -611,17 +614,16 @@ $$;
 -- Consumer API
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION create_consumer(name text, topics text[],
-                                handler regprocedure DEFAULT NULL,
-                                batch_size integer DEFAULT 100,
-                                max_attempts integer DEFAULT 5,
-                                run_as regrole DEFAULT NULL)
+-- create_consumer() (C) checks who may create a consumer for run_as, then
+-- calls this as the extension's owner.
+CREATE FUNCTION register_consumer(name text, topics text[], handler regprocedure,
+                                  batch_size integer, max_attempts integer,
+                                  run_as regrole)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     missing text;
-    role    regrole := coalesce(run_as, (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user)::regrole);
     fn      pg_proc;
 BEGIN
     PERFORM eventstore.check_consumer_name(name);
@@ -647,12 +649,6 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Argument "max_attempts" is %s; it must be between 1 and 1000.', coalesce(max_attempts::text, 'NULL'));
     END IF;
-    -- The handler runs as run_as: the caller must be able to act as that role.
-    IF NOT pg_has_role(session_user, role, 'MEMBER') THEN
-        RAISE EXCEPTION 'permission denied to run consumer as role "%"', role
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('Role %I is not a member of role %I.', session_user, role);
-    END IF;
     IF handler IS NOT NULL THEN
         SELECT * INTO fn FROM pg_proc p WHERE p.oid = handler;
         IF fn.prokind <> 'f' OR fn.pronargs <> 1
@@ -662,14 +658,14 @@ BEGIN
                 USING ERRCODE = 'invalid_function_definition',
                       DETAIL = format('Handler %s must be a function f(eventstore.event) RETURNS void.', handler);
         END IF;
-        IF NOT has_function_privilege(role, handler, 'EXECUTE') THEN
+        IF NOT has_function_privilege(run_as, handler, 'EXECUTE') THEN
             RAISE EXCEPTION 'permission denied for handler %', handler
                 USING ERRCODE = 'insufficient_privilege',
-                      DETAIL = format('Role %I cannot execute it.', role);
+                      DETAIL = format('Role %s, the consumer''s role, cannot execute it.', run_as);
         END IF;
     END IF;
     INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts)
-    VALUES (name, topics, handler::text, role, batch_size, max_attempts);
+    VALUES (name, topics, handler::text, run_as, batch_size, max_attempts);
     PERFORM eventstore.consumers_changed();
 EXCEPTION
     WHEN unique_violation THEN
@@ -677,8 +673,16 @@ EXCEPTION
             USING ERRCODE = 'duplicate_object';
 END
 $$;
+
+CREATE FUNCTION create_consumer(name text, topics text[],
+                                handler regprocedure DEFAULT NULL,
+                                batch_size integer DEFAULT 100,
+                                max_attempts integer DEFAULT 5,
+                                run_as regrole DEFAULT NULL)
+RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_create_consumer';
 COMMENT ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole) IS
-    'register a consumer of topics: in-database with a handler f(eventstore.event), outside (poll/ack) without';
+    'register a consumer of topics: in-database with a handler f(eventstore.event), outside (poll/ack) without; it acts as run_as (default: the caller)';
 
 CREATE FUNCTION drop_consumer(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -713,8 +717,10 @@ $$;
 COMMENT ON FUNCTION reset_consumer(text, bigint) IS
     'deliver again every event after to_position (0: replay from the start)';
 
-CREATE FUNCTION poll(consumer text, max integer DEFAULT 100) RETURNS SETOF delivery
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- poll(), ack() and nack() (C) check that the caller is a member of the
+-- consumer's role, then call these as the extension's owner.
+CREATE FUNCTION poll_batch(consumer text, max integer) RETURNS SETOF delivery
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c    eventstore.consumers;
@@ -753,9 +759,9 @@ BEGIN
 
     -- Parked events asked for again go out first, in a batch of their own.
     UPDATE eventstore.parked p SET batch_id = c.batch_id + 1
-     WHERE p.consumer = poll.consumer AND p.replay AND p.position IN (
+     WHERE p.consumer = poll_batch.consumer AND p.replay AND p.position IN (
            SELECT q.position FROM eventstore.parked q
-            WHERE q.consumer = poll.consumer AND q.replay
+            WHERE q.consumer = poll_batch.consumer AND q.replay
             ORDER BY q.position LIMIT max);
     IF FOUND THEN
         UPDATE eventstore.consumers
@@ -785,11 +791,13 @@ BEGIN
     UPDATE eventstore.consumers SET last_run = now() WHERE name = consumer;
 END
 $$;
+CREATE FUNCTION poll(consumer text, max integer DEFAULT 100) RETURNS SETOF delivery
+    LANGUAGE c ROWS 100 AS 'MODULE_PATHNAME', 'eventstore_poll';
 COMMENT ON FUNCTION poll(text, integer) IS
     'next batch of an outside consumer; the same batch again after its lease runs out, until acked';
 
-CREATE FUNCTION ack(consumer text, batch_id bigint) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION ack_batch(consumer text, batch_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c eventstore.consumers := eventstore.lock_consumer(consumer, 'outside');
@@ -805,10 +813,12 @@ BEGIN
     PERFORM eventstore.finish_batch(consumer, true);
 END
 $$;
+CREATE FUNCTION ack(consumer text, batch_id bigint) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_ack';
 COMMENT ON FUNCTION ack(text, bigint) IS 'an outside consumer is done with a batch; acking it again is harmless';
 
-CREATE FUNCTION nack(consumer text, batch_id bigint, error text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION nack_batch(consumer text, batch_id bigint, error text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c eventstore.consumers := eventstore.lock_consumer(consumer, 'outside');
@@ -831,6 +841,8 @@ BEGIN
     END IF;
 END
 $$;
+CREATE FUNCTION nack(consumer text, batch_id bigint, error text) RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_nack';
 COMMENT ON FUNCTION nack(text, bigint, text) IS
     'an outside consumer failed a batch: counted as an attempt, redelivered after a backoff, parked after max_attempts';
 
@@ -856,9 +868,11 @@ $$;
 COMMENT ON FUNCTION replay_parked(text, uuid) IS
     'deliver a parked event again: first thing on the consumer''s next run or poll';
 
-CREATE FUNCTION create_upcaster(topic text, from_major integer, to_major integer, fn regprocedure)
+-- create_upcaster() (C) checks that the caller may execute fn, then calls
+-- this as the extension's owner.
+CREATE FUNCTION register_upcaster(topic text, from_major integer, to_major integer, fn regprocedure)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p pg_proc;
@@ -880,15 +894,17 @@ BEGIN
             USING ERRCODE = 'invalid_function_definition',
                   DETAIL = format('Function %s must be f(jsonb) RETURNS jsonb.', coalesce(fn::text, 'NULL'));
     END IF;
-    INSERT INTO eventstore.upcasters (topic, from_major, to_major, fn, run_as)
-    VALUES (topic, from_major, to_major, fn::text,
-            (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user)::regrole);
+    INSERT INTO eventstore.upcasters (topic, from_major, to_major, fn)
+    VALUES (topic, from_major, to_major, fn::text);
 EXCEPTION
     WHEN unique_violation THEN
         RAISE EXCEPTION 'topic "%" has an upcaster from major version % already', topic, from_major
             USING ERRCODE = 'duplicate_object';
 END
 $$;
+CREATE FUNCTION create_upcaster(topic text, from_major integer, to_major integer, fn regprocedure)
+RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_create_upcaster';
 COMMENT ON FUNCTION create_upcaster(text, integer, integer, regprocedure) IS
     'register fn(envelope jsonb) RETURNS jsonb turning events of topic from from_major to to_major';
 
@@ -926,10 +942,16 @@ COMMENT ON FUNCTION derived_id(uuid, text) IS
 
 -- Events of a consumer's topics it has not been given yet, and the oldest
 -- one's recording time.
-CREATE FUNCTION undelivered(c consumers, OUT events bigint, OUT oldest timestamptz)
+CREATE FUNCTION undelivered(consumer text, OUT events bigint, OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    c eventstore.consumers;
 BEGIN
+    SELECT * INTO c FROM eventstore.consumers WHERE name = consumer;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
     SELECT count(*), min(e.recorded_at) INTO events, oldest
       FROM eventstore.events e
      WHERE e.topic = ANY (c.topics)
@@ -958,7 +980,7 @@ SELECT c.name,
        c.last_run,
        c.batch_id,
        c.leased_until
-  FROM consumers c, LATERAL undelivered(c) u;
+  FROM consumers c, LATERAL undelivered(c.name) u;
 COMMENT ON VIEW consumer_status IS 'every consumer: how far it got, its lag, failures and parked events';
 
 ------------------------------------------------------------------------------
@@ -968,7 +990,7 @@ COMMENT ON VIEW consumer_status IS 'every consumer: how far it got, its lag, fai
 REVOKE ALL ON ALL TABLES IN SCHEMA eventstore FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA eventstore FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM PUBLIC;
-REVOKE ALL ON TYPE event FROM PUBLIC;
+REVOKE ALL ON TYPE event, delivery FROM PUBLIC;
 REVOKE ALL ON SCHEMA eventstore FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA eventstore
@@ -998,5 +1020,5 @@ GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, i
                           create_upcaster(text, integer, integer, regprocedure),
                           set_topic_version(text, text)
     TO eventstore_admin;
-GRANT EXECUTE ON FUNCTION undelivered(consumers) TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION undelivered(text) TO eventstore_reader, eventstore_admin;
 GRANT SELECT ON consumer_status, parked, upcasters TO eventstore_reader, eventstore_admin;
