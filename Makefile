@@ -27,6 +27,18 @@ include $(PGXS)
 # PGXS tracks neither headers nor flags: rebuild when either changes.
 $(OBJS): extension/eventstore.h Makefile
 
+# The libpq daemon has its own Makefile; build, install and clean it along.
+.PHONY: workers install-workers clean-workers
+all: workers
+workers:
+	$(MAKE) -C workers
+install: install-workers
+install-workers: workers
+	$(MAKE) -C workers install
+clean: clean-workers
+clean-workers:
+	$(MAKE) -C workers clean
+
 # PGXS installs top-level control files; ours live in control/.
 $(EXTENSION).control: control/$(EXTENSION).control
 	cp $< $@

@@ -1,0 +1,47 @@
+/*
+ * config.h
+ *		The daemon's configuration, loaded from a JSON file.
+ */
+#ifndef WORKER_CONFIG_H
+#define WORKER_CONFIG_H
+
+#include <stddef.h>
+
+#include "handler.h"
+#include "log.h"
+
+enum consumer_kind
+{
+	CONSUMER_IN_DATABASE,		/* driven with eventstore.run_consumer() */
+	CONSUMER_OUTSIDE			/* eventstore.poll() + a handler + ack/nack */
+};
+
+struct consumer
+{
+	char	   *name;
+	enum consumer_kind kind;
+	struct handler handler;		/* outside consumers only */
+};
+
+struct config
+{
+	char	   *conninfo;
+	int			poll_interval_ms;
+	int			batch_size;
+	int			reconnect_min_ms;
+	int			reconnect_max_ms;
+	int			connect_timeout_ms;
+	enum log_level log_level;
+	struct consumer *consumers;
+	size_t		n_consumers;
+};
+
+/*
+ * Reads and checks the file at path.  Returns a new configuration (free it
+ * with config_free), or NULL with a message naming the key in err.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+void		config_free(struct config *config);
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * consumer.c
+ *		Driving one consumer one step: a run_consumer call or one batch.
+ *
+ * An in_database consumer's step is one autocommitted
+ *     SELECT eventstore.run_consumer(name, batch_size)
+ * which runs the consumer's SQL handler inside the server and returns how
+ * many events it handled; the handler's effects and the checkpoint commit
+ * together, so nothing here needs to be undone when the connection drops.
+ *
+ * An outside consumer's step is one batch:
+ *     eventstore.poll(name, batch_size)   the batch, in position order
+ *     handler, once per event             stops at the first failure
+ *     eventstore.ack(name, batch_id)      when every event succeeded
+ *     eventstore.nack(name, batch_id, e)  otherwise, with the handler's error
+ * If the connection drops after the handler ran but before the ack, the
+ * server redelivers the batch once its lease expires: delivery is at least
+ * once, and the JSON given to handlers carries the event id for them to
+ * drop repeats.
+ *
+ * The caller repeats steps until each consumer is idle; one step is also
+ * the unit a stop request waits for.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consumer.h"
+#include "log.h"
+
+#define RUN_CONSUMER_SQL "SELECT eventstore.run_consumer($1, $2)"
+#define POLL_SQL \
+	"SELECT d.batch_id, d.position, d.id, j->>'attempt', j::text " \
+	"FROM eventstore.poll($1, $2) AS d, LATERAL to_jsonb(d) AS j " \
+	"ORDER BY d.position"
+#define ACK_SQL "SELECT eventstore.ack($1, $2)"
+#define NACK_SQL "SELECT eventstore.nack($1, $2, $3)"
+
+static enum step_result
+query_failed(enum db_status status, const struct db *db, const char *consumer,
+			 const char *what, struct run_stats *stats)
+{
+	if (status == DB_LOST)
+		return STEP_LOST;		/* the caller logs the loss once */
+	log_error("consumer=%s %s failed: %s", consumer, what, db->error);
+	stats->query_errors++;
+	return STEP_ERROR;
+}
+
+static enum step_result
+step_in_database(struct db *db, const struct consumer *c, int batch_size,
+				 struct run_stats *stats)
+{
+	char		max[16];
+	const char *params[2];
+	PGresult   *res;
+	enum db_status status;
+	long long	handled;
+
+	snprintf(max, sizeof(max), "%d", batch_size);
+	params[0] = c->name;
+	params[1] = max;
+	status = db_query(db, RUN_CONSUMER_SQL, 2, params, &res);
+	if (status != DB_OK)
+		return query_failed(status, db, c->name, "run_consumer", stats);
+	if (PQntuples(res) != 1 || PQnfields(res) != 1)
+	{
+		log_error("consumer=%s run_consumer returned %d rows of %d columns, "
+				  "expected one bigint", c->name, PQntuples(res), PQnfields(res));
+		PQclear(res);
+		stats->query_errors++;
+		return STEP_ERROR;
+	}
+	handled = PQgetisnull(res, 0, 0) ? 0 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (handled <= 0)
+	{
+		log_debug("consumer=%s idle", c->name);
+		return STEP_IDLE;
+	}
+	log_info("consumer=%s run_consumer handled=%lld", c->name, handled);
+	stats->events_ok += handled;
+	return STEP_WORKED;
+}
+
+static enum step_result
+step_outside(struct db *db, const struct consumer *c, int batch_size,
+			 struct run_stats *stats)
+{
+	char		max[16];
+	char		why[512];
+	const char *params[3];
+	PGresult   *batch;
+	PGresult   *res;
+	enum db_status status;
+	const char *batch_id;
+	int			n;
+	int			done = 0;
+
+	snprintf(max, sizeof(max), "%d", batch_size);
+	params[0] = c->name;
+	params[1] = max;
+	status = db_query(db, POLL_SQL, 2, params, &batch);
+	if (status != DB_OK)
+		return query_failed(status, db, c->name, "poll", stats);
+	n = PQntuples(batch);
+	if (n == 0)
+	{
+		PQclear(batch);
+		log_debug("consumer=%s idle", c->name);
+		return STEP_IDLE;
+	}
+	batch_id = PQgetvalue(batch, 0, 0);
+	log_debug("consumer=%s batch=%s events=%d", c->name, batch_id, n);
+
+	why[0] = '\0';
+	for (; done < n; done++)
+	{
+		struct delivery d = {
+			.consumer = c->name,
+			.batch_id = PQgetvalue(batch, done, 0),
+			.position = PQgetvalue(batch, done, 1),
+			.id = PQgetvalue(batch, done, 2),
+			.attempt = PQgetvalue(batch, done, 3),
+			.json = PQgetvalue(batch, done, 4),
+			.json_len = (size_t) PQgetlength(batch, done, 4),
+		};
+
+		if (handler_handle(&c->handler, &d, why, sizeof(why)) < 0)
+		{
+			if (why[0] == '\0')
+				snprintf(why, sizeof(why), "handler failed");
+			log_error("consumer=%s batch=%s position=%s id=%s attempt=%s failed: %s",
+					  c->name, d.batch_id, d.position, d.id,
+					  d.attempt[0] != '\0' ? d.attempt : "?", why);
+			stats->events_failed++;
+			break;
+		}
+		log_info("consumer=%s batch=%s position=%s id=%s ok",
+				 c->name, d.batch_id, d.position, d.id);
+		stats->events_ok++;
+	}
+
+	params[1] = batch_id;
+	if (done == n)
+	{
+		status = db_query(db, ACK_SQL, 2, params, &res);
+		if (status != DB_OK)
+		{
+			enum step_result r = query_failed(status, db, c->name, "ack", stats);
+
+			log_warning("consumer=%s batch=%s not acked: it will be redelivered",
+						c->name, batch_id);
+			PQclear(batch);
+			return r;
+		}
+		PQclear(res);
+		log_debug("consumer=%s batch=%s acked events=%d", c->name, batch_id, n);
+		stats->batches_acked++;
+		PQclear(batch);
+		return STEP_WORKED;
+	}
+
+	params[2] = why;
+	status = db_query(db, NACK_SQL, 3, params, &res);
+	if (status != DB_OK)
+	{
+		enum step_result r = query_failed(status, db, c->name, "nack", stats);
+
+		log_warning("consumer=%s batch=%s not nacked: it will be redelivered",
+					c->name, batch_id);
+		PQclear(batch);
+		return r;
+	}
+	PQclear(res);
+	log_warning("consumer=%s batch=%s nacked after %d of %d events: %s",
+				c->name, batch_id, done, n, why);
+	stats->batches_nacked++;
+	PQclear(batch);
+	return STEP_NACKED;
+}
+
+enum step_result
+consumer_step(struct db *db, const struct consumer *c, int batch_size,
+			  struct run_stats *stats)
+{
+	if (c->kind == CONSUMER_IN_DATABASE)
+		return step_in_database(db, c, batch_size, stats);
+	return step_outside(db, c, batch_size, stats);
+}

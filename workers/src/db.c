@@ -1,0 +1,379 @@
+/*
+ * db.c
+ *		One libpq connection, driven without ever blocking in libpq.
+ *
+ * Connecting uses PQconnectStartParams and PQconnectPoll; queries use
+ * PQsendQueryParams, PQflush, PQconsumeInput and PQgetResult, and every wait
+ * is a poll(2) on PQsocket().  The waits that may last (connecting and
+ * waiting for a notification) also poll the signal self-pipe, so SIGTERM
+ * and SIGHUP are seen at once; a query in progress is always carried to its
+ * end (a stop finishes the current batch, it does not abandon it).  Long
+ * queries are bounded by the server's statement_timeout, which conninfo can
+ * set ("options=-cstatement_timeout=60s").
+ *
+ * Failures are sorted in two: DB_ERROR, the statement failed and the
+ * session is usable (a missing consumer, a permission error); DB_LOST, the
+ * session is gone or going (libpq reports the connection bad, or the
+ * server's SQLSTATE is of class 08 or one of the 57P0x shutdown codes).
+ * DB_LOST closes the connection; the caller reconnects.
+ *
+ * Server notices (RAISE NOTICE in a handler, the FATAL that announces a
+ * shutdown) are routed into the log at a matching level instead of libpq's
+ * default of printing them raw on stderr.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "log.h"
+#include "signals.h"
+
+#define LISTEN_SQL "LISTEN eventstore"
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Copies a libpq message into db->error, as one line. */
+static void
+set_error(struct db *db, const char *prefix, const char *msg)
+{
+	size_t		len;
+
+	snprintf(db->error, sizeof(db->error), "%s%s", prefix, msg != NULL ? msg : "");
+	len = strlen(db->error);
+	while (len > 0 && (db->error[len - 1] == '\n' || db->error[len - 1] == ' '))
+		db->error[--len] = '\0';
+	for (size_t i = 0; i < len; i++)
+		if (db->error[i] == '\n' || db->error[i] == '\t')
+			db->error[i] = ' ';
+}
+
+static void
+notice_receiver(void *arg, const PGresult *res)
+{
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	enum log_level level = LOG_LEVEL_INFO;
+
+	(void) arg;
+	if (severity == NULL)
+		severity = "NOTICE";
+	if (strcmp(severity, "WARNING") == 0)
+		level = LOG_LEVEL_WARNING;
+	else if (strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+			 strcmp(severity, "PANIC") == 0)
+		level = LOG_LEVEL_ERROR;
+	else if (strncmp(severity, "DEBUG", 5) == 0)
+		level = LOG_LEVEL_DEBUG;
+	log_write(level, "server %s: %s", severity, msg != NULL ? msg : "");
+}
+
+/*
+ * Waits for the socket (events) and, if with_signals, for the self-pipe.
+ * Returns the socket's revents, 0 on timeout or a signal, -1 on error.
+ */
+static int
+wait_socket(int sock, short events, int timeout_ms, int with_signals)
+{
+	struct pollfd fds[2];
+	nfds_t		nfds = 1;
+	int			r;
+
+	fds[0].fd = sock;
+	fds[0].events = events;
+	fds[0].revents = 0;
+	if (with_signals)
+	{
+		fds[1].fd = signals_fd();
+		fds[1].events = POLLIN;
+		fds[1].revents = 0;
+		nfds = 2;
+	}
+	r = poll(fds, nfds, timeout_ms);
+	if (r < 0)
+		return errno == EINTR ? 0 : -1;
+	if (with_signals && (fds[1].revents & POLLIN))
+		signals_drain();
+	return fds[0].revents;
+}
+
+void
+db_close(struct db *db)
+{
+	if (db->conn != NULL)
+		PQfinish(db->conn);
+	db->conn = NULL;
+}
+
+enum db_status
+db_connect(struct db *db, const char *conninfo, int timeout_ms)
+{
+	const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
+	const char *const values[] = {conninfo, "eventstore-worker", NULL};
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	long long	deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+	PGconn	   *conn;
+	PGresult   *res;
+	enum db_status status;
+
+	db_close(db);
+	db->error[0] = '\0';
+	conn = PQconnectStartParams(keywords, values, 1);
+	if (conn == NULL)
+	{
+		set_error(db, "", "out of memory");
+		return DB_LOST;
+	}
+	if (PQstatus(conn) == CONNECTION_BAD)
+		st = PGRES_POLLING_FAILED;
+
+	while (st != PGRES_POLLING_OK)
+	{
+		int			sock = PQsocket(conn);
+		int			wait_ms = -1;
+		int			ready;
+
+		if (st == PGRES_POLLING_FAILED || sock < 0)
+		{
+			set_error(db, "", PQerrorMessage(conn));
+			PQfinish(conn);
+			return DB_LOST;
+		}
+		if (stop_requested)
+		{
+			set_error(db, "", "stop requested while connecting");
+			PQfinish(conn);
+			return DB_STOPPED;
+		}
+		if (deadline > 0)
+		{
+			long long	left = deadline - now_ms();
+
+			if (left <= 0)
+			{
+				snprintf(db->error, sizeof(db->error),
+						 "connection timed out after %d ms (connect_timeout_ms)",
+						 timeout_ms);
+				PQfinish(conn);
+				return DB_LOST;
+			}
+			wait_ms = left > 1000000 ? 1000000 : (int) left;
+		}
+		ready = wait_socket(sock, st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+							wait_ms, 1);
+		if (ready < 0)
+		{
+			set_error(db, "poll failed: ", strerror(errno));
+			PQfinish(conn);
+			return DB_LOST;
+		}
+		if (ready == 0)
+			continue;			/* a signal or the timeout: see above */
+		st = PQconnectPoll(conn);
+	}
+
+	if (PQsetnonblocking(conn, 1) != 0)
+	{
+		set_error(db, "", PQerrorMessage(conn));
+		PQfinish(conn);
+		return DB_LOST;
+	}
+	PQsetNoticeReceiver(conn, notice_receiver, NULL);
+	db->conn = conn;
+
+	status = db_query(db, LISTEN_SQL, 0, NULL, &res);
+	if (status != DB_OK)
+	{
+		char		reason[sizeof(db->error) - 64];
+
+		/* the reason may lose its tail to make room for the prefix */
+		snprintf(reason, sizeof(reason), "%.*s", (int) sizeof(reason) - 1, db->error);
+		snprintf(db->error, sizeof(db->error), "%s failed: %s", LISTEN_SQL, reason);
+		db_close(db);
+		return DB_LOST;
+	}
+	PQclear(res);
+	return DB_OK;
+}
+
+/* After a failed query: is the session gone? */
+static int
+connection_lost(PGconn *conn, const PGresult *res)
+{
+	const char *state;
+
+	if (PQstatus(conn) == CONNECTION_BAD)
+		return 1;
+	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (state == NULL)
+		return 0;
+	return strncmp(state, "08", 2) == 0 ||
+		strcmp(state, "57P01") == 0 ||	/* admin_shutdown */
+		strcmp(state, "57P02") == 0 ||	/* crash_shutdown */
+		strcmp(state, "57P03") == 0;	/* cannot_connect_now */
+}
+
+static enum db_status
+lost(struct db *db, const char *msg)
+{
+	set_error(db, "", msg);
+	if (db->error[0] == '\0')
+		set_error(db, "", "connection lost");
+	db_close(db);
+	return DB_LOST;
+}
+
+enum db_status
+db_query(struct db *db, const char *sql, int n_params,
+		 const char *const *params, PGresult **res)
+{
+	PGconn	   *conn = db->conn;
+	PGresult   *last = NULL;
+	PGresult   *r;
+	int			flushed;
+
+	*res = NULL;
+	if (conn == NULL)
+	{
+		set_error(db, "", "not connected");
+		return DB_LOST;
+	}
+	if (PQstatus(conn) == CONNECTION_BAD)
+		return lost(db, PQerrorMessage(conn));
+	if (!PQsendQueryParams(conn, sql, n_params, NULL, params, NULL, NULL, 0))
+	{
+		if (PQstatus(conn) == CONNECTION_BAD)
+			return lost(db, PQerrorMessage(conn));
+		set_error(db, "", PQerrorMessage(conn));
+		return DB_ERROR;
+	}
+
+	/* send everything; read while waiting so the server never stalls on us */
+	while ((flushed = PQflush(conn)) != 0)
+	{
+		int			ready;
+
+		if (flushed < 0)
+			return lost(db, PQerrorMessage(conn));
+		ready = wait_socket(PQsocket(conn), POLLIN | POLLOUT, -1, 0);
+		if (ready < 0)
+			return lost(db, strerror(errno));
+		if ((ready & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(conn))
+			return lost(db, PQerrorMessage(conn));
+	}
+
+	/* collect every result; the last one (or the first error) is the answer */
+	for (;;)
+	{
+		while (!PQisBusy(conn))
+		{
+			r = PQgetResult(conn);
+			if (r == NULL)
+				goto done;
+			if (last != NULL && PQresultStatus(last) == PGRES_FATAL_ERROR)
+				PQclear(r);
+			else
+			{
+				PQclear(last);
+				last = r;
+			}
+		}
+		if (wait_socket(PQsocket(conn), POLLIN, -1, 0) < 0)
+		{
+			PQclear(last);
+			return lost(db, strerror(errno));
+		}
+		if (!PQconsumeInput(conn))
+		{
+			PQclear(last);
+			return lost(db, PQerrorMessage(conn));
+		}
+	}
+
+done:
+	if (last == NULL)
+	{
+		if (PQstatus(conn) == CONNECTION_BAD)
+			return lost(db, PQerrorMessage(conn));
+		set_error(db, "", "the server returned no result");
+		return DB_ERROR;
+	}
+	switch (PQresultStatus(last))
+	{
+		case PGRES_TUPLES_OK:
+		case PGRES_COMMAND_OK:
+			*res = last;
+			return DB_OK;
+		default:
+			set_error(db, "", PQresultErrorMessage(last));
+			if (db->error[0] == '\0')
+				set_error(db, "", PQerrorMessage(conn));
+			if (connection_lost(conn, last))
+			{
+				PQclear(last);
+				db_close(db);
+				if (db->error[0] == '\0')
+					set_error(db, "", "connection lost");
+				return DB_LOST;
+			}
+			PQclear(last);
+			return DB_ERROR;
+	}
+}
+
+static int
+collect_notifications(PGconn *conn)
+{
+	PGnotify   *n;
+	int			got = 0;
+
+	while ((n = PQnotifies(conn)) != NULL)
+	{
+		log_debug("notification channel=%s topic=%s", n->relname, n->extra);
+		PQfreemem(n);
+		got = 1;
+	}
+	return got;
+}
+
+enum db_status
+db_wait(struct db *db, int timeout_ms, int *notified)
+{
+	PGconn	   *conn = db->conn;
+	int			ready;
+
+	*notified = 0;
+	if (conn == NULL)
+	{
+		set_error(db, "", "not connected");
+		return DB_LOST;
+	}
+	/* notifications read during the last queries come first */
+	if (!PQconsumeInput(conn))
+		return lost(db, PQerrorMessage(conn));
+	*notified = collect_notifications(conn);
+	if (*notified || stop_requested || reload_requested)
+		return DB_OK;
+
+	ready = wait_socket(PQsocket(conn), POLLIN, timeout_ms, 1);
+	if (ready < 0)
+		return lost(db, strerror(errno));
+	if (ready != 0)
+	{
+		if (!PQconsumeInput(conn))
+			return lost(db, PQerrorMessage(conn));
+		*notified = collect_notifications(conn);
+	}
+	if (PQstatus(conn) == CONNECTION_BAD)
+		return lost(db, PQerrorMessage(conn));
+	return DB_OK;
+}

@@ -1,0 +1,49 @@
+/*
+ * db.h
+ *		One libpq connection, driven without ever blocking in libpq.
+ */
+#ifndef WORKER_DB_H
+#define WORKER_DB_H
+
+#include <libpq-fe.h>
+
+enum db_status
+{
+	DB_OK,
+	DB_ERROR,					/* the query failed; the connection is fine */
+	DB_LOST,					/* the connection is gone: reconnect */
+	DB_STOPPED					/* a stop was requested while connecting */
+};
+
+struct db
+{
+	PGconn	   *conn;			/* NULL when not connected */
+	char		error[1024];	/* the last failure, one line */
+};
+
+/*
+ * Connects with conninfo (non-blocking: PQconnectStartParams and
+ * PQconnectPoll under poll(2)) and issues LISTEN eventstore.  timeout_ms 0
+ * waits for as long as libpq does.  A stop request aborts the attempt
+ * (DB_STOPPED).  On failure the reason is in db->error.
+ */
+enum db_status db_connect(struct db *db, const char *conninfo, int timeout_ms);
+
+void		db_close(struct db *db);
+
+/*
+ * Runs one statement with text parameters and returns its result in *res
+ * (the caller PQclears it) when DB_OK; on failure the reason is in
+ * db->error and the connection, if lost, is closed.
+ */
+enum db_status db_query(struct db *db, const char *sql, int n_params,
+						const char *const *params, PGresult **res);
+
+/*
+ * Waits up to timeout_ms for a notification on the connection or a signal.
+ * Sets *notified when at least one notification was read (all pending ones
+ * are consumed).  Returns DB_OK or DB_LOST.
+ */
+enum db_status db_wait(struct db *db, int timeout_ms, int *notified);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * signals.c
+ *		Signal flags and the self-pipe that lets a signal interrupt a wait.
+ *
+ * The handlers only set a sig_atomic_t flag and write one byte into a
+ * non-blocking pipe; everything else happens in the main loop.  Every wait
+ * in the daemon (connecting, waiting for a notification, backing off before
+ * a reconnect, waiting for a handler's child process) polls the pipe's read
+ * end together with whatever else it waits for, so a signal that arrives
+ * just before poll(2) is called still wakes it: the byte is already there.
+ * A byte may be drained by a wait other than the one that cares about it;
+ * that is harmless because the flags, not the bytes, carry the meaning, and
+ * every loop looks at the flags before it waits again.
+ *
+ * SIGCHLD is caught (not ignored) only to wake the command handler when its
+ * child exits.  SIGPIPE is ignored: a command that exits without reading
+ * its whole input must not kill the daemon.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "signals.h"
+
+volatile sig_atomic_t stop_requested = 0;
+volatile sig_atomic_t reload_requested = 0;
+
+static int	pipe_fds[2] = {-1, -1};
+
+static const int caught[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+
+static void
+on_signal(int signo)
+{
+	int			saved_errno = errno;
+	ssize_t		ignored;
+
+	if (signo == SIGHUP)
+		reload_requested = 1;
+	else if (signo == SIGTERM || signo == SIGINT)
+		stop_requested = 1;
+	/* a full pipe already wakes the reader: EAGAIN is fine */
+	ignored = write(pipe_fds[1], "", 1);
+	(void) ignored;
+	errno = saved_errno;
+}
+
+static int
+set_flags(int fd)
+{
+	int			fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -1;
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -1;
+	return 0;
+}
+
+int
+signals_init(void)
+{
+	struct sigaction sa;
+
+	if (pipe(pipe_fds) < 0)
+		return -1;
+	if (set_flags(pipe_fds[0]) < 0 || set_flags(pipe_fds[1]) < 0)
+		return -1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+		if (sigaction(caught[i], &sa, NULL) < 0)
+			return -1;
+
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+void
+signals_close(void)
+{
+	signals_reset_for_child();
+	for (int i = 0; i < 2; i++)
+	{
+		if (pipe_fds[i] >= 0)
+			close(pipe_fds[i]);
+		pipe_fds[i] = -1;
+	}
+}
+
+int
+signals_fd(void)
+{
+	return pipe_fds[0];
+}
+
+void
+signals_drain(void)
+{
+	char		buf[64];
+
+	while (read(pipe_fds[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+void
+signals_reset_for_child(void)
+{
+	struct sigaction sa;
+	sigset_t	none;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+		sigaction(caught[i], &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
