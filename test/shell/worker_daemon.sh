@@ -19,7 +19,7 @@ side_db=worker_nopreload
 n=0
 fails=0
 pids=()
-echo "1..32"
+echo "1..33"
 
 if [ ! -x "$worker" ]; then
 	echo "Bail out! $worker is not built (make -C workers)"
@@ -363,6 +363,25 @@ JSON
 else
 	skip "valgrind: --once is clean" "valgrind not installed"
 fi
+
+# kill -9 of a daemon in the middle of a run, then a new daemon: the
+# in-database consumer's effects commit with its checkpoint, so each is
+# written once and none is lost.
+q "$side_db" "CREATE OR REPLACE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE plpgsql AS \$\$
+              BEGIN
+                  PERFORM pg_sleep(0.005);
+                  INSERT INTO effects VALUES ((e.envelope->>'id')::uuid, e.position);
+              END \$\$" >/dev/null
+append "$side_db" 300
+start_daemon "$tmp/k.log" "$worker" --config "$tmp/indb.json"
+wait_for 20 eval '[ "$(q "$side_db" "SELECT count(*) FROM effects")" -gt 100 ]'
+kill -KILL "$daemon"
+wait "$daemon" 2>/dev/null
+mid=$(q "$side_db" "SELECT count(*) FROM effects")
+start_daemon "$tmp/k2.log" "$worker" --config "$tmp/indb.json"
+wait_for 30 eval '[ "$(effects)" = "345 345" ]'
+ok $? "kill -9 of the daemon mid-run ($mid of 345 handled), then a new one: every effect once, none lost"
+stop_daemon "$daemon" >/dev/null
 
 psql -XAtq -d "$main_db" -c "DROP DATABASE $side_db WITH (FORCE)" >/dev/null
 if [ "$fails" -ne 0 ]; then
