@@ -21,7 +21,8 @@
  *
  * Worker 0 also sends one NOTIFY eventstore, '<topic>' per topic with new
  * events, at most once per eventstore.notify_interval, so that a burst of
- * commits costs one NOTIFY per topic per interval.
+ * commits costs one NOTIFY per topic per interval; and, while there are
+ * consumers, it summarizes the BRIN index on events.xid every second.
  *
  * The workers commit asynchronously.  A consumer's effects and its
  * checkpoint commit together, so a crash that loses the last commits loses
@@ -58,6 +59,9 @@
 
 /* How long a consumer whose run failed outside its handler waits. */
 #define CONSUMER_ERROR_BACKOFF "10 seconds"
+
+/* How often worker 0 summarizes the BRIN index on events.xid. */
+#define SUMMARIZE_INTERVAL_MS 1000
 
 PGDLLEXPORT void eventstore_dispatcher_main(Datum arg);
 
@@ -193,6 +197,37 @@ run_one_batch(const char *name)
 }
 
 /*
+ * Summarizes the block ranges of eventstore.events appended since the last
+ * time.  Consumers find a window's events through the BRIN index on xid,
+ * and a range that is not summarized yet matches every search, so without
+ * this every window would read all events since autovacuum last came by.
+ * Skipped, not waited for, when something else holds the lock.
+ */
+static void
+summarize_new_events(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		begin_transaction("eventstore: summarizing new events");
+		SPI_connect();
+		SPI_execute("SET LOCAL lock_timeout = 100", false, 0);
+		SPI_execute("SELECT pg_catalog.brin_summarize_new_values("
+					"'eventstore.events_xid'::pg_catalog.regclass)", false, 0);
+		SPI_finish();
+		commit_transaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+}
+
+/*
  * One round: a batch of every due consumer, starting at the worker's own
  * offset.  Returns whether any consumer took events; *any tells whether
  * there was a consumer to run.
@@ -228,6 +263,7 @@ eventstore_dispatcher_main(Datum arg)
 	char		(*topics)[NAMEDATALEN];
 	MemoryContext round_cxt;
 	TimestampTz next_notify = 0;
+	TimestampTz next_summary = 0;
 	bool		work = true;	/* run a round first */
 	bool		have_consumers = true;
 
@@ -280,6 +316,13 @@ eventstore_dispatcher_main(Datum arg)
 			have_consumers = true;
 		if (notify_worker_take_work() && have_consumers)
 			work = true;
+		if (worker == 0 && have_consumers &&
+			GetCurrentTimestamp() >= next_summary)
+		{
+			summarize_new_events();
+			next_summary = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   SUMMARIZE_INTERVAL_MS);
+		}
 		if (work)
 		{
 			work = run_consumers(worker, round_cxt, &have_consumers);
