@@ -518,10 +518,12 @@ consumer_run(const char *name, int64 max_events)
 
 /*
  * The names of the in-database consumers that are not backing off, in name
- * order, allocated in the caller's memory context.
+ * order, allocated in the caller's memory context.  *any tells whether
+ * there is any in-database consumer at all, *next_retry when the first one
+ * backing off is due (0 when none is).
  */
 List *
-consumers_due(void)
+consumers_due(bool *any, TimestampTz *next_retry)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *names = NIL;
@@ -531,18 +533,36 @@ consumers_due(void)
 	SPI_connect();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	run_sql("SELECT name FROM eventstore.consumers"
+	run_sql("SELECT name, retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), retry_at"
+			"  FROM eventstore.consumers"
 			" WHERE handler IS NOT NULL"
-			"   AND (retry_at IS NULL OR retry_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
 			" ORDER BY name",
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	*any = SPI_processed > 0;
+	*next_retry = 0;
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		MemoryContext old = MemoryContextSwitchTo(caller);
+		HeapTuple	row = SPI_tuptable->vals[i];
+		bool		isnull;
+		bool		waiting = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull)) &&
+			!isnull;
 
-		names = lappend(names, pstrdup(name));
-		MemoryContextSwitchTo(old);
+		if (waiting)
+		{
+			TimestampTz at = DatumGetTimestampTz(SPI_getbinval(row, SPI_tuptable->tupdesc, 3,
+															   &isnull));
+
+			if (*next_retry == 0 || at < *next_retry)
+				*next_retry = at;
+		}
+		else
+		{
+			char	   *name = SPI_getvalue(row, SPI_tuptable->tupdesc, 1);
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			names = lappend(names, pstrdup(name));
+			MemoryContextSwitchTo(old);
+		}
 	}
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();

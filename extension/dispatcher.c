@@ -125,18 +125,23 @@ commit_transaction(void)
 	CommitTransactionCommand();
 }
 
-/* The in-database consumers to run, or NIL when the extension is absent. */
+/*
+ * The in-database consumers to run, or NIL when the extension is absent;
+ * see consumers_due() for *any and *next_retry.
+ */
 static List *
-list_consumers(MemoryContext cxt)
+list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
 {
 	List	   *names = NIL;
 
+	*any = false;
+	*next_retry = 0;
 	begin_transaction("eventstore: listing consumers");
 	if (OidIsValid(get_extension_oid("eventstore", true)))
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		names = consumers_due();
+		names = consumers_due(any, next_retry);
 		MemoryContextSwitchTo(old);
 	}
 	commit_transaction();
@@ -230,19 +235,20 @@ summarize_new_events(void)
 /*
  * One round: a batch of every due consumer, starting at the worker's own
  * offset.  Returns whether any consumer took events; *any tells whether
- * there was a consumer to run.
+ * there is an in-database consumer at all, *next_retry when the first one
+ * that is backing off is due.
  */
 static bool
-run_consumers(int worker, MemoryContext round_cxt, bool *any)
+run_consumers(int worker, MemoryContext round_cxt, bool *any,
+			  TimestampTz *next_retry)
 {
 	List	   *names;
 	int			n;
 	bool		progress = false;
 
 	MemoryContextReset(round_cxt);
-	names = list_consumers(round_cxt);
+	names = list_consumers(round_cxt, any, next_retry);
 	n = list_length(names);
-	*any = n > 0;
 	for (int k = 0; k < n; k++)
 	{
 		const char *name = list_nth(names, (k + worker) % n);
@@ -256,6 +262,13 @@ run_consumers(int worker, MemoryContext round_cxt, bool *any)
 	return progress;
 }
 
+/* Milliseconds until a time, at least 1. */
+static long
+wait_until(TimestampTz when)
+{
+	return Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), when), 1);
+}
+
 void
 eventstore_dispatcher_main(Datum arg)
 {
@@ -264,6 +277,8 @@ eventstore_dispatcher_main(Datum arg)
 	MemoryContext round_cxt;
 	TimestampTz next_notify = 0;
 	TimestampTz next_summary = 0;
+	TimestampTz next_poll = 0;
+	TimestampTz next_retry = 0;
 	bool		work = true;	/* run a round first */
 	bool		have_consumers = true;
 
@@ -308,9 +323,10 @@ eventstore_dispatcher_main(Datum arg)
 		}
 
 		/*
-		 * A round when commits appended, and at every fallback poll.  With
-		 * no consumer at all, only the fallback poll looks again: appends
-		 * then cost the worker nothing.
+		 * A round when woken by a commit that appended (every worker's
+		 * latch is set), at every fallback poll, and when a consumer's
+		 * retry is due.  With no in-database consumer at all, commits do
+		 * not start rounds: appends then cost the workers nothing.
 		 */
 		if (notify_worker_consumers_changed())
 			have_consumers = true;
@@ -325,12 +341,20 @@ eventstore_dispatcher_main(Datum arg)
 		}
 		if (work)
 		{
-			work = run_consumers(worker, round_cxt, &have_consumers);
+			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													eventstore_poll_interval);
+			work = run_consumers(worker, round_cxt, &have_consumers, &next_retry);
 			if (work)
 				continue;		/* more may be waiting */
 		}
-		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					  timeout, PG_WAIT_EXTENSION) & WL_TIMEOUT)
+		timeout = Min(timeout, wait_until(next_poll));
+		if (next_retry != 0)
+			timeout = Min(timeout, wait_until(next_retry));
+		if ((WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   timeout, PG_WAIT_EXTENSION) & WL_LATCH_SET) && have_consumers)
+			work = true;
+		if (GetCurrentTimestamp() >= next_poll ||
+			(next_retry != 0 && GetCurrentTimestamp() >= next_retry))
 			work = true;
 	}
 }

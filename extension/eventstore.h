@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
 #include "utils/jsonb.h"
@@ -148,7 +149,7 @@ extern void check_consumer_role(Oid caller, Oid role, const char *action,
 
 /* consumer.c: running in-database consumers. */
 extern int64 consumer_run(const char *name, int64 max_events);
-extern List *consumers_due(void);
+extern List *consumers_due(bool *any, TimestampTz *next_retry);
 
 /* dispatcher.c: the background worker. */
 extern void dispatcher_register(void);
