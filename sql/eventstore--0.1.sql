@@ -799,7 +799,9 @@ CREATE FUNCTION poll(consumer text, max integer DEFAULT 100) RETURNS SETOF deliv
 COMMENT ON FUNCTION poll(text, integer) IS
     'next batch of an outside consumer; the same batch again after its lease runs out, until acked';
 
-CREATE FUNCTION ack_batch(consumer text, batch_id bigint) RETURNS void
+-- The outside consumer's row, locked, after checking that batch_id is one
+-- that poll() gave out.
+CREATE FUNCTION lock_batch(consumer text, batch_id bigint) RETURNS consumers
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -810,6 +812,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Argument "batch_id" must be a batch returned by eventstore.poll(); the last one is %s.', c.batch_id);
     END IF;
+    RETURN c;
+END
+$$;
+
+CREATE FUNCTION ack_batch(consumer text, batch_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c eventstore.consumers := eventstore.lock_batch(consumer, batch_id);
+BEGIN
     IF batch_id < c.batch_id OR c.batch_kind IS NULL THEN
         RETURN;                     -- acked already: a repeated ack changes nothing
     END IF;
@@ -824,13 +836,8 @@ CREATE FUNCTION nack_batch(consumer text, batch_id bigint, error text) RETURNS v
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c eventstore.consumers := eventstore.lock_consumer(consumer, 'outside');
+    c eventstore.consumers := eventstore.lock_batch(consumer, batch_id);
 BEGIN
-    IF batch_id IS NULL OR batch_id < 1 OR batch_id > c.batch_id THEN
-        RAISE EXCEPTION 'batch % of consumer "%" was never delivered', coalesce(batch_id::text, 'NULL'), consumer
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Argument "batch_id" must be a batch returned by eventstore.poll(); the last one is %s.', c.batch_id);
-    END IF;
     IF batch_id < c.batch_id OR c.batch_kind IS NULL OR c.batch_attempt <= c.attempts THEN
         RETURN;                     -- finished, or this delivery was counted already
     END IF;

@@ -27,20 +27,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "signals.h"
 
 #define LISTEN_SQL "LISTEN eventstore"
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Copies a libpq message into db->error, as one line. */
 static void
@@ -120,7 +112,7 @@ db_connect(struct db *db, const char *conninfo, int timeout_ms)
 	const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
 	const char *const values[] = {conninfo, "eventstore-worker", NULL};
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	long long	deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+	long long	deadline = timeout_ms > 0 ? monotonic_ms() + timeout_ms : 0;
 	PGconn	   *conn;
 	PGresult   *res;
 	enum db_status status;
@@ -156,7 +148,7 @@ db_connect(struct db *db, const char *conninfo, int timeout_ms)
 		}
 		if (deadline > 0)
 		{
-			long long	left = deadline - now_ms();
+			long long	left = deadline - monotonic_ms();
 
 			if (left <= 0)
 			{

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "handler.h"
 #include "signals.h"
 
@@ -154,15 +155,6 @@ command_close(void *state)
 	command_free(state);
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int
 cloexec_pipe(int fds[2])
 {
@@ -242,7 +234,7 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 	int			in_fd;
 	size_t		written = 0;
 	size_t		total = d->json_len + 1;	/* the JSON and a newline */
-	long long	deadline = c->timeout_ms > 0 ? now_ms() + c->timeout_ms : 0;
+	long long	deadline = c->timeout_ms > 0 ? monotonic_ms() + c->timeout_ms : 0;
 
 	if (cloexec_pipe(in_pipe) < 0)
 	{
@@ -329,7 +321,7 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 
 		if (deadline > 0)
 		{
-			long long	left = deadline - now_ms();
+			long long	left = deadline - monotonic_ms();
 
 			if (left <= 0)
 				break;
@@ -360,7 +352,7 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 		/* timed out (or poll failed): the child must not outlive the event */
 		kill(pid, SIGKILL);
 		reap(pid, &status, 0);
-		if (deadline > 0 && now_ms() >= deadline)
+		if (deadline > 0 && monotonic_ms() >= deadline)
 			snprintf(err, errlen, "command timed out after %d ms", c->timeout_ms);
 		return -1;
 	}

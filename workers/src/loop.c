@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "consumer.h"
 #include "db.h"
 #include "log.h"
@@ -49,20 +50,11 @@ enum drain_result
 	DRAIN_LOST					/* the connection was lost */
 };
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleeps until deadline (monotonic ms) or a signal. */
 static void
 sleep_until(long long deadline)
 {
-	long long	left = deadline - now_ms();
+	long long	left = deadline - monotonic_ms();
 	struct pollfd pfd;
 
 	if (left <= 0)
@@ -79,7 +71,7 @@ static void
 schedule_retry(long long *next_attempt, int *delay, int max_ms)
 {
 	log_info("next connection attempt in %d ms", *delay);
-	*next_attempt = now_ms() + *delay;
+	*next_attempt = monotonic_ms() + *delay;
 	*delay = *delay > max_ms / 2 ? max_ms : *delay * 2;
 }
 
@@ -194,7 +186,7 @@ loop_run(const char *config_path, struct config **config, int once)
 
 		if (db.conn == NULL)
 		{
-			if (now_ms() < next_attempt)
+			if (monotonic_ms() < next_attempt)
 			{
 				sleep_until(next_attempt);
 				continue;		/* look at the flags again */
