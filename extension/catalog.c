@@ -41,6 +41,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "eventstore.h"
@@ -266,7 +267,15 @@ topic_lookup(const char *name, int len)
 	}
 	before = invalidations;
 	arg = PointerGetDatum(cstring_to_text(key));
-	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+
+	/*
+	 * The latest snapshot, not the transaction's: an invalidation already
+	 * processed may concern a change that an older snapshot (repeatable
+	 * read, or a worker's transaction begun before the change committed)
+	 * does not see, and the stale row would then stay cached as valid.
+	 */
+	if (SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg_internal("topic lookup failed")));

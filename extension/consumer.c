@@ -240,8 +240,8 @@ handle_range(Consumer *c, Batch *b, int from, int to, char **error)
 		{
 			bool		isnull;
 
-			(void) call_as_role(c->handler, c->run_as,
-								upcast_event(b->events[current], c->run_as), &isnull);
+			(void) call_as_role(c->handler, c->run_as, upcast_event(b->events[current]),
+								false, &isnull);
 			MemoryContextReset(per_event);
 		}
 		ReleaseCurrentSubTransaction();

@@ -9,8 +9,7 @@
  * role, and taking or confirming its batches, is allowed only to members of
  * that role (superusers are members of every role): code then never runs
  * with more privileges than its caller already has.  An upcaster runs as
- * the role that receives the event, so registering one only needs EXECUTE
- * on its function.
+ * the role that registered it, which must be allowed to execute it.
  *
  * These checks need the caller's identity, which a SECURITY DEFINER
  * function no longer knows.  So the entry points are C functions running as
@@ -101,32 +100,46 @@ consumer_role(Datum name, bool isnull)
 										  1, &rolenull));
 }
 
-/* Runs a bookkeeping call with the function's own arguments. */
-static void
-run_internal(FunctionCallInfo fcinfo, const char *query, Oid *argtypes,
-			 Datum *values)
+/*
+ * The arguments of a bookkeeping call: the function's own, and room for one
+ * more (the caller) at index PG_NARGS().
+ */
+typedef struct InternalArgs
 {
-	int			nargs = PG_NARGS();
-	char	   *nulls = palloc(nargs + 1);
-	int			rc;
+	int			nargs;
+	Datum		values[FUNC_MAX_ARGS + 1];
+	char		nulls[FUNC_MAX_ARGS + 2];
+} InternalArgs;
 
-	for (int i = 0; i < nargs; i++)
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-	nulls[nargs] = '\0';
-	rc = SPI_execute_with_args(query, nargs, argtypes, values, nulls, false, 0);
-	if (rc < 0)
-		elog(ERROR, "\"%s\" failed: %s", query, SPI_result_code_string(rc));
+static void
+take_arguments(FunctionCallInfo fcinfo, InternalArgs *args)
+{
+	args->nargs = PG_NARGS();
+	for (int i = 0; i < args->nargs; i++)
+	{
+		args->values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		args->nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	args->nulls[args->nargs] = '\0';
 }
 
-/* The function's arguments as an array of datums (NULLs as 0). */
-static Datum *
-argument_values(FunctionCallInfo fcinfo)
+/* Adds an argument after the function's own. */
+static void
+add_argument(InternalArgs *args, Datum value)
 {
-	Datum	   *values = palloc0(Max(PG_NARGS(), 1) * sizeof(Datum));
+	args->values[args->nargs] = value;
+	args->nulls[args->nargs++] = ' ';
+	args->nulls[args->nargs] = '\0';
+}
 
-	for (int i = 0; i < PG_NARGS(); i++)
-		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-	return values;
+static void
+run_internal(const char *query, Oid *argtypes, InternalArgs *args)
+{
+	int			rc = SPI_execute_with_args(query, args->nargs, argtypes, args->values,
+										   args->nulls, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "\"%s\" failed: %s", query, SPI_result_code_string(rc));
 }
 
 /*
@@ -137,33 +150,43 @@ Datum
 eventstore_create_consumer(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[6] = {TEXTOID, TEXTARRAYOID, REGPROCEDUREOID, INT4OID, INT4OID, REGROLEOID};
-	Datum	   *values = argument_values(fcinfo);
+	InternalArgs args;
 	AsOwner		as;
 
 	become_owner(&as);
+	take_arguments(fcinfo, &args);
 	if (PG_ARGISNULL(5))
 	{
 		/* the consumer acts as its creator */
-		values[5] = ObjectIdGetDatum(as.caller);
-		fcinfo->args[5].isnull = false;
+		args.values[5] = ObjectIdGetDatum(as.caller);
+		args.nulls[5] = ' ';
 	}
-	check_consumer_role(as.caller, DatumGetObjectId(values[5]),
+	if (!OidIsValid(DatumGetObjectId(args.values[5])))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid consumer role"),
+				 errdetail("Argument \"run_as\" does not name a role.")));
+	check_consumer_role(as.caller, DatumGetObjectId(args.values[5]),
 						"create a consumer for role", NULL);
-	run_internal(fcinfo, "SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
-				 argtypes, values);
+	run_internal("SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
+				 argtypes, &args);
 	become_caller(&as);
 	PG_RETURN_VOID();
 }
 
-/* create_upcaster(topic text, from_major integer, to_major integer, fn regprocedure) */
+/*
+ * create_upcaster(topic text, from_major integer, to_major integer,
+ *                 fn regprocedure): the upcaster runs as its registrar.
+ */
 Datum
 eventstore_create_upcaster(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[4] = {TEXTOID, INT4OID, INT4OID, REGPROCEDUREOID};
-	Datum	   *values = argument_values(fcinfo);
+	Oid			argtypes[5] = {TEXTOID, INT4OID, INT4OID, REGPROCEDUREOID, REGROLEOID};
+	InternalArgs args;
 	AsOwner		as;
 
 	become_owner(&as);
+	take_arguments(fcinfo, &args);
 	if (!PG_ARGISNULL(3) &&
 		pg_proc_aclcheck(PG_GETARG_OID(3), as.caller, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -171,14 +194,15 @@ eventstore_create_upcaster(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for function %s",
 						format_procedure(PG_GETARG_OID(3))),
 				 errdetail("An upcaster can only be registered by a role that may execute it.")));
-	run_internal(fcinfo, "SELECT eventstore.register_upcaster($1, $2, $3, $4)",
-				 argtypes, values);
+	add_argument(&args, ObjectIdGetDatum(as.caller));
+	run_internal("SELECT eventstore.register_upcaster($1, $2, $3, $4, $5)",
+				 argtypes, &args);
 	become_caller(&as);
 	PG_RETURN_VOID();
 }
 
 /* Checks the caller against the consumer named by the first argument. */
-static Oid
+static void
 check_consumer_caller(FunctionCallInfo fcinfo, AsOwner *as, const char *action)
 {
 	Oid			role = consumer_role(PG_GETARG_DATUM(0), PG_ARGISNULL(0));
@@ -186,28 +210,27 @@ check_consumer_caller(FunctionCallInfo fcinfo, AsOwner *as, const char *action)
 	if (OidIsValid(role))
 		check_consumer_role(as->caller, role, action,
 							text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	return role;
 }
 
 /*
  * poll(consumer text, max integer) RETURNS SETOF delivery: the batch from
- * the bookkeeping, each event upcast as the consumer's role.
+ * the bookkeeping, each event upcast.
  */
 Datum
 eventstore_poll(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *values = argument_values(fcinfo);
+	InternalArgs args;
 	AsOwner		as;
-	Oid			role;
 	SPITupleTable *batch;
 	uint64		nrows;
 
 	InitMaterializedSRF(fcinfo, 0);
 	become_owner(&as);
-	role = check_consumer_caller(fcinfo, &as, "poll");
-	run_internal(fcinfo, "SELECT * FROM eventstore.poll_batch($1, $2)", argtypes, values);
+	check_consumer_caller(fcinfo, &as, "poll");
+	take_arguments(fcinfo, &args);
+	run_internal("SELECT * FROM eventstore.poll_batch($1, $2)", argtypes, &args);
 	/* upcasting runs queries of its own: keep the batch's results */
 	batch = SPI_tuptable;
 	nrows = SPI_processed;
@@ -222,8 +245,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		heap_deform_tuple(batch->vals[i], batch->tupdesc, row, nulls);
 		row[EVENT_ATT_ENVELOPE - 1] =
 			JsonbPGetDatum(upcast_envelope(TextDatumGetCString(row[EVENT_ATT_TOPIC - 1]),
-										   DatumGetJsonbP(row[EVENT_ATT_ENVELOPE - 1]),
-										   role));
+										   DatumGetJsonbP(row[EVENT_ATT_ENVELOPE - 1])));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
 	}
 	become_caller(&as);
@@ -235,12 +257,13 @@ Datum
 eventstore_ack(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[2] = {TEXTOID, INT8OID};
-	Datum	   *values = argument_values(fcinfo);
+	InternalArgs args;
 	AsOwner		as;
 
 	become_owner(&as);
-	(void) check_consumer_caller(fcinfo, &as, "ack a batch of");
-	run_internal(fcinfo, "SELECT eventstore.ack_batch($1, $2)", argtypes, values);
+	check_consumer_caller(fcinfo, &as, "ack a batch of");
+	take_arguments(fcinfo, &args);
+	run_internal("SELECT eventstore.ack_batch($1, $2)", argtypes, &args);
 	become_caller(&as);
 	PG_RETURN_VOID();
 }
@@ -250,12 +273,13 @@ Datum
 eventstore_nack(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
-	Datum	   *values = argument_values(fcinfo);
+	InternalArgs args;
 	AsOwner		as;
 
 	become_owner(&as);
-	(void) check_consumer_caller(fcinfo, &as, "nack a batch of");
-	run_internal(fcinfo, "SELECT eventstore.nack_batch($1, $2, $3)", argtypes, values);
+	check_consumer_caller(fcinfo, &as, "nack a batch of");
+	take_arguments(fcinfo, &args);
+	run_internal("SELECT eventstore.nack_batch($1, $2, $3)", argtypes, &args);
 	become_caller(&as);
 	PG_RETURN_VOID();
 }

@@ -139,9 +139,10 @@ extern bool notify_worker_consumers_changed(void);
 extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
 
 /* upcast.c: events as their topic's current major version. */
-extern Datum call_as_role(Oid fn, Oid role, Datum arg, bool *isnull);
-extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope, Oid role);
-extern Datum upcast_event(Datum event, Oid role);
+extern Datum call_as_role(Oid fn, Oid role, Datum arg, bool fixed_search_path,
+						  bool *isnull);
+extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope);
+extern Datum upcast_event(Datum event);
 
 /* consumer_access.c: who may act for a consumer. */
 extern void check_consumer_role(Oid caller, Oid role, const char *action,

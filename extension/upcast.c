@@ -8,11 +8,17 @@
  * older major version goes through the upcasters registered for its topic,
  * one major step after the other (1 -> 2 -> 3), on its way to a consumer or
  * to a reader calling eventstore.upcast().  Each upcaster is a function
- * fn(envelope jsonb) RETURNS jsonb; it runs as the role that receives the
- * event (the consumer's role, or the caller of upcast()), so it never has
- * more privileges than whoever asked for the event.  What it returns must be
- * a valid envelope with the same id and the major version the upcaster
- * promised.
+ * fn(envelope jsonb) RETURNS jsonb; it runs as the role that registered it,
+ * with search_path fixed to pg_catalog, pg_temp, so neither the registrar
+ * nor the role receiving the event can lend the other its privileges.  What
+ * it returns must be a valid envelope with the same id and the major
+ * version the upcaster promised.
+ *
+ * Handlers and upcasters run as a security-restricted operation, like the
+ * functions PostgreSQL's maintenance commands run as a table's owner: they
+ * cannot create temporary objects, and settings they change are reset when
+ * they return, so one role's code cannot leave traps in a session that runs
+ * another role's code next (the dispatcher workers run every consumer).
  *
  * derived_id() is a name-based UUID (RFC 4122 version 5, SHA-1) of the
  * consumer's name in the namespace of the source event's id: the same
@@ -32,6 +38,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/regproc.h"
 #include "utils/typcache.h"
 
@@ -43,6 +50,7 @@ PG_FUNCTION_INFO_V1(eventstore_derived_id);
 typedef struct Upcaster
 {
 	Oid			fn;
+	Oid			run_as;
 	int32		to_major;
 	char	   *name;			/* the function, for messages */
 } Upcaster;
@@ -60,7 +68,7 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
 		plan = SPI_prepare("SELECT fn::pg_catalog.regprocedure::pg_catalog.oid,"
-						   "       to_major, fn"
+						   "       run_as::pg_catalog.oid, to_major, fn"
 						   "  FROM eventstore.upcasters"
 						   " WHERE topic OPERATOR(pg_catalog.=) $1"
 						   "   AND from_major OPERATOR(pg_catalog.=) $2",
@@ -76,23 +84,27 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 	if (SPI_processed == 0)
 		return false;
 	u->fn = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	u->to_major = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	u->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	u->run_as = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	u->to_major = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	u->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	return true;
 }
 
 /*
- * Calls fn(arg) as role, which must be allowed to execute it; NULL when the
- * function returns NULL.  An error leaves the user id to be restored by the
- * (sub)transaction abort.
+ * Calls fn(arg) as role, which must be allowed to execute it, as a
+ * security-restricted operation whose setting changes are undone on return;
+ * with fixed_search_path, under search_path pg_catalog, pg_temp.  NULL when
+ * the function returns NULL.  An error leaves the user id and settings to
+ * be restored by the (sub)transaction abort.
  */
 Datum
-call_as_role(Oid fn, Oid role, Datum arg, bool *isnull)
+call_as_role(Oid fn, Oid role, Datum arg, bool fixed_search_path, bool *isnull)
 {
 	FmgrInfo	flinfo;
 	LOCAL_FCINFO(fcinfo, 1);
 	Oid			save_userid;
 	int			save_sec_context;
+	int			save_nestlevel;
 	Datum		result;
 
 	if (pg_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
@@ -107,8 +119,15 @@ call_as_role(Oid fn, Oid role, Datum arg, bool *isnull)
 	fcinfo->args[0].isnull = false;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(role, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	save_nestlevel = NewGUCNestLevel();
+	if (fixed_search_path)
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	SetUserIdAndSecContext(role, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	result = FunctionCallInvoke(fcinfo);
+	AtEOXact_GUC(false, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	*isnull = fcinfo->isnull;
@@ -124,14 +143,14 @@ uuid_text(pg_uuid_t *id)
 /* Runs one upcaster and checks what it returns. */
 static Jsonb *
 apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
-			   EnvelopeParts *parts, Oid role)
+			   EnvelopeParts *parts)
 {
 	EnvelopeParts before = *parts;
 	EnvelopeError err;
 	bool		isnull;
 	Datum		result;
 
-	result = call_as_role(u->fn, role, JsonbPGetDatum(envelope), &isnull);
+	result = call_as_role(u->fn, u->run_as, JsonbPGetDatum(envelope), true, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
@@ -158,11 +177,11 @@ apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
 
 /*
  * The envelope of an event of topic turned into the topic's current major
- * version by upcasters running as role; the envelope itself when it is
- * current already.  Must be called inside SPI_connect, as the owner role.
+ * version; the envelope itself when it is current already.  Must be called
+ * inside SPI_connect, as the owner role.
  */
 Jsonb *
-upcast_envelope(const char *topic, Jsonb *envelope, Oid role)
+upcast_envelope(const char *topic, Jsonb *envelope)
 {
 	TopicInfo  *info = topic_lookup(topic, strlen(topic));
 	EnvelopeParts parts;
@@ -189,18 +208,18 @@ upcast_envelope(const char *topic, Jsonb *envelope, Oid role)
 							   parts.version_minor, info->current_major,
 							   info->current_minor),
 					 errhint("Register one with eventstore.create_upcaster().")));
-		envelope = apply_upcaster(topic, &u, envelope, &parts, role);
+		envelope = apply_upcaster(topic, &u, envelope, &parts);
 	}
 	return envelope;
 }
 
 /*
- * The event (a datum of type eventstore.event) with its envelope upcast by
- * upcasters running as role; the datum itself when nothing changes.  Must be
- * called inside SPI_connect, as the owner role.
+ * The event (a datum of type eventstore.event) with its envelope upcast; the
+ * datum itself when nothing changes.  Must be called inside SPI_connect, as
+ * the owner role.
  */
 Datum
-upcast_event(Datum event, Oid role)
+upcast_event(Datum event)
 {
 	HeapTupleHeader th = DatumGetHeapTupleHeader(event);
 	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
@@ -230,14 +249,14 @@ upcast_event(Datum event, Oid role)
 	envelope = DatumGetJsonbP(values[EVENT_ATT_ENVELOPE - 1]);
 	values[EVENT_ATT_ENVELOPE - 1] =
 		JsonbPGetDatum(upcast_envelope(TextDatumGetCString(values[EVENT_ATT_TOPIC - 1]),
-									   envelope, role));
+									   envelope));
 	if (DatumGetPointer(values[EVENT_ATT_ENVELOPE - 1]) != (Pointer) envelope)
 		result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 	ReleaseTupleDesc(desc);
 	return result;
 }
 
-/* eventstore.upcast(event) RETURNS event; upcasters run as the caller */
+/* eventstore.upcast(event) RETURNS event */
 Datum
 eventstore_upcast(PG_FUNCTION_ARGS)
 {
@@ -248,7 +267,7 @@ eventstore_upcast(PG_FUNCTION_ARGS)
 	SPI_connect();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	event = upcast_event(event, save_userid);
+	event = upcast_event(event);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	event = SPI_datumTransfer(event, false, -1);
 	SPI_finish();

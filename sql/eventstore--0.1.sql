@@ -267,14 +267,15 @@ CREATE TABLE upcasters (
     from_major integer NOT NULL CHECK (from_major >= 0),
     to_major   integer NOT NULL,
     fn         text NOT NULL,       -- a regprocedure, kept as text (see consumers.handler)
+    run_as     regrole NOT NULL CHECK (run_as::oid <> 0),   -- its registrar; fn runs as this role
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (topic, from_major),
     CHECK (to_major > from_major)
 );
 COMMENT ON TABLE upcasters IS 'functions that turn an event of from_major into to_major, chained up to the topic''s current major';
--- An upcaster runs as the role that receives the event: the consumer's role
--- for consumers, the caller of upcast() for readers.  It never runs with
--- more privileges than the code that asked for the event.
+-- An upcaster runs as the role that registered it, with search_path fixed
+-- to pg_catalog, pg_temp, as a security-restricted operation: it lends its
+-- privileges to nobody, and borrows none from the role receiving the event.
 
 ------------------------------------------------------------------------------
 -- Consumers and their progress.
@@ -301,7 +302,7 @@ CREATE TABLE consumers (
     handler         text,
     -- The consumer's role: its handler and upcasters run as this role, and
     -- only its members may poll, ack, nack or run the consumer.
-    run_as          regrole NOT NULL,
+    run_as          regrole NOT NULL CHECK (run_as::oid <> 0),
     batch_size      integer NOT NULL CHECK (batch_size BETWEEN 1 AND 10000),
     max_attempts    integer NOT NULL CHECK (max_attempts BETWEEN 1 AND 1000),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -880,7 +881,8 @@ COMMENT ON FUNCTION replay_parked(text, uuid) IS
 
 -- create_upcaster() (C) checks that the caller may execute fn, then calls
 -- this as the extension's owner.
-CREATE FUNCTION register_upcaster(topic text, from_major integer, to_major integer, fn regprocedure)
+CREATE FUNCTION register_upcaster(topic text, from_major integer, to_major integer,
+                                  fn regprocedure, run_as regrole)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -904,8 +906,8 @@ BEGIN
             USING ERRCODE = 'invalid_function_definition',
                   DETAIL = format('Function %s must be f(jsonb) RETURNS jsonb.', coalesce(fn::text, 'NULL'));
     END IF;
-    INSERT INTO eventstore.upcasters (topic, from_major, to_major, fn)
-    VALUES (topic, from_major, to_major, fn::text);
+    INSERT INTO eventstore.upcasters (topic, from_major, to_major, fn, run_as)
+    VALUES (topic, from_major, to_major, fn::text, run_as);
 EXCEPTION
     WHEN unique_violation THEN
         RAISE EXCEPTION 'topic "%" has an upcaster from major version % already', topic, from_major
