@@ -953,9 +953,13 @@ COMMENT ON FUNCTION derived_id(uuid, text) IS
     'UUID v5 of the consumer name in the namespace of the source event id: the id of an event derived from it';
 
 -- Events of a consumer's topics it has not been given yet, and the oldest
--- one's recording time.
+-- one's recording time.  A consumer that has a done snapshot has been given
+-- everything older than its xmin, so only events from there on are looked
+-- at, through the BRIN index on xid (as in open_window); a new or reset one
+-- counts by position.
 CREATE FUNCTION undelivered(consumer text, OUT events bigint, OUT oldest timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
 AS $$
 DECLARE
     c eventstore.consumers;
@@ -964,15 +968,24 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    SELECT count(*), min(e.recorded_at) INTO events, oldest
-      FROM eventstore.events e
-     WHERE e.topic = ANY (c.topics)
-       AND e.position > CASE WHEN c.done_snapshot IS NULL THEN c.start_after ELSE 0 END
-       AND e.xid >= coalesce(pg_snapshot_xmin(c.done_snapshot), '0'::xid8)
-       AND (c.done_snapshot IS NULL OR NOT pg_visible_in_snapshot(e.xid, c.done_snapshot))
-       AND NOT (c.window_snapshot IS NOT NULL
-                AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
-                AND e.position <= c.window_after);
+    IF c.done_snapshot IS NULL THEN
+        SELECT count(*), min(e.recorded_at) INTO events, oldest
+          FROM eventstore.events e
+         WHERE e.topic = ANY (c.topics)
+           AND e.position > c.start_after
+           AND NOT (c.window_snapshot IS NOT NULL
+                    AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
+                    AND e.position <= c.window_after);
+    ELSE
+        SELECT count(*), min(e.recorded_at) INTO events, oldest
+          FROM eventstore.events e
+         WHERE e.xid >= pg_snapshot_xmin(c.done_snapshot)
+           AND (e.topic || '') = ANY (c.topics)
+           AND NOT pg_visible_in_snapshot(e.xid, c.done_snapshot)
+           AND NOT (c.window_snapshot IS NOT NULL
+                    AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
+                    AND e.position <= c.window_after);
+    END IF;
 END
 $$;
 
