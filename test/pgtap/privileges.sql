@@ -6,6 +6,9 @@
 -- ways: the catalogue (structure), the ACLs (has_*_privilege), and what a
 -- member of each role can actually do under SET ROLE.  Everything happens in
 -- one transaction that is rolled back, including the test roles.
+-- The consumer API (consumers, poll/ack, upcasters) is checked the same way
+-- in consumer_privileges.sql; the list of SECURITY DEFINER functions below
+-- covers the whole schema.
 
 BEGIN;
 SET client_min_messages = warning;
@@ -282,8 +285,18 @@ SELECT set_eq(
     ARRAY['eventstore.create_topic(text,text,interval)',
           'eventstore.read(text,bigint,integer)',
           'eventstore.read_stream(text,text,bigint,integer)',
-          'eventstore.get(uuid)'],
-    'exactly create_topic, read, read_stream and get are SECURITY DEFINER'
+          'eventstore.get(uuid)',
+          -- the consumer API (checked in detail by consumer_privileges.sql);
+          -- create_consumer, create_upcaster, poll, ack and nack check their
+          -- caller, so they run as the caller (C) and switch to the owner
+          -- themselves
+          'eventstore.drop_consumer(text)',
+          'eventstore.reset_consumer(text,bigint)',
+          'eventstore.replay_parked(text,uuid)',
+          'eventstore.set_topic_version(text,text)',
+          'eventstore.undelivered(text)'],
+    'exactly create_topic, read, read_stream, get and the consumer API''s drop_consumer, reset_consumer, '
+    'replay_parked, set_topic_version and undelivered are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');
 SELECT is_definer('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'read is SECURITY DEFINER');
