@@ -330,7 +330,11 @@ eventstore_dispatcher_main(Datum arg)
 		 */
 		if (notify_worker_consumers_changed())
 			have_consumers = true;
-		if (notify_worker_take_work() && have_consumers)
+		/*
+		 * Without consumers the work flag is left up, so that commits find
+		 * it raised and do not wake the workers at all.
+		 */
+		if (have_consumers && notify_worker_take_work())
 			work = true;
 		if (worker == 0 && have_consumers &&
 			GetCurrentTimestamp() >= next_summary)
