@@ -286,6 +286,7 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 		struct pollfd fds[2];
 		int			nfds = 0;
 		int			timeout = -1;
+		int			ready;
 
 		/* write what the pipe takes */
 		while (in_fd >= 0 && written < total)
@@ -336,12 +337,14 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 			fds[nfds].events = POLLOUT;
 			nfds++;
 		}
-		if (poll(fds, (nfds_t) nfds, timeout) < 0 && errno != EINTR)
+		ready = poll(fds, (nfds_t) nfds, timeout);
+		if (ready < 0 && errno != EINTR)
 		{
 			snprintf(err, errlen, "poll failed: %s", strerror(errno));
 			break;
 		}
-		if (fds[0].revents & POLLIN)
+		/* an interrupted poll (the child's SIGCHLD) sets no revents */
+		if (ready > 0 && (fds[0].revents & POLLIN))
 			signals_drain();
 	}
 
