@@ -269,6 +269,25 @@ wait_until(TimestampTz when)
 	return Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), when), 1);
 }
 
+/*
+ * Worker 0: one NOTIFY per flagged topic, unless the last ones went out
+ * less than notify_interval ago (*next_notify); flags raised meanwhile wait.
+ */
+static void
+notify_due_topics(char (*topics)[NAMEDATALEN], TimestampTz *next_notify)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+
+	if (now < *next_notify)
+		return;
+	n = notify_dispatcher_collect(topics, MAX_TOPICS_PER_ROUND);
+	if (n == 0)
+		return;
+	send_notifications(topics, n);
+	*next_notify = TimestampTzPlusMilliseconds(now, eventstore_notify_interval);
+}
+
 void
 eventstore_dispatcher_main(Datum arg)
 {
@@ -306,34 +325,20 @@ eventstore_dispatcher_main(Datum arg)
 
 		if (worker == 0)
 		{
-			TimestampTz now = GetCurrentTimestamp();
-
-			if (now >= next_notify)
-			{
-				int			n = notify_dispatcher_collect(topics, MAX_TOPICS_PER_ROUND);
-
-				if (n > 0)
-				{
-					send_notifications(topics, n);
-					next_notify = TimestampTzPlusMilliseconds(now, eventstore_notify_interval);
-				}
-			}
-			if (next_notify > now)
-				timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_notify) + 1);
+			notify_due_topics(topics, &next_notify);
+			if (next_notify > GetCurrentTimestamp())
+				timeout = Min(timeout, wait_until(next_notify));
 		}
 
 		/*
 		 * A round when woken by a commit that appended (every worker's
 		 * latch is set), at every fallback poll, and when a consumer's
-		 * retry is due.  With no in-database consumer at all, commits do
-		 * not start rounds: appends then cost the workers nothing.
+		 * retry is due.  With no in-database consumer at all, the work flag
+		 * is left up, so that commits find it raised and do not wake the
+		 * workers: appends then cost them nothing.
 		 */
 		if (notify_worker_consumers_changed())
 			have_consumers = true;
-		/*
-		 * Without consumers the work flag is left up, so that commits find
-		 * it raised and do not wake the workers at all.
-		 */
 		if (have_consumers && notify_worker_take_work())
 			work = true;
 		if (worker == 0 && have_consumers &&
