@@ -183,8 +183,9 @@ accept_stored_duplicates(AppendRequest *req, int *idx, int n)
 
 /*
  * Events idx[0..n) were not stored, by ON CONFLICT (insert_one) or by
- * bulk_insert.c, because a row another transaction stored has their id.
- * Without a stream they are duplicates (or conflicts) of that row.  With a
+ * bulk_insert.c, because a stored row (of another transaction, or of an
+ * earlier append of this one) has their id.  Without a stream they are
+ * duplicates (or conflicts) of that row.  With a
  * stream, duplicates were removed before numbering, so a skip here is an id
  * stored concurrently elsewhere: accept_stored_duplicates reports the
  * conflict, and should it find an identical event, the stream numbering
@@ -425,8 +426,25 @@ all_events(AppendRequest *req)
 }
 
 /*
+ * Whether the stored duplicates of a batch must be looked up before it is
+ * stored.  Always with a stream: its versions are numbered before the
+ * insertion, so they would have gaps.  Without one, a duplicate is found as
+ * well when its insertion meets the stored id (bulk_insert.c), which costs
+ * a dead row instead of an index probe per event; so the probes are saved
+ * unless the first event is stored already, as it is in a retried batch.
+ */
+static bool
+must_look_up_duplicates(AppendRequest *req)
+{
+	pg_uuid_t  *first = &req->events[0].id;
+
+	return req->stream != NULL || lookup_stored_events(&first, 1)[0] != NULL;
+}
+
+/*
  * Appends a batch, or any append to a stream: duplicates are set aside
- * first, then the stream's version is checked and the new events stored.
+ * first (see must_look_up_duplicates), then the stream's version is checked
+ * and the new events stored.
  */
 static int
 append_deduplicated(AppendRequest *req)
@@ -437,7 +455,8 @@ append_deduplicated(AppendRequest *req)
 	int			nfresh = 0;
 	int			stored;
 
-	accept_stored_duplicates(req, all_events(req), req->nevents);
+	if (must_look_up_duplicates(req))
+		accept_stored_duplicates(req, all_events(req), req->nevents);
 	find_batch_duplicates(req, first_of);
 	for (int i = 0; i < req->nevents; i++)
 		if (!req->known[i] && first_of[i] < 0)
