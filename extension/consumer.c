@@ -90,8 +90,10 @@ run_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
 										   false, 0);
 
 	if (rc != expected)
-		elog(ERROR, "eventstore consumer statement failed: %s",
-			 SPI_result_code_string(rc));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("eventstore consumer statement failed: %s",
+								 SPI_result_code_string(rc))));
 }
 
 static bool

@@ -93,7 +93,9 @@ consumer_role(Datum name, bool isnull)
 	if (SPI_execute_with_args("SELECT run_as::pg_catalog.oid FROM eventstore.consumers"
 							  " WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, &name, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "consumer lookup failed");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("consumer lookup failed")));
 	if (SPI_processed == 0)
 		return InvalidOid;
 	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -139,7 +141,10 @@ run_internal(const char *query, Oid *argtypes, InternalArgs *args)
 										   args->nulls, false, 0);
 
 	if (rc < 0)
-		elog(ERROR, "\"%s\" failed: %s", query, SPI_result_code_string(rc));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("\"%s\" failed: %s", query,
+								 SPI_result_code_string(rc))));
 }
 
 /*
@@ -240,8 +245,11 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		bool		nulls[DELIVERY_NATTS];
 
 		if (batch->tupdesc->natts != DELIVERY_NATTS)
-			elog(ERROR, "eventstore.delivery has %d attributes, expected %d",
-				 batch->tupdesc->natts, DELIVERY_NATTS);
+			ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("eventstore.delivery has been altered"),
+				 errdetail("It has %d attributes; eventstore expects %d.",
+						   batch->tupdesc->natts, DELIVERY_NATTS)));
 		heap_deform_tuple(batch->vals[i], batch->tupdesc, row, nulls);
 		row[EVENT_ATT_ENVELOPE - 1] =
 			JsonbPGetDatum(upcast_envelope(TextDatumGetCString(row[EVENT_ATT_TOPIC - 1]),

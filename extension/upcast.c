@@ -74,13 +74,17 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 						   "   AND from_major OPERATOR(pg_catalog.=) $2",
 						   2, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the upcaster lookup: %s",
-				 SPI_result_code_string(SPI_result));
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg_internal("could not prepare the upcaster lookup: %s",
+									 SPI_result_code_string(SPI_result))));
 	}
 	args[0] = CStringGetTextDatum(topic);
 	args[1] = Int32GetDatum(from_major);
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "upcaster lookup failed");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("upcaster lookup failed")));
 	if (SPI_processed == 0)
 		return false;
 	u->fn = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -231,8 +235,11 @@ upcast_event(Datum event)
 	Datum		result = event;
 
 	if (desc->natts != EVENT_NATTS)
-		elog(ERROR, "eventstore.event has %d attributes, expected %d",
-			 desc->natts, EVENT_NATTS);
+		ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("eventstore.event has been altered"),
+			 errdetail("It has %d attributes; eventstore expects %d.",
+					   desc->natts, EVENT_NATTS)));
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
 	ItemPointerSetInvalid(&tuple.t_self);
 	tuple.t_tableOid = InvalidOid;
@@ -288,7 +295,10 @@ eventstore_derived_id(PG_FUNCTION_ARGS)
 		pg_cryptohash_update(ctx, source->data, UUID_LEN) < 0 ||
 		pg_cryptohash_update(ctx, (uint8 *) VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) < 0 ||
 		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-		elog(ERROR, "could not compute SHA-1: %s", pg_cryptohash_error(ctx));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("could not compute SHA-1: %s",
+								 pg_cryptohash_error(ctx))));
 	pg_cryptohash_free(ctx);
 
 	memcpy(result->data, digest, UUID_LEN);
