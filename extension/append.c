@@ -485,17 +485,10 @@ append_deduplicated(AppendRequest *req)
 static void
 append_events(AppendRequest *req)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	AsOwner		as;
 	int			stored;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(eventstore_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("SPI_connect failed")));
+	as_owner_begin(&as);
 
 	if (topic_lookup(req->topic, strlen(req->topic)) == NULL)
 		ereport(ERROR,
@@ -510,8 +503,7 @@ append_events(AppendRequest *req)
 	else
 		stored = append_deduplicated(req);
 
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	as_owner_end(&as);
 	if (stored > 0)
 		notify_topic_appended(req->topic);
 }

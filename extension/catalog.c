@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *		The extension's own relations, their owner, and the topic cache.
+ *		The extension's own relations, their owner, working as the owner,
+ *		and the topic cache.
  *
  * Appends check the topic of every event, run as the owner of
  * eventstore.events, and write that table directly (bulk_insert.c,
@@ -23,6 +24,9 @@
  * stay in place until the next lookup replaces them, topic entries are
  * never freed, and topic_lookup() hands out copies.
  *
+ * as_owner_begin()/as_owner_end() are how every entry point (append, the
+ * consumer functions, upcast) works on these tables as their owner.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -35,6 +39,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -290,6 +295,31 @@ topic_lookup(const char *name, int len)
 	/* An invalidation during the query may concern this very row. */
 	entry->valid = (invalidations == before);
 	return memcpy(palloc(sizeof(TopicInfo)), &entry->info, sizeof(TopicInfo));
+}
+
+/*
+ * Connects to SPI and works as the owner of the extension's tables from
+ * here on, remembering the caller in *as: how every entry point reaches
+ * tables that no role may write directly.
+ */
+void
+as_owner_begin(AsOwner *as)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("SPI_connect failed")));
+	GetUserIdAndSecContext(&as->caller, &as->sec_context);
+	SetUserIdAndSecContext(eventstore_owner(),
+						   as->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Back to the caller, and out of SPI. */
+void
+as_owner_end(AsOwner *as)
+{
+	SetUserIdAndSecContext(as->caller, as->sec_context);
+	SPI_finish();
 }
 
 /*

@@ -494,18 +494,15 @@ run_batch(const char *name, Oid caller, int limit, bool *stop)
 int64
 consumer_run(const char *name, int64 max_events)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	AsOwner		as;
 	int64		total = 0;
 
-	SPI_connect();
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	as_owner_begin(&as);
 	for (;;)
 	{
 		int			limit = max_events > 0 ? (int) Min(max_events - total, 10000) : 10000;
 		bool		stop;
-		int			n = run_batch(name, save_userid, limit, &stop);
+		int			n = run_batch(name, as.caller, limit, &stop);
 
 		total += n;
 		CommandCounterIncrement();
@@ -513,8 +510,7 @@ consumer_run(const char *name, int64 max_events)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	SPI_finish();
+	as_owner_end(&as);
 	return total;
 }
 
@@ -529,12 +525,9 @@ consumers_due(bool *any, TimestampTz *next_retry)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *names = NIL;
-	Oid			save_userid;
-	int			save_sec_context;
+	AsOwner		as;
 
-	SPI_connect();
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	as_owner_begin(&as);
 	run_sql("SELECT name, retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), retry_at"
 			"  FROM eventstore.consumers"
 			" WHERE handler IS NOT NULL"
@@ -566,8 +559,7 @@ consumers_due(bool *any, TimestampTz *next_retry)
 			MemoryContextSwitchTo(old);
 		}
 	}
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	SPI_finish();
+	as_owner_end(&as);
 	return names;
 }
 

@@ -39,31 +39,6 @@ PG_FUNCTION_INFO_V1(eventstore_poll);
 PG_FUNCTION_INFO_V1(eventstore_ack);
 PG_FUNCTION_INFO_V1(eventstore_nack);
 
-/* Saved user before switching to the owner. */
-typedef struct AsOwner
-{
-	Oid			caller;
-	Oid			save_userid;
-	int			save_sec_context;
-} AsOwner;
-
-static void
-become_owner(AsOwner *as)
-{
-	SPI_connect();
-	GetUserIdAndSecContext(&as->save_userid, &as->save_sec_context);
-	as->caller = as->save_userid;
-	SetUserIdAndSecContext(eventstore_owner(),
-						   as->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-static void
-become_caller(AsOwner *as)
-{
-	SetUserIdAndSecContext(as->save_userid, as->save_sec_context);
-	SPI_finish();
-}
-
 /* Raises 42501 unless caller may act as role. */
 void
 check_consumer_role(Oid caller, Oid role, const char *action, const char *consumer)
@@ -158,7 +133,7 @@ eventstore_create_consumer(PG_FUNCTION_ARGS)
 	InternalArgs args;
 	AsOwner		as;
 
-	become_owner(&as);
+	as_owner_begin(&as);
 	take_arguments(fcinfo, &args);
 	if (PG_ARGISNULL(5))
 	{
@@ -175,7 +150,7 @@ eventstore_create_consumer(PG_FUNCTION_ARGS)
 						"create a consumer for role", NULL);
 	run_internal("SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
 				 argtypes, &args);
-	become_caller(&as);
+	as_owner_end(&as);
 	PG_RETURN_VOID();
 }
 
@@ -190,7 +165,7 @@ eventstore_create_upcaster(PG_FUNCTION_ARGS)
 	InternalArgs args;
 	AsOwner		as;
 
-	become_owner(&as);
+	as_owner_begin(&as);
 	take_arguments(fcinfo, &args);
 	if (!PG_ARGISNULL(3) &&
 		pg_proc_aclcheck(PG_GETARG_OID(3), as.caller, ACL_EXECUTE) != ACLCHECK_OK)
@@ -202,7 +177,7 @@ eventstore_create_upcaster(PG_FUNCTION_ARGS)
 	add_argument(&args, ObjectIdGetDatum(as.caller));
 	run_internal("SELECT eventstore.register_upcaster($1, $2, $3, $4, $5)",
 				 argtypes, &args);
-	become_caller(&as);
+	as_owner_end(&as);
 	PG_RETURN_VOID();
 }
 
@@ -232,7 +207,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	uint64		nrows;
 
 	InitMaterializedSRF(fcinfo, 0);
-	become_owner(&as);
+	as_owner_begin(&as);
 	check_consumer_caller(fcinfo, &as, "poll");
 	take_arguments(fcinfo, &args);
 	run_internal("SELECT * FROM eventstore.poll_batch($1, $2)", argtypes, &args);
@@ -256,7 +231,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 										   DatumGetJsonbP(row[EVENT_ATT_ENVELOPE - 1])));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
 	}
-	become_caller(&as);
+	as_owner_end(&as);
 	return (Datum) 0;
 }
 
@@ -268,11 +243,11 @@ eventstore_ack(PG_FUNCTION_ARGS)
 	InternalArgs args;
 	AsOwner		as;
 
-	become_owner(&as);
+	as_owner_begin(&as);
 	check_consumer_caller(fcinfo, &as, "ack a batch of");
 	take_arguments(fcinfo, &args);
 	run_internal("SELECT eventstore.ack_batch($1, $2)", argtypes, &args);
-	become_caller(&as);
+	as_owner_end(&as);
 	PG_RETURN_VOID();
 }
 
@@ -284,10 +259,10 @@ eventstore_nack(PG_FUNCTION_ARGS)
 	InternalArgs args;
 	AsOwner		as;
 
-	become_owner(&as);
+	as_owner_begin(&as);
 	check_consumer_caller(fcinfo, &as, "nack a batch of");
 	take_arguments(fcinfo, &args);
 	run_internal("SELECT eventstore.nack_batch($1, $2, $3)", argtypes, &args);
-	become_caller(&as);
+	as_owner_end(&as);
 	PG_RETURN_VOID();
 }

@@ -89,6 +89,16 @@ typedef struct TopicInfo
 } TopicInfo;
 
 extern Oid	eventstore_owner(void);
+
+/* The caller's identity while an entry point works as the owner. */
+typedef struct AsOwner
+{
+	Oid			caller;
+	int			sec_context;
+} AsOwner;
+
+extern void as_owner_begin(AsOwner *as);
+extern void as_owner_end(AsOwner *as);
 extern Oid	eventstore_events_relid(void);
 
 /* Columns of eventstore.events; events_columns() maps them to attributes. */

@@ -268,16 +268,11 @@ Datum
 eventstore_upcast(PG_FUNCTION_ARGS)
 {
 	Datum		event = PG_GETARG_DATUM(0);
-	Oid			save_userid;
-	int			save_sec_context;
+	AsOwner		as;
 
-	SPI_connect();
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	event = upcast_event(event);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	event = SPI_datumTransfer(event, false, -1);
-	SPI_finish();
+	as_owner_begin(&as);
+	event = SPI_datumTransfer(upcast_event(event), false, -1);
+	as_owner_end(&as);
 	PG_RETURN_DATUM(event);
 }
 
