@@ -889,9 +889,15 @@ AS $$
 DECLARE
     p pg_proc;
 BEGIN
-    IF topic IS NULL OR NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
+    IF topic IS NULL THEN
+        RAISE EXCEPTION 'topic must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'Argument "topic" is NULL.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
         RAISE EXCEPTION 'topic "%" does not exist', topic
-            USING ERRCODE = 'undefined_object';
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', topic);
     END IF;
     IF from_major IS NULL OR to_major IS NULL OR from_major < 0 OR to_major <= from_major THEN
         RAISE EXCEPTION 'invalid upcaster versions'

@@ -50,6 +50,9 @@ SELECT eventstore.create_consumer('watcher', ARRAY['tick']);
 SELECT eventstore.create_consumer('watcher', ARRAY['tick']);
 SELECT eventstore.append('tick', tick(n)) FROM generate_series(1, 5) AS n;
 
+SELECT * FROM eventstore.poll(NULL);
+SELECT eventstore.ack(NULL, 1);
+SELECT eventstore.nack(NULL, 1, 'x');
 SELECT * FROM eventstore.poll('nobody');
 SELECT * FROM eventstore.poll('watcher', 0);
 SELECT * FROM eventstore.poll('watcher', NULL);
@@ -189,6 +192,9 @@ SELECT eventstore.create_upcaster('nope', 1, 2, 'rate_1_to_2(jsonb)');
 SELECT eventstore.create_upcaster('rate', 2, 2, 'rate_1_to_2(jsonb)');
 SELECT eventstore.create_upcaster('rate', NULL, 2, 'rate_1_to_2(jsonb)');
 SELECT eventstore.create_upcaster('rate', 1, 2, 'abs(integer)');
+SELECT eventstore.create_upcaster('rate', 1, 2, NULL);
+SELECT eventstore.create_upcaster(NULL, 1, 2, 'rate_1_to_2(jsonb)');
+SELECT eventstore.create_consumer('c', ARRAY['tick'], run_as => '-');
 SELECT eventstore.create_upcaster('rate', 1, 2, 'rate_1_to_2(jsonb)');
 SELECT eventstore.create_upcaster('rate', 1, 2, 'rate_2_to_3(jsonb)');
 
