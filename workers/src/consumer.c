@@ -83,16 +83,50 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
 	return STEP_WORKED;
 }
 
+/*
+ * Acks a batch (why NULL) or nacks it with why.  STEP_WORKED or STEP_NACKED,
+ * or what query_failed() makes of a failed query (the batch is then
+ * redelivered when its lease runs out).
+ */
+static enum step_result
+finish_batch(struct db *db, const char *consumer, const char *batch_id,
+			 const char *why, struct run_stats *stats)
+{
+	const char *params[3] = {consumer, batch_id, why};
+	const char *what = why == NULL ? "ack" : "nack";
+	PGresult   *res;
+	enum db_status status;
+
+	status = db_query(db, why == NULL ? ACK_SQL : NACK_SQL, why == NULL ? 2 : 3,
+					  params, &res);
+	if (status != DB_OK)
+	{
+		enum step_result r = query_failed(status, db, consumer, what, stats);
+
+		log_warning("consumer=%s batch=%s not %sed: it will be redelivered",
+					consumer, batch_id, what);
+		return r;
+	}
+	PQclear(res);
+	if (why == NULL)
+	{
+		stats->batches_acked++;
+		return STEP_WORKED;
+	}
+	stats->batches_nacked++;
+	return STEP_NACKED;
+}
+
 static enum step_result
 step_outside(struct db *db, const struct consumer *c, int batch_size,
 			 struct run_stats *stats)
 {
 	char		max[16];
 	char		why[512];
-	const char *params[3];
+	const char *params[2];
 	PGresult   *batch;
-	PGresult   *res;
 	enum db_status status;
+	enum step_result result;
 	const char *batch_id;
 	int			n;
 	int			done = 0;
@@ -141,43 +175,14 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 		stats->events_ok++;
 	}
 
-	params[1] = batch_id;
-	if (done == n)
-	{
-		status = db_query(db, ACK_SQL, 2, params, &res);
-		if (status != DB_OK)
-		{
-			enum step_result r = query_failed(status, db, c->name, "ack", stats);
-
-			log_warning("consumer=%s batch=%s not acked: it will be redelivered",
-						c->name, batch_id);
-			PQclear(batch);
-			return r;
-		}
-		PQclear(res);
+	result = finish_batch(db, c->name, batch_id, done == n ? NULL : why, stats);
+	if (result == STEP_WORKED)
 		log_debug("consumer=%s batch=%s acked events=%d", c->name, batch_id, n);
-		stats->batches_acked++;
-		PQclear(batch);
-		return STEP_WORKED;
-	}
-
-	params[2] = why;
-	status = db_query(db, NACK_SQL, 3, params, &res);
-	if (status != DB_OK)
-	{
-		enum step_result r = query_failed(status, db, c->name, "nack", stats);
-
-		log_warning("consumer=%s batch=%s not nacked: it will be redelivered",
-					c->name, batch_id);
-		PQclear(batch);
-		return r;
-	}
-	PQclear(res);
-	log_warning("consumer=%s batch=%s nacked after %d of %d events: %s",
-				c->name, batch_id, done, n, why);
-	stats->batches_nacked++;
+	else if (result == STEP_NACKED)
+		log_warning("consumer=%s batch=%s nacked after %d of %d events: %s",
+					c->name, batch_id, done, n, why);
 	PQclear(batch);
-	return STEP_NACKED;
+	return result;
 }
 
 enum step_result
