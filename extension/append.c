@@ -68,19 +68,6 @@ typedef struct AppendRequest
 	bool	   *known;			/* position already found (a duplicate) */
 } AppendRequest;
 
-static SPIPlanPtr
-prepare_plan(const char *query, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(query, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("could not prepare \"%s\": %s", query,
-								 SPI_result_code_string(SPI_result))));
-	return plan;
-}
-
 static void
 run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 {

@@ -261,14 +261,9 @@ topic_lookup(const char *name, int len)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		plan = SPI_prepare("SELECT current_major, current_minor FROM eventstore.topics"
-						   " WHERE name OPERATOR(pg_catalog.=) $1",
-						   1, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg_internal("could not prepare the topic lookup: %s",
-									 SPI_result_code_string(SPI_result))));
+		plan = prepare_plan("SELECT current_major, current_minor FROM eventstore.topics"
+							" WHERE name OPERATOR(pg_catalog.=) $1",
+							1, argtypes);
 	}
 	before = invalidations;
 	arg = PointerGetDatum(cstring_to_text(key));
@@ -295,6 +290,23 @@ topic_lookup(const char *name, int len)
 	/* An invalidation during the query may concern this very row. */
 	entry->valid = (invalidations == before);
 	return memcpy(palloc(sizeof(TopicInfo)), &entry->info, sizeof(TopicInfo));
+}
+
+/*
+ * A saved, generic SPI plan of query, for the backend's lifetime: every
+ * statement the extension keeps is a lookup or write by key.
+ */
+SPIPlanPtr
+prepare_plan(const char *query, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(query, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("could not prepare \"%s\": %s", query,
+								 SPI_result_code_string(SPI_result))));
+	return plan;
 }
 
 /*

@@ -341,9 +341,9 @@ handle_batch(Consumer *c, Batch *b)
 static void
 record_outcome(Consumer *c, Batch *b, Outcome *out, bool drained)
 {
-	Oid			argtypes[7] = {TEXTOID, INT8OID, INT8OID, INT4OID, TEXTOID, INT8OID, BOOLOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			argtypes[6] = {TEXTOID, INT8OID, INT8OID, INT4OID, TEXTOID, INT8OID};
+	Datum		values[6];
+	char		nulls[7] = "      ";
 
 	values[0] = text_datum(c->name);
 	values[1] = Int64GetDatum(out->done > 0 ? b->positions[out->done - 1] : 0);
@@ -354,7 +354,6 @@ record_outcome(Consumer *c, Batch *b, Outcome *out, bool drained)
 	nulls[4] = out->error ? ' ' : 'n';
 	values[5] = Int64GetDatum(out->retry_later ? retry_delay_ms(c->attempts) : 0);
 	nulls[5] = out->retry_later ? ' ' : 'n';
-	values[6] = BoolGetDatum(drained && out->done == b->n);
 
 	run_sql("UPDATE eventstore.consumers"
 			"   SET window_after = coalesce($2, window_after),"
@@ -367,7 +366,7 @@ record_outcome(Consumer *c, Batch *b, Outcome *out, bool drained)
 			"       last_run = pg_catalog.now()"
 			" WHERE name OPERATOR(pg_catalog.=) $1",
 			6, argtypes, values, nulls, SPI_OK_UPDATE);
-	if (DatumGetBool(values[6]))
+	if (drained && out->done == b->n)
 		run_sql("SELECT eventstore.close_window($1)", 1, argtypes, values, NULL,
 				SPI_OK_SELECT);
 }
@@ -505,7 +504,6 @@ consumer_run(const char *name, int64 max_events)
 		int			n = run_batch(name, as.caller, limit, &stop);
 
 		total += n;
-		CommandCounterIncrement();
 		if (n == 0 || stop || max_events == 0 || (max_events > 0 && total >= max_events))
 			break;
 		CHECK_FOR_INTERRUPTS();

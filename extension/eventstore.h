@@ -15,6 +15,7 @@
 
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
 #include "utils/jsonb.h"
@@ -98,6 +99,7 @@ typedef struct AsOwner
 } AsOwner;
 
 extern void as_owner_begin(AsOwner *as);
+extern SPIPlanPtr prepare_plan(const char *query, int nargs, Oid *argtypes);
 extern void as_owner_end(AsOwner *as);
 extern Oid	eventstore_events_relid(void);
 

@@ -67,17 +67,12 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 	{
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
-		plan = SPI_prepare("SELECT fn::pg_catalog.regprocedure::pg_catalog.oid,"
-						   "       run_as::pg_catalog.oid, to_major, fn"
-						   "  FROM eventstore.upcasters"
-						   " WHERE topic OPERATOR(pg_catalog.=) $1"
-						   "   AND from_major OPERATOR(pg_catalog.=) $2",
-						   2, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg_internal("could not prepare the upcaster lookup: %s",
-									 SPI_result_code_string(SPI_result))));
+		plan = prepare_plan("SELECT fn::pg_catalog.regprocedure::pg_catalog.oid,"
+							"       run_as::pg_catalog.oid, to_major, fn"
+							"  FROM eventstore.upcasters"
+							" WHERE topic OPERATOR(pg_catalog.=) $1"
+							"   AND from_major OPERATOR(pg_catalog.=) $2",
+							2, argtypes);
 	}
 	args[0] = CStringGetTextDatum(topic);
 	args[1] = Int32GetDatum(from_major);
