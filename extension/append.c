@@ -473,15 +473,18 @@ static void
 append_events(AppendRequest *req)
 {
 	AsOwner		as;
+	TopicInfo  *topic;
 	int			stored;
 
 	as_owner_begin(&as);
 
-	if (topic_lookup(req->topic, strlen(req->topic)) == NULL)
+	topic = topic_lookup(req->topic, strlen(req->topic));
+	if (topic == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("topic \"%s\" does not exist", req->topic),
 				 errhint("Create it with eventstore.create_topic('%s').", req->topic)));
+	check_topic_append(topic, as.caller);
 
 	if (req->nevents == 0)
 		stored = 0;

@@ -41,6 +41,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "fmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -223,6 +225,45 @@ events_id_index(void)
 	return id_index_oid;
 }
 
+/* Copies the oid[] of topics.appenders into info. */
+static void
+read_appenders(TopicInfo *info, Datum array)
+{
+	ArrayType  *roles = DatumGetArrayTypeP(array);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(roles, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+	info->nappenders = 0;
+	for (int i = 0; i < n && i < MAX_TOPIC_GRANTEES; i++)
+		if (!nulls[i])
+			info->appenders[info->nappenders++] = DatumGetObjectId(elems[i]);
+}
+
+/*
+ * Refuses an append by caller unless it has the privileges of
+ * eventstore_writer or of a role granted append on this topic alone.
+ */
+void
+check_topic_append(const TopicInfo *topic, Oid caller)
+{
+	Oid			writer = get_role_oid("eventstore_writer", true);
+
+	if (OidIsValid(writer) && has_privs_of_role(caller, writer))
+		return;
+	for (int i = 0; i < topic->nappenders; i++)
+		if (has_privs_of_role(caller, topic->appenders[i]))
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to append to topic \"%s\"", topic->name),
+			 errdetail("Role \"%s\" is not a member of eventstore_writer and has no append grant on the topic.",
+					   GetUserNameFromId(caller, false)),
+			 errhint("An eventstore_admin can grant it with eventstore.grant_topic('%s', 'append', role).",
+					 topic->name)));
+}
+
 /*
  * Looks a topic up by name; returns a palloc'd copy of its cache entry, or
  * NULL if there is no such topic.  Must be called inside SPI_connect, as the
@@ -261,7 +302,8 @@ topic_lookup(const char *name, int len)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		plan = prepare_plan("SELECT current_major, current_minor FROM eventstore.topics"
+		plan = prepare_plan("SELECT current_major, current_minor, appenders::pg_catalog.oid[]"
+							"  FROM eventstore.topics"
 							" WHERE name OPERATOR(pg_catalog.=) $1",
 							1, argtypes);
 	}
@@ -287,6 +329,8 @@ topic_lookup(const char *name, int len)
 															SPI_tuptable->tupdesc, 1, &found));
 	entry->info.current_minor = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 															SPI_tuptable->tupdesc, 2, &found));
+	read_appenders(&entry->info, SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 3, &found));
 	/* An invalidation during the query may concern this very row. */
 	entry->valid = (invalidations == before);
 	return memcpy(palloc(sizeof(TopicInfo)), &entry->info, sizeof(TopicInfo));

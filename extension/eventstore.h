@@ -82,11 +82,16 @@ extern bool rfc3339_check(const char *s, int len, char *why, size_t whylen);
  * catalog.c: the extension's relations and owner, resolved once per backend
  * and forgotten on relcache invalidation; the topic cache.
  */
+/* Most roles a topic grants one privilege to (topics.appenders, readers). */
+#define MAX_TOPIC_GRANTEES 16
+
 typedef struct TopicInfo
 {
 	char		name[NAMEDATALEN];	/* hash key */
 	int32		current_major;
 	int32		current_minor;
+	int			nappenders;		/* roles granted append on this topic alone */
+	Oid			appenders[MAX_TOPIC_GRANTEES];
 } TopicInfo;
 
 extern Oid	eventstore_owner(void);
@@ -125,6 +130,7 @@ extern const int *events_columns(void);
 extern Oid	events_id_index(void);
 extern void report_altered_events(const char *detail) pg_attribute_noreturn();
 extern TopicInfo *topic_lookup(const char *name, int len);
+extern void check_topic_append(const TopicInfo *topic, Oid caller);
 
 /* event_lookup.c: stored events by id, through the unique index on id. */
 typedef struct StoredEvent

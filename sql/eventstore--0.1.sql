@@ -31,9 +31,15 @@ CREATE TABLE topics (
     current_major integer NOT NULL CHECK (current_major >= 0),
     current_minor integer NOT NULL CHECK (current_minor >= 0),
     retention     interval CHECK (retention > interval '0'),
-    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Roles granted one privilege on this topic alone (grant_topic);
+    -- eventstore_writer and eventstore_reader hold it on every topic.
+    appenders     regrole[] NOT NULL DEFAULT '{}'
+                  CHECK (pg_catalog.cardinality(appenders) <= 16),
+    readers       regrole[] NOT NULL DEFAULT '{}'
+                  CHECK (pg_catalog.cardinality(readers) <= 16)
 );
-COMMENT ON TABLE topics IS 'topics that events can be appended to, with their current version';
+COMMENT ON TABLE topics IS 'topics that events can be appended to, with their current version and per-topic grants';
 
 -- The envelope is stored decomposed: the columns a reader filters on are
 -- real columns, and the envelope is rebuilt on read (see stored_events).
@@ -157,6 +163,149 @@ END
 $$;
 COMMENT ON FUNCTION create_topic(text, text, interval) IS
     'create a topic; events can only be appended to existing topics';
+
+-- Per-topic privileges.  Members of eventstore_writer may append to every
+-- topic and members of eventstore_reader read every topic; grant_topic()
+-- gives a role one privilege on one topic, so that a service can be confined
+-- to what it produces and consumes.  "read" lets the role consume the topic
+-- (as a consumer's run_as, or an upcaster's registrar); the ad hoc read
+-- functions stay with eventstore_reader.  The functions a privilege needs
+-- are granted along with it and revoked with its role's last grant.
+CREATE FUNCTION check_topic_grant_args(topic text, privilege text, grantee regrole)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF privilege IS NULL OR privilege NOT IN ('append', 'read') THEN
+        RAISE EXCEPTION 'invalid topic privilege'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "privilege" is %s; it must be ''append'' or ''read''.',
+                                  coalesce(quote_literal(privilege), 'NULL'));
+    END IF;
+    IF grantee IS NULL OR grantee::oid = 0 THEN
+        RAISE EXCEPTION 'invalid topic grantee'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Argument "grantee" must name a role.';
+    END IF;
+    IF topic IS NULL OR NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', topic);
+    END IF;
+END
+$$;
+
+-- The functions that come with a privilege, as a GRANT/REVOKE object list.
+CREATE FUNCTION topic_privilege_functions(privilege text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE privilege
+        WHEN 'append' THEN 'eventstore.append(text, jsonb, text, bigint), '
+                           'eventstore.append_batch(text, jsonb[], text, bigint), '
+                           'eventstore.validate(jsonb), eventstore.is_valid(jsonb), '
+                           'eventstore.derived_id(uuid, text)'
+        ELSE 'eventstore.poll(text, integer), eventstore.ack(text, bigint), '
+             'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
+             'eventstore.derived_id(uuid, text)'
+    END
+$$;
+
+CREATE FUNCTION grant_topic(topic text, privilege text, grantee regrole) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_topic_grant_args(topic, privilege, grantee);
+    IF privilege = 'append' THEN
+        UPDATE eventstore.topics t SET appenders = array_append(t.appenders, grantee)
+         WHERE t.name = topic AND NOT grantee = ANY (t.appenders);
+    ELSE
+        UPDATE eventstore.topics t SET readers = array_append(t.readers, grantee)
+         WHERE t.name = topic AND NOT grantee = ANY (t.readers);
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA eventstore TO %s', grantee::text);
+    EXECUTE format('GRANT USAGE ON TYPE eventstore.event, eventstore.delivery TO %s', grantee::text);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
+                   eventstore.topic_privilege_functions(privilege), grantee::text);
+EXCEPTION
+    WHEN check_violation THEN
+        RAISE EXCEPTION 'too many grantees of % on topic "%"', privilege, topic
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = 'A topic has at most 16 grantees per privilege.',
+                  HINT = 'Grant the privilege to a group role and make the roles its members.';
+END
+$$;
+COMMENT ON FUNCTION grant_topic(text, text, regrole) IS
+    'let a role append to (''append'') or consume (''read'') one topic, with the functions that needs';
+
+CREATE FUNCTION revoke_topic(topic text, privilege text, grantee regrole) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_topic_grant_args(topic, privilege, grantee);
+    IF privilege = 'append' THEN
+        UPDATE eventstore.topics t SET appenders = array_remove(t.appenders, grantee)
+         WHERE t.name = topic AND grantee = ANY (t.appenders);
+    ELSE
+        UPDATE eventstore.topics t SET readers = array_remove(t.readers, grantee)
+         WHERE t.name = topic AND grantee = ANY (t.readers);
+    END IF;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- The functions go with the role's last grant of the privilege; both
+    -- privileges grant derived_id, which a remaining grant gives back.
+    IF NOT EXISTS (SELECT FROM eventstore.topics t
+                    WHERE grantee = ANY (CASE privilege WHEN 'append' THEN t.appenders
+                                                        ELSE t.readers END)) THEN
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s',
+                       eventstore.topic_privilege_functions(privilege), grantee::text);
+        IF EXISTS (SELECT FROM eventstore.topics t
+                    WHERE grantee = ANY (t.appenders) OR grantee = ANY (t.readers)) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
+                           eventstore.topic_privilege_functions(
+                               CASE privilege WHEN 'append' THEN 'read' ELSE 'append' END),
+                           grantee::text);
+        ELSE
+            EXECUTE format('REVOKE USAGE ON TYPE eventstore.event, eventstore.delivery FROM %s',
+                           grantee::text);
+            EXECUTE format('REVOKE USAGE ON SCHEMA eventstore FROM %s', grantee::text);
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION revoke_topic(text, text, regrole) IS
+    'take back a privilege given by grant_topic, and its functions with the role''s last grant';
+
+-- The first of topics that role may not consume, or NULL when it may
+-- consume them all.
+CREATE FUNCTION unreadable_topic(role oid, topics text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.name::text
+      FROM eventstore.topics t
+     WHERE t.name = ANY (topics)
+       AND NOT pg_has_role(role, 'eventstore_reader', 'USAGE')
+       AND NOT EXISTS (SELECT FROM unnest(t.readers) AS r WHERE pg_has_role(role, r, 'USAGE'))
+     ORDER BY array_position(topics, t.name::text)
+     LIMIT 1
+$$;
+
+CREATE FUNCTION check_topics_readable(role oid, topics text[], what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    denied text := eventstore.unreadable_topic(role, topics);
+BEGIN
+    IF denied IS NOT NULL THEN
+        RAISE EXCEPTION 'permission denied to read topic "%"', denied
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %s, %s, is not a member of eventstore_reader and has no read grant on the topic.',
+                                  role::regrole, what),
+                  HINT = format('An eventstore_admin can grant it with eventstore.grant_topic(%L, ''read'', %L).',
+                                denied, role::regrole::text);
+    END IF;
+END
+$$;
 
 CREATE FUNCTION append(topic text, event jsonb,
                        stream text DEFAULT NULL,
@@ -668,6 +817,7 @@ BEGIN
                       DETAIL = format('Role %s, the consumer''s role, cannot execute it.', run_as);
         END IF;
     END IF;
+    PERFORM eventstore.check_topics_readable(run_as, topics, 'the consumer''s role');
     INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts)
     VALUES (name, topics, handler::text, run_as, batch_size, max_attempts);
     PERFORM eventstore.consumers_changed();
@@ -736,6 +886,8 @@ BEGIN
                   DETAIL = format('Argument "max" is %s; it must be between 1 and 10000.', coalesce(max::text, 'NULL'));
     END IF;
     c := eventstore.lock_consumer(consumer, 'outside');
+    -- Checked on every poll, so that a revoke_topic takes effect at once.
+    PERFORM eventstore.check_topics_readable(c.run_as, c.topics, 'the consumer''s role');
 
     IF c.batch_kind IS NOT NULL THEN
         IF c.leased_until > now() THEN
@@ -912,6 +1064,7 @@ BEGIN
             USING ERRCODE = 'invalid_function_definition',
                   DETAIL = format('Function %s must be f(jsonb) RETURNS jsonb.', coalesce(fn::text, 'NULL'));
     END IF;
+    PERFORM eventstore.check_topics_readable(run_as, ARRAY[topic], 'the upcaster''s registrar');
     INSERT INTO eventstore.upcasters (topic, from_major, to_major, fn, run_as)
     VALUES (topic, from_major, to_major, fn::text, run_as);
 EXCEPTION
@@ -1036,7 +1189,9 @@ GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
                           read_stream(text, text, bigint, integer),
                           get(uuid)
     TO eventstore_reader;
-GRANT EXECUTE ON FUNCTION create_topic(text, text, interval) TO eventstore_admin;
+GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
+                          grant_topic(text, text, regrole), revoke_topic(text, text, regrole)
+    TO eventstore_admin;
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;
 
 GRANT USAGE ON TYPE delivery TO eventstore_reader, eventstore_admin;

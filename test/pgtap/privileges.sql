@@ -17,7 +17,7 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(193);
+SELECT plan(201);
 
 ------------------------------------------------------------------------------
 -- Structure: schema, tables, columns
@@ -147,6 +147,13 @@ SELECT function_privs_are('eventstore', 'create_topic', ARRAY['text', 'text', 'i
 SELECT function_privs_are('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'eventstore_reader', '{}'::name[]);
 SELECT function_privs_are('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'eventstore_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'public', '{}'::name[]);
+
+-- grant_topic / revoke_topic: admin only
+SELECT function_privs_are('eventstore', f, ARRAY['text', 'text', 'regrole'], r,
+                          CASE r WHEN 'eventstore_admin' THEN ARRAY['EXECUTE'] ELSE '{}' END::name[])
+  FROM unnest(ARRAY['grant_topic', 'revoke_topic']) AS f
+ CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r
+ ORDER BY f, r;
 
 -- append / append_batch: writer only
 SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'jsonb', 'text', 'bigint'], 'eventstore_writer', ARRAY['EXECUTE']);
@@ -283,6 +290,8 @@ SELECT set_eq(
     $$SELECT p.oid::regprocedure::text FROM pg_proc p
        WHERE p.pronamespace = 'eventstore'::regnamespace AND p.prosecdef$$,
     ARRAY['eventstore.create_topic(text,text,interval)',
+          'eventstore.grant_topic(text,text,regrole)',
+          'eventstore.revoke_topic(text,text,regrole)',
           'eventstore.read(text,bigint,integer)',
           'eventstore.read_stream(text,text,bigint,integer)',
           'eventstore.get(uuid)',
@@ -295,7 +304,7 @@ SELECT set_eq(
           'eventstore.replay_parked(text,uuid)',
           'eventstore.set_topic_version(text,text)',
           'eventstore.undelivered(text)'],
-    'exactly create_topic, read, read_stream, get and the consumer API''s drop_consumer, reset_consumer, '
+    'exactly create_topic, grant_topic, revoke_topic, read, read_stream, get and the consumer API''s drop_consumer, reset_consumer, '
     'replay_parked, set_topic_version and undelivered are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');
