@@ -2,11 +2,11 @@
 # and bench entry points.  New C files, SQL scripts, tests and specs are picked
 # up by wildcards: adding one needs no edit here.
 
-EXTENSION  = eventstore
+EXTENSION  = eventstore birdwatch
 MODULE_big = eventstore
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
 DATA       = $(sort $(wildcard sql/*--*.sql))
-EXTRA_CLEAN = $(EXTENSION).control results output_iso regression.diffs \
+EXTRA_CLEAN = $(addsuffix .control,$(EXTENSION)) results output_iso regression.diffs \
               regression.out test/out
 
 PG_CONFIG ?= pg_config
@@ -40,9 +40,9 @@ clean-workers:
 	$(MAKE) -C workers clean
 
 # PGXS installs top-level control files; ours live in control/.
-$(EXTENSION).control: control/$(EXTENSION).control
+%.control: control/%.control
 	cp $< $@
-all: $(EXTENSION).control
+all: $(addsuffix .control,$(EXTENSION))
 
 .PHONY: deps test demo bench
 deps:
