@@ -9,10 +9,11 @@
  * fault ("consumers[1].handler.command: ..."), so that a reload refused on
  * SIGHUP can be fixed from the log line alone.
  *
- * A loaded configuration owns copies of its strings and its consumers'
- * handler states; the jansson tree is freed before config_load returns.
- * Handlers are opened here, so a configuration that loads is ready to run,
- * and a reload that fails leaves the running configuration untouched.
+ * A loaded configuration owns copies of its strings and its consumers' and
+ * outboxes' handler states; the jansson tree is freed before config_load
+ * returns.  Handlers are opened here, so a configuration that loads is ready
+ * to run, and a reload that fails leaves the running configuration
+ * untouched.  An outbox entry is checked by outbox_config.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ static const struct int_key int_keys[] = {
 
 #define N_INT_KEYS (sizeof(int_keys) / sizeof(int_keys[0]))
 
-static const char *const other_keys[] = {"conninfo", "log_level", "consumers"};
+static const char *const other_keys[] = {"conninfo", "log_level", "consumers", "outboxes"};
 
 #define N_OTHER_KEYS (sizeof(other_keys) / sizeof(other_keys[0]))
 
@@ -77,6 +78,9 @@ config_free(struct config *config)
 		handler_close(&config->consumers[i].handler);
 	}
 	free(config->consumers);
+	for (size_t i = 0; i < config->n_outboxes; i++)
+		outbox_free(&config->outboxes[i]);
+	free(config->outboxes);
 	free(config->conninfo);
 	free(config);
 }
@@ -183,11 +187,6 @@ load_consumers(json_t *array, struct config *config, char *err, size_t errlen)
 {
 	size_t		n;
 
-	if (array == NULL)
-	{
-		snprintf(err, errlen, "consumers: missing (a non-empty array of consumers)");
-		return -1;
-	}
 	if (!json_is_array(array) || json_array_size(array) == 0)
 	{
 		snprintf(err, errlen, "consumers: must be a non-empty array of consumers");
@@ -221,10 +220,49 @@ load_consumers(json_t *array, struct config *config, char *err, size_t errlen)
 }
 
 static int
+load_outboxes(json_t *array, struct config *config, char *err, size_t errlen)
+{
+	size_t		n;
+
+	if (!json_is_array(array) || json_array_size(array) == 0)
+	{
+		snprintf(err, errlen, "outboxes: must be a non-empty array of outboxes");
+		return -1;
+	}
+	n = json_array_size(array);
+	config->outboxes = calloc(n, sizeof(struct outbox));
+	if (config->outboxes == NULL)
+	{
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+	{
+		/* counted first, so that config_free cleans up a half-built entry */
+		config->n_outboxes = i + 1;
+		if (outbox_load(json_array_get(array, i), i, &config->outboxes[i],
+						err, errlen) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++)
+		{
+			if (strcmp(config->outboxes[j].name, config->outboxes[i].name) == 0)
+			{
+				snprintf(err, errlen, "outboxes[%zu].name: \"%s\" is already "
+						 "outboxes[%zu]", i, config->outboxes[i].name, j);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int
 load_object(json_t *root, struct config *config, char *err, size_t errlen)
 {
 	const char *key;
 	json_t	   *value;
+	json_t	   *consumers;
+	json_t	   *outboxes;
 
 	if (!json_is_object(root))
 	{
@@ -237,7 +275,7 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 		{
 			snprintf(err, errlen, "%s: unknown key (known: conninfo, poll_interval_ms, "
 					 "batch_size, reconnect_min_ms, reconnect_max_ms, "
-					 "connect_timeout_ms, log_level, consumers)", key);
+					 "connect_timeout_ms, log_level, consumers, outboxes)", key);
 			return -1;
 		}
 	}
@@ -291,7 +329,19 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 		return -1;
 	}
 
-	return load_consumers(json_object_get(root, "consumers"), config, err, errlen);
+	consumers = json_object_get(root, "consumers");
+	outboxes = json_object_get(root, "outboxes");
+	if (consumers == NULL && outboxes == NULL)
+	{
+		snprintf(err, errlen, "consumers: missing (a non-empty array of consumers; "
+				 "it may be left out when outboxes are given)");
+		return -1;
+	}
+	if (consumers != NULL && load_consumers(consumers, config, err, errlen) < 0)
+		return -1;
+	if (outboxes != NULL && load_outboxes(outboxes, config, err, errlen) < 0)
+		return -1;
+	return 0;
 }
 
 struct config *

@@ -9,6 +9,7 @@
 
 #include "handler.h"
 #include "log.h"
+#include "outbox.h"
 
 enum consumer_kind
 {
@@ -34,6 +35,8 @@ struct config
 	enum log_level log_level;
 	struct consumer *consumers;
 	size_t		n_consumers;
+	struct outbox *outboxes;
+	size_t		n_outboxes;
 };
 
 /*

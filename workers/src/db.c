@@ -17,6 +17,12 @@
  * server's SQLSTATE is of class 08 or one of the 57P0x shutdown codes).
  * DB_LOST closes the connection; the caller reconnects.
  *
+ * Besides LISTEN eventstore, a connection listens on the channels the
+ * caller names (the outboxes' "listen"); each notification read is handed
+ * to db->on_notify with its channel.  client_encoding defaults to UTF8
+ * (placed before conninfo, so conninfo may say otherwise): the JSON handed
+ * to handlers and the mail built from outbox rows are UTF-8.
+ *
  * Server notices (RAISE NOTICE in a handler, the FATAL that announces a
  * shutdown) are routed into the log at a matching level instead of libpq's
  * default of printing them raw on stderr.
@@ -24,6 +30,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -32,7 +39,7 @@
 #include "log.h"
 #include "signals.h"
 
-#define LISTEN_SQL "LISTEN eventstore"
+#define LISTEN_CHANNEL "eventstore"
 
 /* Copies a libpq message into db->error, as one line. */
 static void
@@ -106,16 +113,57 @@ db_close(struct db *db)
 	db->conn = NULL;
 }
 
-enum db_status
-db_connect(struct db *db, const char *conninfo, int timeout_ms)
+/* LISTEN "channel", as a failure of the connection when it fails. */
+static enum db_status
+listen_on(struct db *db, const char *channel)
 {
-	const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
-	const char *const values[] = {conninfo, "eventstore-worker", NULL};
+	char	   *quoted = PQescapeIdentifier(db->conn, channel, strlen(channel));
+	char	   *sql;
+	PGresult   *res;
+	enum db_status status;
+	char		reason[sizeof(db->error) - 160];
+
+	if (quoted == NULL)
+	{
+		set_error(db, "cannot quote a channel name: ", PQerrorMessage(db->conn));
+		db_close(db);
+		return DB_LOST;
+	}
+	sql = malloc(strlen(quoted) + 8);
+	if (sql == NULL)
+	{
+		PQfreemem(quoted);
+		set_error(db, "", "out of memory");
+		db_close(db);
+		return DB_LOST;
+	}
+	sprintf(sql, "LISTEN %s", quoted);
+	PQfreemem(quoted);
+	status = db_query(db, sql, 0, NULL, &res);
+	if (status != DB_OK)
+	{
+		/* the reason may lose its tail to make room for the prefix */
+		snprintf(reason, sizeof(reason), "%.*s", (int) sizeof(reason) - 1, db->error);
+		snprintf(db->error, sizeof(db->error), "%.100s failed: %s", sql, reason);
+		free(sql);
+		db_close(db);
+		return DB_LOST;
+	}
+	free(sql);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_status
+db_connect(struct db *db, const char *conninfo, int timeout_ms,
+		   const char *const *channels, size_t n_channels)
+{
+	const char *const keywords[] = {"client_encoding", "dbname",
+	"fallback_application_name", NULL};
+	const char *const values[] = {"UTF8", conninfo, "eventstore-worker", NULL};
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	long long	deadline = timeout_ms > 0 ? monotonic_ms() + timeout_ms : 0;
 	PGconn	   *conn;
-	PGresult   *res;
-	enum db_status status;
 
 	db_close(db);
 	db->error[0] = '\0';
@@ -182,18 +230,12 @@ db_connect(struct db *db, const char *conninfo, int timeout_ms)
 	PQsetNoticeReceiver(conn, notice_receiver, NULL);
 	db->conn = conn;
 
-	status = db_query(db, LISTEN_SQL, 0, NULL, &res);
-	if (status != DB_OK)
-	{
-		char		reason[sizeof(db->error) - 64];
-
-		/* the reason may lose its tail to make room for the prefix */
-		snprintf(reason, sizeof(reason), "%.*s", (int) sizeof(reason) - 1, db->error);
-		snprintf(db->error, sizeof(db->error), "%s failed: %s", LISTEN_SQL, reason);
-		db_close(db);
+	if (listen_on(db, LISTEN_CHANNEL) != DB_OK)
 		return DB_LOST;
-	}
-	PQclear(res);
+	for (size_t i = 0; i < n_channels; i++)
+		if (strcmp(channels[i], LISTEN_CHANNEL) != 0 &&
+			listen_on(db, channels[i]) != DB_OK)
+			return DB_LOST;
 	return DB_OK;
 }
 
@@ -323,14 +365,16 @@ done:
 }
 
 static int
-collect_notifications(PGconn *conn)
+collect_notifications(struct db *db)
 {
 	PGnotify   *n;
 	int			got = 0;
 
-	while ((n = PQnotifies(conn)) != NULL)
+	while ((n = PQnotifies(db->conn)) != NULL)
 	{
-		log_debug("notification channel=%s topic=%s", n->relname, n->extra);
+		log_debug("notification channel=%s payload=%s", n->relname, n->extra);
+		if (db->on_notify != NULL)
+			db->on_notify(db->notify_arg, n->relname);
 		PQfreemem(n);
 		got = 1;
 	}
@@ -352,7 +396,7 @@ db_wait(struct db *db, int timeout_ms, int *notified)
 	/* notifications read during the last queries come first */
 	if (!PQconsumeInput(conn))
 		return lost(db, PQerrorMessage(conn));
-	*notified = collect_notifications(conn);
+	*notified = collect_notifications(db);
 	if (*notified || stop_requested || reload_requested)
 		return DB_OK;
 
@@ -363,7 +407,7 @@ db_wait(struct db *db, int timeout_ms, int *notified)
 	{
 		if (!PQconsumeInput(conn))
 			return lost(db, PQerrorMessage(conn));
-		*notified = collect_notifications(conn);
+		*notified = collect_notifications(db);
 	}
 	if (PQstatus(conn) == CONNECTION_BAD)
 		return lost(db, PQerrorMessage(conn));

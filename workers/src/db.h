@@ -19,15 +19,21 @@ struct db
 {
 	PGconn	   *conn;			/* NULL when not connected */
 	char		error[1024];	/* the last failure, one line */
+	/* called by db_wait for every notification read; may be NULL */
+	void		(*on_notify) (void *arg, const char *channel);
+	void	   *notify_arg;
 };
 
 /*
  * Connects with conninfo (non-blocking: PQconnectStartParams and
- * PQconnectPoll under poll(2)) and issues LISTEN eventstore.  timeout_ms 0
+ * PQconnectPoll under poll(2)) and issues LISTEN eventstore, then LISTEN
+ * for each of the n_channels channels (quoted with PQescapeIdentifier).
+ * client_encoding is UTF8 unless conninfo says otherwise.  timeout_ms 0
  * waits for as long as libpq does.  A stop request aborts the attempt
  * (DB_STOPPED).  On failure the reason is in db->error.
  */
-enum db_status db_connect(struct db *db, const char *conninfo, int timeout_ms);
+enum db_status db_connect(struct db *db, const char *conninfo, int timeout_ms,
+						  const char *const *channels, size_t n_channels);
 
 void		db_close(struct db *db);
 
@@ -42,7 +48,7 @@ enum db_status db_query(struct db *db, const char *sql, int n_params,
 /*
  * Waits up to timeout_ms for a notification on the connection or a signal.
  * Sets *notified when at least one notification was read (all pending ones
- * are consumed).  Returns DB_OK or DB_LOST.
+ * are consumed, each passed to db->on_notify).  Returns DB_OK or DB_LOST.
  */
 enum db_status db_wait(struct db *db, int timeout_ms, int *notified);
 

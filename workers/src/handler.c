@@ -6,10 +6,8 @@
  * handler_open(), which checks "type" and passes the object on to that
  * type's open function.  New types are added to the table below.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "handler.h"
+#include "type_table.h"
 
 static const struct handler_type *const handler_types[] = {
 	&command_handler_type,
@@ -17,59 +15,25 @@ static const struct handler_type *const handler_types[] = {
 
 #define N_HANDLER_TYPES (sizeof(handler_types) / sizeof(handler_types[0]))
 
-/* "a, b, c": the known type names, for messages. */
-static void
-known_types(char *buf, size_t len)
-{
-	size_t		used = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < N_HANDLER_TYPES && used < len; i++)
-	{
-		int			n = snprintf(buf + used, len - used, "%s%s",
-								 i > 0 ? ", " : "", handler_types[i]->name);
-
-		if (n < 0)
-			break;
-		used += (size_t) n;
-	}
-}
-
 int
 handler_open(struct handler *h, json_t *spec, const char *where,
 			 char *err, size_t errlen)
 {
-	json_t	   *type = json_object_get(spec, "type");
-	const char *name;
-	char		known[256];
+	const char *names[N_HANDLER_TYPES];
+	int			i;
 
-	known_types(known, sizeof(known));
+	for (size_t k = 0; k < N_HANDLER_TYPES; k++)
+		names[k] = handler_types[k]->name;
 	h->type = NULL;
 	h->state = NULL;
-	if (type == NULL)
-	{
-		snprintf(err, errlen, "%s.type: missing (one of: %s)", where, known);
+	i = type_table_find(spec, where, "handler", names, N_HANDLER_TYPES, err, errlen);
+	if (i < 0)
 		return -1;
-	}
-	if (!json_is_string(type))
-	{
-		snprintf(err, errlen, "%s.type: must be a string", where);
+	h->state = handler_types[i]->open(spec, where, err, errlen);
+	if (h->state == NULL)
 		return -1;
-	}
-	name = json_string_value(type);
-	for (size_t i = 0; i < N_HANDLER_TYPES; i++)
-	{
-		if (strcmp(name, handler_types[i]->name) != 0)
-			continue;
-		h->state = handler_types[i]->open(spec, where, err, errlen);
-		if (h->state == NULL)
-			return -1;
-		h->type = handler_types[i];
-		return 0;
-	}
-	snprintf(err, errlen, "%s.type: unknown handler type \"%s\" (known: %s)",
-			 where, name, known);
-	return -1;
+	h->type = handler_types[i];
+	return 0;
 }
 
 void

@@ -7,14 +7,22 @@
  *      the running configuration kept; a changed conninfo reconnects);
  *   2. without a connection, connect (waiting out the backoff first);
  *   3. drain: give every consumer one step (a run_consumer call or one
- *      batch), round robin, until none has work, so that a busy consumer
+ *      batch) and every due outbox one step (a claim and its messages),
+ *      round robin, until none has work, so that a busy consumer or outbox
  *      does not starve the others;
- *   4. wait for a notification on the connection, a signal, or
- *      poll_interval_ms, whichever comes first.
+ *   4. wait for a notification on the connection, a signal, or the next
+ *      poll tick, whichever comes first.
  * A stop request (SIGTERM, SIGINT) is looked at between steps: the batch in
- * hand is always acked or nacked before the loop ends.  A reload request
- * also ends a drain early, so that a steady stream of events cannot delay
- * it indefinitely.
+ * hand is always acked or nacked before the loop ends (an outbox looks at
+ * it between messages as well).  A reload request also ends a drain early,
+ * so that a steady stream of events cannot delay it indefinitely.
+ *
+ * Consumers are drained at every turn.  Outboxes run only when due: after
+ * a connect (at start and after a reconnect) and a reload, when a
+ * notification arrives on their "listen" channel, at every poll tick
+ * (every poll_interval_ms, whatever else woke the loop in between), and
+ * again at once after a step that says more may be waiting.  A changed set
+ * of listen channels on reload reconnects, like a changed conninfo.
  *
  * Reconnecting: every failed attempt or lost connection schedules the next
  * attempt after the current delay and doubles the delay, from
@@ -31,6 +39,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,7 +49,43 @@
 #include "db.h"
 #include "log.h"
 #include "loop.h"
+#include "outbox.h"
+#include "schedule.h"
 #include "signals.h"
+
+/* The outboxes' listen channels, in outbox order (NULL when none). */
+static const char **
+listen_channels(const struct config *config, size_t *n)
+{
+	const char **channels = NULL;
+
+	*n = 0;
+	if (config->n_outboxes == 0)
+		return NULL;
+	channels = calloc(config->n_outboxes, sizeof(char *));
+	if (channels == NULL)
+		return NULL;
+	for (size_t i = 0; i < config->n_outboxes; i++)
+		if (config->outboxes[i].listen != NULL)
+			channels[(*n)++] = config->outboxes[i].listen;
+	return channels;
+}
+
+static int
+same_channels(const struct config *a, const struct config *b)
+{
+	size_t		na;
+	size_t		nb;
+	const char **ca = listen_channels(a, &na);
+	const char **cb = listen_channels(b, &nb);
+	int			same = na == nb;
+
+	for (size_t i = 0; same && i < na; i++)
+		same = strcmp(ca[i], cb[i]) == 0;
+	free(ca);
+	free(cb);
+	return same;
+}
 
 enum drain_result
 {
@@ -75,10 +120,17 @@ schedule_retry(long long *next_attempt, int *delay, int max_ms)
 	*delay = *delay > max_ms / 2 ? max_ms : *delay * 2;
 }
 
+/*
+ * Consumers first, then outboxes, one step each per round.  An outbox is
+ * no longer due once its step is done, unless the step says more may be
+ * waiting; a notification collected by the next wait makes it due again.
+ */
 static enum drain_result
-drain(struct db *db, const struct config *config, struct run_stats *stats)
+drain(struct db *db, const struct config *config, struct schedule *sc,
+	  struct run_stats *stats)
 {
-	unsigned char *idle = calloc(config->n_consumers, 1);
+	size_t		n = config->n_consumers + config->n_outboxes;
+	unsigned char *idle = calloc(n > 0 ? n : 1, 1);
 	enum drain_result result = DRAIN_DONE;
 	int			worked = 1;
 
@@ -87,11 +139,15 @@ drain(struct db *db, const struct config *config, struct run_stats *stats)
 		log_error("out of memory");
 		return DRAIN_ERRORS;
 	}
+	for (size_t i = 0; i < config->n_outboxes; i++)
+		idle[config->n_consumers + i] = !sc->due[i];
 	while (worked)
 	{
 		worked = 0;
-		for (size_t i = 0; i < config->n_consumers; i++)
+		for (size_t i = 0; i < n; i++)
 		{
+			enum step_result r;
+
 			if (idle[i])
 				continue;
 			if (stop_requested || reload_requested)
@@ -99,7 +155,18 @@ drain(struct db *db, const struct config *config, struct run_stats *stats)
 				result = DRAIN_INTERRUPTED;
 				goto out;
 			}
-			switch (consumer_step(db, &config->consumers[i], config->batch_size, stats))
+			if (i < config->n_consumers)
+				r = consumer_step(db, &config->consumers[i], config->batch_size, stats);
+			else
+			{
+				size_t		o = i - config->n_consumers;
+
+				sc->due[o] = 0;
+				r = outbox_step(db, &config->outboxes[o], stats);
+				if (r == STEP_WORKED)
+					sc->due[o] = 1;
+			}
+			switch (r)
 			{
 				case STEP_WORKED:
 					worked = 1;
@@ -135,24 +202,50 @@ log_connected(const struct db *db)
 
 /* SIGHUP: returns 1 if the connection must be remade. */
 static int
-reload(const char *path, struct config **config)
+reload(const char *path, struct config **config, struct schedule *sc)
 {
 	char		err[1024];
 	struct config *fresh = config_load(path, err, sizeof(err));
-	int			reconnect;
+	const char *why = "";
 
+	if (fresh != NULL && schedule_reset(sc, fresh) < 0)
+	{
+		config_free(fresh);
+		fresh = NULL;
+		snprintf(err, sizeof(err), "out of memory");
+	}
 	if (fresh == NULL)
 	{
 		log_error("reload refused, keeping the running configuration: %s", err);
 		return 0;
 	}
-	reconnect = strcmp(fresh->conninfo, (*config)->conninfo) != 0;
+	if (strcmp(fresh->conninfo, (*config)->conninfo) != 0)
+		why = ", conninfo changed: reconnecting";
+	else if (!same_channels(fresh, *config))
+		why = ", listen channels changed: reconnecting";
 	config_free(*config);
 	*config = fresh;
 	log_set_level(fresh->log_level);
-	log_info("configuration reloaded from %s: %zu consumer(s)%s",
-			 path, fresh->n_consumers, reconnect ? ", conninfo changed: reconnecting" : "");
-	return reconnect;
+	log_info("configuration reloaded from %s: %zu consumer(s), %zu outbox(es)%s",
+			 path, fresh->n_consumers, fresh->n_outboxes, why);
+	return why[0] != '\0';
+}
+
+static enum db_status
+connect_db(struct db *db, const struct config *config)
+{
+	size_t		n;
+	const char **channels = listen_channels(config, &n);
+	enum db_status st;
+
+	if (channels == NULL && config->n_outboxes > 0)
+	{
+		snprintf(db->error, sizeof(db->error), "out of memory");
+		return DB_LOST;
+	}
+	st = db_connect(db, config->conninfo, config->connect_timeout_ms, channels, n);
+	free(channels);
+	return st;
 }
 
 int
@@ -160,12 +253,21 @@ loop_run(const char *config_path, struct config **config, int once)
 {
 	struct db	db;
 	struct run_stats stats;
+	struct schedule sc;
 	long long	next_attempt = 0;	/* monotonic ms; 0: at once */
 	int			delay = (*config)->reconnect_min_ms;
 	int			status = 0;
 
 	memset(&db, 0, sizeof(db));
 	memset(&stats, 0, sizeof(stats));
+	memset(&sc, 0, sizeof(sc));
+	if (schedule_reset(&sc, *config) < 0)
+	{
+		log_error("out of memory");
+		return 1;
+	}
+	db.on_notify = schedule_notified;
+	db.notify_arg = &sc;
 
 	while (!stop_requested)
 	{
@@ -176,7 +278,7 @@ loop_run(const char *config_path, struct config **config, int once)
 		if (reload_requested)
 		{
 			reload_requested = 0;
-			if (reload(config_path, config))
+			if (reload(config_path, config, &sc))
 			{
 				db_close(&db);
 				next_attempt = 0;
@@ -191,7 +293,7 @@ loop_run(const char *config_path, struct config **config, int once)
 				sleep_until(next_attempt);
 				continue;		/* look at the flags again */
 			}
-			st = db_connect(&db, (*config)->conninfo, (*config)->connect_timeout_ms);
+			st = connect_db(&db, *config);
 			if (st == DB_STOPPED)
 				break;
 			if (st != DB_OK)
@@ -207,9 +309,12 @@ loop_run(const char *config_path, struct config **config, int once)
 			}
 			log_connected(&db);
 			delay = (*config)->reconnect_min_ms;
+			/* what was notified while disconnected is unknown */
+			schedule_all_due(&sc);
 		}
 
-		drained = drain(&db, *config, &stats);
+		schedule_tick(&sc);
+		drained = drain(&db, *config, &sc, &stats);
 		if (drained == DRAIN_LOST)
 		{
 			log_error("connection lost: %s", db.error);
@@ -234,7 +339,7 @@ loop_run(const char *config_path, struct config **config, int once)
 		if (drained == DRAIN_INTERRUPTED)
 			continue;
 
-		st = db_wait(&db, (*config)->poll_interval_ms, &notified);
+		st = db_wait(&db, schedule_wait_ms(&sc), &notified);
 		if (st == DB_LOST)
 		{
 			log_error("connection lost: %s", db.error);
@@ -245,10 +350,12 @@ loop_run(const char *config_path, struct config **config, int once)
 	}
 
 	db_close(&db);
+	free(sc.due);
 	log_info("%s: %lld event(s) handled, %lld failed, %lld batch(es) acked, "
-			 "%lld nacked, %lld query error(s)",
+			 "%lld nacked, %lld message(s) sent, %lld failed, %lld query error(s)",
 			 stop_requested ? "stopping" : "done",
 			 stats.events_ok, stats.events_failed, stats.batches_acked,
-			 stats.batches_nacked, stats.query_errors);
+			 stats.batches_nacked, stats.messages_sent, stats.messages_failed,
+			 stats.query_errors);
 	return status;
 }

@@ -6,7 +6,8 @@
  *
  * Exit statuses: 0 after a graceful stop or a completed --once run; 1 for a
  * runtime failure (in --once mode: could not connect, connection lost, a
- * query failed; in any mode: the process could not set itself up); 2 for a
+ * query failed; in any mode: the process could not set itself up, e.g.
+ * libcurl's initialization failed); 2 for a
  * usage or configuration error.  See workers/README.md.
  */
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "message.h"
 #include "signals.h"
 
 #define WORKER_VERSION "0.1"
@@ -27,11 +29,12 @@ usage(FILE *out)
 		  "\n"
 		  "Drives eventstore consumers from outside the database: polls outside\n"
 		  "consumers and hands their events to handlers, runs in-database\n"
-		  "consumers with eventstore.run_consumer(), wakes on LISTEN eventstore.\n"
+		  "consumers with eventstore.run_consumer(), wakes on LISTEN eventstore;\n"
+		  "sends the messages of outboxes (claim, send by SMTP, mark sent/failed).\n"
 		  "\n"
 		  "Options:\n"
 		  "  --config PATH  the JSON configuration file (required)\n"
-		  "  --once         drain every consumer once, then exit\n"
+		  "  --once         drain every consumer and outbox once, then exit\n"
 		  "  --help         show this help and exit\n"
 		  "  --version      show the version and exit\n"
 		  "\n"
@@ -86,10 +89,17 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	if (message_types_init(err, sizeof(err)) < 0)
+	{
+		log_error("%s", err);
+		message_types_cleanup();
+		return 1;
+	}
 	config = config_load(config_path, err, sizeof(err));
 	if (config == NULL)
 	{
 		log_error("%s", err);
+		message_types_cleanup();
 		return 2;
 	}
 	log_set_level(config->log_level);
@@ -98,15 +108,18 @@ main(int argc, char **argv)
 	{
 		log_error("cannot install signal handlers: %s", strerror(errno));
 		config_free(config);
+		message_types_cleanup();
 		signals_close();
 		return 1;
 	}
 
-	log_info("eventstore-worker %s starting%s: config %s, %zu consumer(s)",
-			 WORKER_VERSION, once ? " (once)" : "", config_path, config->n_consumers);
+	log_info("eventstore-worker %s starting%s: config %s, %zu consumer(s), %zu outbox(es)",
+			 WORKER_VERSION, once ? " (once)" : "", config_path, config->n_consumers,
+			 config->n_outboxes);
 	status = loop_run(config_path, &config, once);
 
 	config_free(config);
+	message_types_cleanup();
 	signals_close();
 	return status;
 }

@@ -1,0 +1,233 @@
+/*
+ * outbox.c
+ *		One step of one outbox: claim a batch of messages, send each, and
+ *		report each as sent or failed.
+ *
+ * The database owns the outbox; the daemon knows it only through three
+ * functions named in the configuration:
+ *     claim(max integer) RETURNS TABLE(id uuid, recipient text, subject text,
+ *                                      body text, attempt integer)
+ *         leases up to max due rows (a row whose lease runs out is offered
+ *         again);
+ *     sent(id uuid)                     marks the row sent (idempotent);
+ *     failed(id uuid, error text)       records the error; the database
+ *                                       schedules the retry (backoff).
+ * Each is called as its own autocommitted statement, with parameters; the
+ * names are quoted with PQescapeIdentifier.
+ *
+ * A step: claim(batch_size), then for each row, in the order claimed, the
+ * message handler's send, then sent(id) or failed(id, reason).  A failure
+ * never stops the batch: it is recorded and the next row is sent.  A reason
+ * the handler marks as permanent (SEND_REFUSED: a recipient with a line
+ * break, say) starts with "permanent: ", for the database to park
+ * the row at once if it likes; the daemon itself treats both kinds alike.
+ *
+ * Nothing is lost when the daemon dies or loses its connection: rows it
+ * claimed but did not report come back when their lease runs out.  A row
+ * sent but not yet marked sent is then sent again; the message handler
+ * gives every copy the same Message-ID (derived from the row id) so that
+ * receivers can drop the repeat.  A stop request (SIGTERM) is looked at
+ * between messages: the message in hand is finished and reported, the rest
+ * of the batch is left to its lease.  When sent() or failed() itself fails,
+ * the batch stops there (going on would send messages that cannot be marked
+ * either), and the outbox waits for the next wake-up.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "outbox.h"
+#include "signals.h"
+
+/* The outbox's three statements, for one connection. */
+struct statements
+{
+	char	   *claim;
+	char	   *sent;
+	char	   *failed;
+};
+
+static void
+statements_free(struct statements *st)
+{
+	free(st->claim);
+	free(st->sent);
+	free(st->failed);
+}
+
+/* prefix "schema"."function" suffix, quoted by libpq; NULL when out of memory. */
+static char *
+function_sql(PGconn *conn, const char *qualified, const char *prefix, const char *suffix)
+{
+	const char *dot = strchr(qualified, '.');
+	char	   *schema = PQescapeIdentifier(conn, qualified, (size_t) (dot - qualified));
+	char	   *function = PQescapeIdentifier(conn, dot + 1, strlen(dot + 1));
+	char	   *sql = NULL;
+	size_t		len;
+
+	if (schema != NULL && function != NULL)
+	{
+		len = strlen(prefix) + strlen(schema) + 1 + strlen(function) + strlen(suffix) + 1;
+		sql = malloc(len);
+		if (sql != NULL)
+			snprintf(sql, len, "%s%s.%s%s", prefix, schema, function, suffix);
+	}
+	PQfreemem(schema);
+	PQfreemem(function);
+	return sql;
+}
+
+static int
+statements_build(PGconn *conn, const struct outbox *o, struct statements *st)
+{
+	st->claim = function_sql(conn, o->claim,
+							 "SELECT id, recipient, subject, body, attempt FROM ",
+							 "($1::integer)");
+	st->sent = function_sql(conn, o->sent, "SELECT ", "($1::uuid)");
+	st->failed = function_sql(conn, o->failed, "SELECT ", "($1::uuid, $2::text)");
+	return st->claim != NULL && st->sent != NULL && st->failed != NULL ? 0 : -1;
+}
+
+static enum step_result
+query_failed(enum db_status status, const struct db *db, const char *outbox,
+			 const char *what, struct run_stats *stats)
+{
+	if (status == DB_LOST)
+		return STEP_LOST;		/* the caller logs the loss once */
+	log_error("outbox=%s %s failed: %s", outbox, what, db->error);
+	stats->query_errors++;
+	return STEP_ERROR;
+}
+
+/* sent(id) or failed(id, why); STEP_WORKED when the report is recorded. */
+static enum step_result
+report(struct db *db, const struct outbox *o, const struct statements *st,
+	   const char *id, const char *why, struct run_stats *stats)
+{
+	const char *params[2] = {id, why};
+	const char *what = why == NULL ? "sent" : "failed";
+	PGresult   *res;
+	enum db_status status;
+
+	status = db_query(db, why == NULL ? st->sent : st->failed, why == NULL ? 1 : 2,
+					  params, &res);
+	if (status != DB_OK)
+	{
+		enum step_result r = query_failed(status, db, o->name, what, stats);
+
+		log_warning("outbox=%s id=%s not marked %s: it comes back when its lease "
+					"runs out%s", o->name, id, what,
+					why == NULL ? " and may be sent again (same Message-ID)" : "");
+		return r;
+	}
+	PQclear(res);
+	return STEP_WORKED;
+}
+
+static const char *
+column(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col);
+}
+
+enum step_result
+outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
+{
+	struct statements st = {0};
+	char		max[16];
+	const char *params[1] = {max};
+	PGresult   *batch = NULL;
+	enum db_status status;
+	enum step_result result = STEP_IDLE;
+	int			n;
+	int			done = 0;
+	int			sent = 0;
+	int			failed = 0;
+
+	if (db->conn == NULL || statements_build(db->conn, o, &st) < 0)
+	{
+		log_error("outbox=%s cannot build its statements: %s", o->name,
+				  db->conn != NULL ? PQerrorMessage(db->conn) : "not connected");
+		statements_free(&st);
+		stats->query_errors++;
+		return STEP_ERROR;
+	}
+
+	snprintf(max, sizeof(max), "%d", o->batch_size);
+	status = db_query(db, st.claim, 1, params, &batch);
+	if (status != DB_OK)
+	{
+		result = query_failed(status, db, o->name, "claim", stats);
+		goto out;
+	}
+	if (PQnfields(batch) != 5)
+	{
+		log_error("outbox=%s claim returned %d columns, expected 5 (id, recipient, "
+				  "subject, body, attempt)", o->name, PQnfields(batch));
+		stats->query_errors++;
+		result = STEP_ERROR;
+		goto out;
+	}
+	n = PQntuples(batch);
+	log_debug("outbox=%s claimed=%d", o->name, n);
+
+	for (; done < n; done++)
+	{
+		struct outbox_message m = {
+			.outbox = o->name,
+			.id = column(batch, done, 0),
+			.recipient = column(batch, done, 1),
+			.subject = column(batch, done, 2),
+			.body = column(batch, done, 3),
+			.attempt = column(batch, done, 4),
+		};
+		char		reason[480];
+		char		why[512];
+		enum send_result sr;
+
+		if (stop_requested)
+		{
+			log_warning("outbox=%s stopping: %d claimed message(s) left to come "
+						"back when their lease runs out", o->name, n - done);
+			break;
+		}
+		if (m.id[0] == '\0')
+		{
+			log_error("outbox=%s claim returned a row without an id: skipped", o->name);
+			continue;
+		}
+
+		reason[0] = '\0';
+		sr = message_handler_send(&o->handler, &m, reason, sizeof(reason));
+		if (sr == SEND_OK)
+		{
+			log_info("outbox=%s id=%s attempt=%s sent", o->name, m.id,
+					 m.attempt[0] != '\0' ? m.attempt : "?");
+			stats->messages_sent++;
+			sent++;
+			result = report(db, o, &st, m.id, NULL, stats);
+			if (result != STEP_WORKED)
+				goto out;
+			continue;
+		}
+		snprintf(why, sizeof(why), "%s%s", sr == SEND_REFUSED ? "permanent: " : "",
+				 reason[0] != '\0' ? reason : "message handler failed");
+		log_error("outbox=%s id=%s attempt=%s failed: %s", o->name, m.id,
+				  m.attempt[0] != '\0' ? m.attempt : "?", why);
+		stats->messages_failed++;
+		failed++;
+		result = report(db, o, &st, m.id, why, stats);
+		if (result != STEP_WORKED)
+			goto out;
+	}
+	/* a full batch with something sent: more may be due at once */
+	result = n == o->batch_size && sent > 0 && !stop_requested ? STEP_WORKED : STEP_IDLE;
+	if (n > 0)
+		log_debug("outbox=%s batch done: %d sent, %d failed", o->name, sent, failed);
+
+out:
+	PQclear(batch);
+	statements_free(&st);
+	return result;
+}
