@@ -44,7 +44,7 @@ clean-workers:
 	cp $< $@
 all: $(addsuffix .control,$(EXTENSION))
 
-.PHONY: deps test demo bench
+.PHONY: deps test demo tour bench
 deps:
 	@scripts/install-deps
 
@@ -54,10 +54,16 @@ test: deps
 	@$(MAKE) --no-print-directory install >/dev/null
 	@test/run
 
+# The bird-watching story end to end; "tour" walks through eventstore alone.
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install >/dev/null
 	@scripts/demo
+
+tour: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install >/dev/null
+	@scripts/tour
 
 bench: deps
 	@$(MAKE) --no-print-directory all
