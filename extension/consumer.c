@@ -163,7 +163,7 @@ lock_consumer(const char *name, Oid caller, Consumer *c)
 	run_sql("SELECT handler IS NULL, handler::pg_catalog.regprocedure::pg_catalog.oid,"
 			"       run_as::pg_catalog.oid, batch_size, max_attempts, attempts,"
 			"       coalesce(retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), false),"
-			"       run_as::pg_catalog.oid, topics"
+			"       topics"
 			"  FROM eventstore.consumers"
 			" WHERE name OPERATOR(pg_catalog.=) $1"
 			"   FOR UPDATE SKIP LOCKED",
@@ -197,7 +197,7 @@ lock_consumer(const char *name, Oid caller, Consumer *c)
 	/* Checked on every batch, so that a revoke_topic takes effect at once. */
 	run_sql("SELECT eventstore.check_topics_readable($1, $2, 'the consumer''s role')",
 			2, (Oid[]) {OIDOID, TEXTARRAYOID},
-			(Datum[]) {SPI_getbinval(row, desc, 8, &isnull), SPI_getbinval(row, desc, 9, &isnull)},
+			(Datum[]) {ObjectIdGetDatum(c->run_as), SPI_getbinval(row, desc, 8, &isnull)},
 			NULL, SPI_OK_SELECT);
 	return !DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
 }
