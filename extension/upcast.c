@@ -53,6 +53,7 @@ typedef struct Upcaster
 	Oid			run_as;
 	int32		to_major;
 	char	   *name;			/* the function, for messages */
+	bool		may_read;		/* run_as may still read the topic */
 } Upcaster;
 
 /* The upcaster of a topic from a major version; false if there is none. */
@@ -68,7 +69,8 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
 		plan = prepare_plan("SELECT fn::pg_catalog.regprocedure::pg_catalog.oid,"
-							"       run_as::pg_catalog.oid, to_major, fn"
+							"       run_as::pg_catalog.oid, to_major, fn,"
+							"       eventstore.unreadable_topic(run_as, ARRAY[topic]) IS NULL"
 							"  FROM eventstore.upcasters"
 							" WHERE topic OPERATOR(pg_catalog.=) $1"
 							"   AND from_major OPERATOR(pg_catalog.=) $2",
@@ -86,6 +88,7 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 	u->run_as = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	u->to_major = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	u->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	u->may_read = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 	return true;
 }
 
@@ -149,6 +152,13 @@ apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
 	bool		isnull;
 	Datum		result;
 
+	/* Checked at every call, as consumers are: a revoke takes effect at once. */
+	if (!u->may_read)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read topic \"%s\"", topic),
+				 errdetail("Role \"%s\", the registrar of upcaster %s, is not a member of eventstore_reader and has no read grant on the topic.",
+						   GetUserNameFromId(u->run_as, false), u->name)));
 	result = call_as_role(u->fn, u->run_as, JsonbPGetDatum(envelope), true, &isnull);
 	if (isnull)
 		ereport(ERROR,
