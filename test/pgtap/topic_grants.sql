@@ -12,11 +12,9 @@
 -- is refused with 42501 'permission denied to append to topic "t"'; a
 -- consumer whose role cannot read every one of its topics, or an upcaster
 -- whose registrar cannot read its topic, is refused with 42501 'permission
--- denied to read topic "t"', when created and (consumers) on every poll and
--- every in-database batch.  Superusers pass every check.  Members of a
--- granted role hold its privileges.  An upcaster's registrar is checked
--- only when the upcaster is registered: the TODO test in the upcaster
--- section describes that hole, and fails until the extension closes it.
+-- denied to read topic "t"', when created and again on every poll, every
+-- in-database batch and every upcaster call.  Superusers pass every check.
+-- Members of a granted role hold its privileges.
 --
 -- Appends check the topic cache of the backend (extension/catalog.c), which
 -- the UPDATE of eventstore.topics by grant_topic/revoke_topic invalidates:
