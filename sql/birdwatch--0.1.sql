@@ -110,6 +110,37 @@ $$;
 COMMENT ON FUNCTION envelope(uuid, text, text, jsonb, text) IS
     'an EVENTS.md envelope with metadata.source and metadata.time (now, RFC 3339)';
 
+/*
+ * Consumers read the data of events that any holder of a topic's append
+ * right could have written by hand, so they take nothing on trust: a value
+ * of the wrong shape reads as NULL, and the consumer skips what it cannot
+ * use instead of failing (and parking) on it.
+ */
+CREATE FUNCTION as_uuid(v jsonb) RETURNS uuid
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'string'
+                 AND v #>> '{}' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                THEN (v #>> '{}')::uuid END
+$$;
+
+-- A rating or score: an integer from 1 to 5.
+CREATE FUNCTION as_grade(v jsonb) RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND v::text IN ('1', '2', '3', '4', '5')
+                THEN v::text::integer END
+$$;
+
+-- An image URL as TickAPI accepts them (check_image_url), or NULL.
+CREATE FUNCTION as_image_url(v jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'string' AND length(v #>> '{}') <= 2048
+                 AND v #>> '{}' ~ '^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?([/?#][!-~]*)?$'
+                THEN v #>> '{}' END
+$$;
+
 ------------------------------------------------------------------------------
 -- UserAPI: the only holder of personal data
 ------------------------------------------------------------------------------
@@ -170,10 +201,13 @@ BEGIN
         RAISE EXCEPTION 'display name must not be null'
             USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "display_name" is NULL.';
     END IF;
-    IF btrim(display_name) = '' OR length(display_name) > 100 OR display_name ~ '[[:cntrl:]]' THEN
+    -- Control characters, and the invisible or direction-changing ones
+    -- (zero-width, bidi overrides and isolates, line separators).
+    IF btrim(display_name) = '' OR length(display_name) > 100 OR display_name ~ '[[:cntrl:]]'
+       OR display_name ~ '[\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF]' THEN
         RAISE EXCEPTION 'invalid display name'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Argument "display_name" must have 1 to 100 characters, not all blank, and no control characters.';
+                  DETAIL = 'Argument "display_name" must have 1 to 100 characters, not all blank, without control, invisible or direction-changing characters.';
     END IF;
 END
 $$;
@@ -276,8 +310,11 @@ CREATE FUNCTION forget_user(e eventstore.event) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    uid uuid := (e.envelope #>> '{data,user,id}')::uuid;
+    uid uuid := birdwatch.as_uuid(e.envelope #> '{data,user,id}');
 BEGIN
+    IF uid IS NULL THEN
+        RETURN;                                       -- names nobody
+    END IF;
     DELETE FROM birdwatch.users WHERE id = uid;      -- tokens cascade
     WITH unsent AS (
         DELETE FROM birdwatch.outbox o WHERE o.user_id = uid AND o.sent_at IS NULL
@@ -514,8 +551,11 @@ CREATE FUNCTION score_tick(e eventstore.event) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    url text := e.envelope #>> '{data,image,url}';
+    url text := birdwatch.as_image_url(e.envelope #> '{data,image,url}');
 BEGIN
+    IF url IS NULL THEN
+        RETURN;                                       -- no image to score
+    END IF;
     INSERT INTO birdwatch.scored_ticks VALUES (e.id) ON CONFLICT DO NOTHING;
     IF NOT FOUND THEN
         RETURN;
@@ -565,7 +605,7 @@ COMMENT ON TABLE outbox IS 'Notifier: emails to send, sent ones kept as the reco
 
 CREATE TABLE notification_skips (
     source_event uuid PRIMARY KEY,
-    reason       text NOT NULL CHECK (reason IN ('own image', 'no address', 'unknown user')),
+    reason       text NOT NULL CHECK (reason IN ('own image', 'no address', 'unknown user', 'invalid event')),
     recorded_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE notification_skips IS 'Notifier: rate events that sent no email, and why';
@@ -574,8 +614,10 @@ CREATE FUNCTION notify_rating(e eventstore.event) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    owner  uuid := (e.envelope #>> '{data,image,owner}')::uuid;
-    rater  uuid := (e.envelope #>> '{data,user,id}')::uuid;
+    owner  uuid := birdwatch.as_uuid(e.envelope #> '{data,image,owner}');
+    rater  uuid := birdwatch.as_uuid(e.envelope #> '{data,user,id}');
+    url    text := birdwatch.as_image_url(e.envelope #> '{data,image,url}');
+    rating integer := birdwatch.as_grade(e.envelope #> '{data,rating}');
     nid    uuid := eventstore.derived_id(e.id, 'birdwatch_notifier');
     addr   record;
     reason text;
@@ -586,7 +628,9 @@ BEGIN
         RETURN;
     END IF;
     addr := birdwatch.email_address(owner);
-    reason := CASE WHEN owner = rater THEN 'own image'
+    reason := CASE WHEN owner IS NULL OR rater IS NULL OR url IS NULL OR rating IS NULL
+                   THEN 'invalid event'
+                   WHEN owner = rater THEN 'own image'
                    WHEN NOT addr.known THEN 'unknown user'
                    WHEN addr.email IS NULL THEN 'no address' END;
     IF reason IS NOT NULL THEN
@@ -595,8 +639,7 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO birdwatch.outbox (id, user_id, source_event, image_url, rating)
-    VALUES (nid, owner, e.id,
-            e.envelope #>> '{data,image,url}', (e.envelope #>> '{data,rating}')::integer)
+    VALUES (nid, owner, e.id, url, rating)
     ON CONFLICT (id) DO NOTHING;
     IF FOUND THEN
         PERFORM pg_notify('birdwatch_outbox', '');
@@ -749,9 +792,11 @@ CREATE FUNCTION count_event(e eventstore.event) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    d    jsonb := e.envelope->'data';
+    d      jsonb := e.envelope->'data';
     on_day date := (e.recorded_at AT TIME ZONE 'UTC')::date;
-    uid  uuid := (d #>> '{user,id}')::uuid;
+    uid    uuid := birdwatch.as_uuid(d #> '{user,id}');
+    grade  integer;
+    url    text;
 BEGIN
     INSERT INTO birdwatch.stats_seen VALUES (e.id) ON CONFLICT DO NOTHING;
     IF NOT FOUND THEN
@@ -759,20 +804,33 @@ BEGIN
     END IF;
     INSERT INTO birdwatch.stats_daily AS s VALUES (on_day, e.topic, 1)
         ON CONFLICT (day, topic) DO UPDATE SET events = s.events + 1;
+    -- Counted above whatever its shape; below, only what it says in the
+    -- shape EVENTS.md gives (see as_uuid).
     CASE e.topic
     WHEN 'tick' THEN
-        INSERT INTO birdwatch.stats_user_ticks AS s VALUES (uid, 1)
-            ON CONFLICT (user_id) DO UPDATE SET ticks = s.ticks + 1;
+        IF uid IS NOT NULL THEN
+            INSERT INTO birdwatch.stats_user_ticks AS s VALUES (uid, 1)
+                ON CONFLICT (user_id) DO UPDATE SET ticks = s.ticks + 1;
+        END IF;
     WHEN 'rate' THEN
-        INSERT INTO birdwatch.stats_ratings AS s VALUES ((d->>'rating')::integer, 1)
-            ON CONFLICT (rating) DO UPDATE SET ratings = s.ratings + 1;
+        grade := birdwatch.as_grade(d->'rating');
+        IF grade IS NOT NULL THEN
+            INSERT INTO birdwatch.stats_ratings AS s VALUES (grade, 1)
+                ON CONFLICT (rating) DO UPDATE SET ratings = s.ratings + 1;
+        END IF;
     WHEN 'score' THEN
-        INSERT INTO birdwatch.stats_image_scores AS s VALUES (d #>> '{image,url}', (d->>'score')::integer, 1)
-            ON CONFLICT (image_url) DO UPDATE SET score_sum = s.score_sum + excluded.score_sum,
-                                                  scores = s.scores + 1;
+        grade := birdwatch.as_grade(d->'score');
+        url := birdwatch.as_image_url(d #> '{image,url}');
+        IF grade IS NOT NULL AND url IS NOT NULL THEN
+            INSERT INTO birdwatch.stats_image_scores AS s VALUES (url, grade, 1)
+                ON CONFLICT (image_url) DO UPDATE SET score_sum = s.score_sum + excluded.score_sum,
+                                                      scores = s.scores + 1;
+        END IF;
     WHEN 'user' THEN
-        INSERT INTO birdwatch.stats_login_seen VALUES (on_day, uid) ON CONFLICT DO NOTHING;
-        IF FOUND THEN
+        IF uid IS NOT NULL THEN
+            INSERT INTO birdwatch.stats_login_seen VALUES (on_day, uid) ON CONFLICT DO NOTHING;
+        END IF;
+        IF uid IS NOT NULL AND FOUND THEN
             INSERT INTO birdwatch.stats_daily_logins AS s VALUES (on_day, 1)
                 ON CONFLICT (day) DO UPDATE SET users = s.users + 1;
         END IF;
@@ -1025,6 +1083,8 @@ GRANT EXECUTE ON FUNCTION rfc3339_now(), envelope(uuid, text, text, jsonb, text)
 GRANT EXECUTE ON FUNCTION token_hash(text), check_email(text), check_display_name(text)
     TO birdwatch_user_api;
 GRANT EXECUTE ON FUNCTION check_image_url(text) TO birdwatch_tick_api;
+GRANT EXECUTE ON FUNCTION as_uuid(jsonb), as_grade(jsonb), as_image_url(jsonb)
+    TO birdwatch_user_api, birdwatch_score_model, birdwatch_notifier, birdwatch_statistics;
 
 -- The client.
 GRANT EXECUTE ON FUNCTION register_user(text, text), login(text),

@@ -35,7 +35,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS birdwatch CASCADE;
 RESET client_min_messages;
 
-SELECT plan(325);
+SELECT plan(337);
 
 -- A suffix for the emails, tokens and image URLs of this run, and the last
 -- event position before it: the events appended here come after it.
@@ -109,6 +109,13 @@ INSERT INTO bw_expected_fn VALUES
      '{birdwatch_audit,birdwatch_auth_api,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api}'),
     ('birdwatch.envelope(uuid,text,text,jsonb,text)', NULL, false,
      '{birdwatch_audit,birdwatch_auth_api,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api}'),
+    -- what consumers read out of events, checked
+    ('birdwatch.as_uuid(jsonb)', NULL, false,
+     '{birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_user_api}'),
+    ('birdwatch.as_grade(jsonb)', NULL, false,
+     '{birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_user_api}'),
+    ('birdwatch.as_image_url(jsonb)', NULL, false,
+     '{birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_user_api}'),
     -- UserAPI
     ('birdwatch.token_hash(text)', NULL, false, '{birdwatch_user_api}'),
     ('birdwatch.check_email(text)', NULL, false, '{birdwatch_user_api}'),
@@ -152,7 +159,7 @@ INSERT INTO bw_expected_fn VALUES
 SELECT set_eq(
     $$SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'birdwatch'::regnamespace$$,
     $$SELECT fn FROM bw_expected_fn$$,
-    'schema birdwatch has exactly the 32 functions of the expected table'
+    'schema birdwatch has exactly the 35 functions of the expected table'
 );
 
 -- EXECUTE, function by function, straight from the ACL

@@ -307,3 +307,41 @@ SELECT call, refusal(call) FROM (VALUES
     ($$SELECT birdwatch.set_score_secret('short')$$),
     ($$SELECT birdwatch.daily(NULL, '2026-01-01')$$),
     ($$SELECT birdwatch.daily('2026-01-02', '2026-01-01')$$)) AS v(call);
+
+------------------------------------------------------------------------------
+-- Events written by hand in shapes the API never writes (any holder of a
+-- topic's append right can): the consumers skip what they cannot use, and
+-- park nothing
+------------------------------------------------------------------------------
+CREATE FUNCTION forged(n int, data jsonb, version text DEFAULT '2.0') RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object(
+        'id', ('f0000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid,
+        'type', 'update', 'version', version, 'data', data,
+        'metadata', jsonb_build_object('source', 'test', 'time', '2026-11-27T10:00:00Z'))
+$$;
+SELECT eventstore.append('rate', forged(1, jsonb_build_object(
+           'user', jsonb_build_object('id', :'bob'),
+           'image', jsonb_build_object('url', 'https://birds.example.org/owl.jpg', 'owner', :'alice'),
+           'rating', 0))) > 0 AS rating_0,
+       eventstore.append('rate', forged(2, jsonb_build_object(
+           'user', jsonb_build_object('id', :'bob'),
+           'image', jsonb_build_object('url', 'https://birds.example.org/owl.jpg', 'owner', 'not-a-uuid'),
+           'rating', 3))) > 0 AS bad_owner,
+       eventstore.append('rate', forged(3, '{}')) > 0 AS empty_rate,
+       eventstore.append('tick', forged(4, jsonb_build_object(
+           'user', jsonb_build_object('id', 42),
+           'image', jsonb_build_object('url', 'https://x.example.org/' || repeat('a', 3000))), '1.0')) > 0 AS huge_url,
+       eventstore.append('user', forged(5, '{"user": {}}', '1.0')) > 0 AS no_user_id,
+       eventstore.append('gdpr', forged(6, '{"user": {"id": "x"}}', '1.0')) > 0 AS bad_gdpr;
+CALL run_all();
+SELECT name, lag_events, attempts, parked, last_error
+  FROM eventstore.consumer_status WHERE name LIKE 'birdwatch\_%' ORDER BY name;
+SELECT reason, count(*) FROM birdwatch.notification_skips
+ WHERE source_event::text LIKE 'f0000000%' GROUP BY reason;
+SELECT count(*) AS forged_in_outbox FROM birdwatch.outbox WHERE source_event::text LIKE 'f0000000%';
+SELECT count(*) AS forged_counted FROM birdwatch.stats_seen WHERE event_id::text LIKE 'f0000000%';
+SELECT count(*) AS forged_scored FROM eventstore.events
+ WHERE topic = 'score' AND id = eventstore.derived_id('f0000000-0000-4000-8000-000000000004', 'birdwatch_score_model');
+-- Display names cannot hide text direction tricks or invisible characters.
+SELECT * FROM birdwatch.register_user('eve@example.org', E'Eve\u202Egnp.exe');
+SELECT * FROM birdwatch.register_user('eve@example.org', E'E\u200Bve');
