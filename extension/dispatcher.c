@@ -22,7 +22,9 @@
  * Worker 0 also sends one NOTIFY eventstore, '<topic>' per topic with new
  * events, at most once per eventstore.notify_interval, so that a burst of
  * commits costs one NOTIFY per topic per interval; and, while there are
- * consumers, it summarizes the BRIN index on events.xid every second.
+ * consumers, it summarizes the BRIN index on events.xid every second; and
+ * every eventstore.retention_interval it removes expired events
+ * (retention.c).
  *
  * The workers commit asynchronously.  A consumer's effects and its
  * checkpoint commit together, so a crash that loses the last commits loses
@@ -296,6 +298,7 @@ eventstore_dispatcher_main(Datum arg)
 	MemoryContext round_cxt;
 	TimestampTz next_notify = 0;
 	TimestampTz next_summary = 0;
+	TimestampTz last_purge = 0;
 	TimestampTz next_poll = 0;
 	TimestampTz next_retry = 0;
 	bool		work = true;	/* run a round first */
@@ -347,6 +350,10 @@ eventstore_dispatcher_main(Datum arg)
 			summarize_new_events();
 			next_summary = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   SUMMARIZE_INTERVAL_MS);
+		}
+		if (worker == 0 && eventstore_retention_interval_ms > 0)
+		{
+			timeout = Min(timeout, wait_until(retention_purge_due(&last_purge)));
 		}
 		if (work)
 		{

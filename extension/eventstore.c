@@ -28,6 +28,7 @@ int			eventstore_workers = 1;
 int			eventstore_poll_interval = 1000;
 int			eventstore_lease_timeout_ms = 30 * 1000;
 int			eventstore_retry_delay_ms = 1000;
+int			eventstore_retention_interval_ms = 3600 * 1000;
 
 static void
 define_gucs(void)
@@ -80,6 +81,13 @@ define_gucs(void)
 							&eventstore_retry_delay_ms,
 							1000, 0, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.retention_interval",
+							"How often the dispatcher removes events older than their topic's retention.",
+							"0 turns the automatic removal off; eventstore.purge_expired() still works.",
+							&eventstore_retention_interval_ms,
+							3600 * 1000, 0, PG_INT32_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("eventstore");
 }

@@ -33,6 +33,7 @@ extern int	eventstore_workers;
 extern int	eventstore_poll_interval;
 extern int	eventstore_lease_timeout_ms;
 extern int	eventstore_retry_delay_ms;
+extern int	eventstore_retention_interval_ms;
 
 /* Most dispatcher workers eventstore.workers can ask for. */
 #define MAX_DISPATCHER_WORKERS 8
@@ -169,6 +170,9 @@ extern void check_consumer_role(Oid caller, Oid role, const char *action,
 /* consumer.c: running in-database consumers. */
 extern int64 consumer_run(const char *name, int64 max_events);
 extern List *consumers_due(bool *any, TimestampTz *next_retry);
+
+/* retention.c: removing events older than their topic's retention. */
+extern TimestampTz retention_purge_due(TimestampTz *last_purge);
 
 /* dispatcher.c: the background worker. */
 extern void dispatcher_register(void);

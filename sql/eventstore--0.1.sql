@@ -152,6 +152,9 @@ BEGIN
     END IF;
     INSERT INTO eventstore.topics (name, current_major, current_minor, retention)
     VALUES (name, parts[1]::integer, parts[2]::integer, retention);
+    IF retention IS NOT NULL THEN
+        PERFORM eventstore.refresh_archive();
+    END IF;
 EXCEPTION
     WHEN unique_violation THEN
         RAISE EXCEPTION 'topic "%" already exists', name
@@ -473,6 +476,8 @@ CREATE TABLE consumers (
     last_error      text,
     retry_at        timestamptz,
     last_run        timestamptz,
+    -- events of its topics removed by retention before it received them
+    expired         bigint NOT NULL DEFAULT 0,
     CHECK ((window_snapshot IS NULL) = (window_after IS NULL)),
     CHECK ((batch_kind = 'window') = (batch_upto IS NOT NULL))
 );
@@ -1148,6 +1153,154 @@ BEGIN
 END
 $$;
 
+------------------------------------------------------------------------------
+-- Retention: events of a topic with a retention are removed once older
+------------------------------------------------------------------------------
+
+-- Whether event (position, xid) is still to come for consumer c: the
+-- predicate of undelivered() for one event.
+CREATE FUNCTION is_undelivered(c consumers, event_position bigint, event_xid xid8)
+RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN c.done_snapshot IS NULL THEN event_position > c.start_after
+                ELSE NOT pg_visible_in_snapshot(event_xid, c.done_snapshot) END
+       AND NOT (c.window_snapshot IS NOT NULL
+                AND pg_visible_in_snapshot(event_xid, c.window_snapshot)
+                AND event_position <= c.window_after)
+$$;
+
+/*
+ * Removes at most max expired events (recorded more than their topic's
+ * retention ago), oldest first, topic after topic, and counts for every
+ * consumer of their topic those it had not received yet
+ * (consumers.expired).  Returns how many it removed: fewer than max means
+ * nothing expired is left.  The dispatcher worker calls it batch after
+ * batch, a transaction each, so that no transaction holds many row locks
+ * or a long snapshot; appends are never blocked (a DELETE takes no lock
+ * that an INSERT waits for).
+ */
+CREATE FUNCTION purge_batch(max integer) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t       record;
+    removed bigint := 0;
+    n       bigint;
+BEGIN
+    FOR t IN SELECT tp.name, tp.retention FROM eventstore.topics tp
+              WHERE tp.retention IS NOT NULL ORDER BY tp.name
+    LOOP
+        EXIT WHEN removed >= max;
+        WITH doomed AS (
+            SELECT e.position FROM eventstore.events e
+             WHERE e.topic = t.name AND e.recorded_at < now() - t.retention
+             ORDER BY e.position
+             LIMIT max - removed
+        ), gone AS (
+            DELETE FROM eventstore.events e USING doomed d
+             WHERE e.position = d.position
+            RETURNING e.position, e.xid
+        ), missed AS (
+            UPDATE eventstore.consumers c
+               SET expired = c.expired + (SELECT count(*) FROM gone g
+                                           WHERE eventstore.is_undelivered(c, g.position, g.xid))
+             WHERE t.name = ANY (c.topics)
+        )
+        SELECT count(*) INTO n FROM gone;
+        removed := removed + n;
+    END LOOP;
+    RETURN removed;
+END
+$$;
+
+CREATE FUNCTION purge_expired() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint := 0;
+    n     bigint;
+BEGIN
+    LOOP
+        n := eventstore.purge_batch(10000);
+        total := total + n;
+        EXIT WHEN n < 10000;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION purge_expired() IS
+    'remove now, in this transaction, every event older than its topic''s retention; returns how many';
+
+CREATE FUNCTION set_retention(topic text, retention interval) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF topic IS NULL THEN
+        RAISE EXCEPTION 'topic must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'Argument "topic" is NULL.';
+    END IF;
+    IF retention <= interval '0' THEN
+        RAISE EXCEPTION 'invalid topic retention'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Retention %s must be a positive interval or NULL.', retention);
+    END IF;
+    UPDATE eventstore.topics t SET retention = set_retention.retention WHERE t.name = topic;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', topic);
+    END IF;
+    PERFORM eventstore.refresh_archive();
+END
+$$;
+COMMENT ON FUNCTION set_retention(text, interval) IS
+    'keep the events of a topic for this long (NULL: for ever); older ones are removed by the dispatcher or purge_expired()';
+
+------------------------------------------------------------------------------
+-- The analysis archive: a publication for logical replication
+------------------------------------------------------------------------------
+
+-- The row filter of the publication eventstore_archive: every topic
+-- except those whose events must not outlive them here (a retention).
+CREATE FUNCTION archive_row_filter() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('NOT (topic = ANY (%L::text[]))',
+                  coalesce(array_agg(t.name::text ORDER BY t.name), '{}'))
+      FROM eventstore.topics t
+     WHERE t.retention IS NOT NULL
+$$;
+
+-- Brings the publication's row filter up to date, when it exists.
+CREATE FUNCTION refresh_archive() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_publication WHERE pubname = 'eventstore_archive') THEN
+        EXECUTE format('ALTER PUBLICATION eventstore_archive SET TABLE eventstore.events WHERE (%s)',
+                       eventstore.archive_row_filter());
+    END IF;
+END
+$$;
+
+CREATE FUNCTION publish_archive() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = 'eventstore_archive') THEN
+        EXECUTE format('CREATE PUBLICATION eventstore_archive FOR TABLE eventstore.events WHERE (%s)'
+                       ' WITH (publish = ''insert'')',
+                       eventstore.archive_row_filter());
+    ELSE
+        PERFORM eventstore.refresh_archive();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION publish_archive() IS
+    'create (or bring up to date) the publication eventstore_archive: inserts of events of every topic without retention';
+
 CREATE VIEW consumer_status AS
 SELECT c.name,
        c.topics,
@@ -1163,7 +1316,8 @@ SELECT c.name,
        c.retry_at,
        c.last_run,
        c.batch_id,
-       c.leased_until
+       c.leased_until,
+       c.expired
   FROM consumers c, LATERAL undelivered(c.name) u;
 COMMENT ON VIEW consumer_status IS 'every consumer: how far it got, its lag, failures and parked events';
 
@@ -1190,6 +1344,7 @@ GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
                           get(uuid)
     TO eventstore_reader;
 GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
+                          set_retention(text, interval), purge_expired(), publish_archive(),
                           grant_topic(text, text, regrole), revoke_topic(text, text, regrole)
     TO eventstore_admin;
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;

@@ -127,9 +127,10 @@ SELECT is(
     ARRAY['name text', 'topics text[]', 'kind text', 'handler text', 'position bigint',
           'lag_events bigint', 'lag_seconds double precision', 'handled bigint', 'attempts integer',
           'parked bigint', 'last_error text', 'retry_at timestamp with time zone',
-          'last_run timestamp with time zone', 'batch_id bigint', 'leased_until timestamp with time zone'],
+          'last_run timestamp with time zone', 'batch_id bigint', 'leased_until timestamp with time zone',
+          'expired bigint'],
     'consumer_status has name, topics, kind, handler, position, lag_events, lag_seconds, handled, attempts, '
-    'parked, last_error, retry_at, last_run, batch_id, leased_until in that order'
+    'parked, last_error, retry_at, last_run, batch_id, leased_until, expired in that order'
 );
 
 SELECT has_composite('eventstore', 'delivery', 'composite type eventstore.delivery exists');
@@ -293,6 +294,8 @@ SELECT set_eq(
           'upcast eventstore_reader', 'undelivered eventstore_reader',
           'create_topic eventstore_admin', 'set_topic_version eventstore_admin',
           'grant_topic eventstore_admin', 'revoke_topic eventstore_admin',
+          'set_retention eventstore_admin', 'purge_expired eventstore_admin',
+          'publish_archive eventstore_admin',
           'create_consumer eventstore_admin', 'drop_consumer eventstore_admin',
           'reset_consumer eventstore_admin', 'run_consumer eventstore_admin',
           'replay_parked eventstore_admin', 'create_upcaster eventstore_admin',

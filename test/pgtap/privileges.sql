@@ -292,6 +292,10 @@ SELECT set_eq(
     ARRAY['eventstore.create_topic(text,text,interval)',
           'eventstore.grant_topic(text,text,regrole)',
           'eventstore.revoke_topic(text,text,regrole)',
+          -- retention and the archive publication
+          'eventstore.set_retention(text,interval)',
+          'eventstore.purge_expired()',
+          'eventstore.publish_archive()',
           'eventstore.read(text,bigint,integer)',
           'eventstore.read_stream(text,text,bigint,integer)',
           'eventstore.get(uuid)',
@@ -304,7 +308,8 @@ SELECT set_eq(
           'eventstore.replay_parked(text,uuid)',
           'eventstore.set_topic_version(text,text)',
           'eventstore.undelivered(text)'],
-    'exactly create_topic, grant_topic, revoke_topic, read, read_stream, get and the consumer API''s drop_consumer, reset_consumer, '
+    'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, publish_archive, read, read_stream, get '
+    'and the consumer API''s drop_consumer, reset_consumer, '
     'replay_parked, set_topic_version and undelivered are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');
