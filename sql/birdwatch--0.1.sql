@@ -19,6 +19,8 @@
  *                           appends audit, asks for erasure, sets the score
  *                           secret; granted to nobody, so that every such
  *                           change goes through a call that records it
+ *   birdwatch_export        reads the events about one person, for the
+ *                           right of access; granted to nobody
  *
  * Tables are owned by the extension's owner and granted table by table.
  * Nothing is granted to PUBLIC.
@@ -31,7 +33,7 @@ BEGIN
     FOREACH r IN ARRAY ARRAY['birdwatch_app', 'birdwatch_tick_api', 'birdwatch_auth_api',
                              'birdwatch_user_api', 'birdwatch_score_model',
                              'birdwatch_notifier', 'birdwatch_statistics',
-                             'birdwatch_admin_api', 'birdwatch_audit']
+                             'birdwatch_admin_api', 'birdwatch_audit', 'birdwatch_export']
     LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
@@ -76,6 +78,7 @@ SELECT eventstore.grant_topic(topic, privilege, grantee::regrole)
                ('tick', 'read', 'birdwatch_score_model'),
                ('rate', 'read', 'birdwatch_notifier'),
                ('gdpr', 'read', 'birdwatch_user_api'),
+               ('user', 'erase', 'birdwatch_user_api'),
                ('tick', 'read', 'birdwatch_statistics'),
                ('rate', 'read', 'birdwatch_statistics'),
                ('score', 'read', 'birdwatch_statistics'),
@@ -316,6 +319,8 @@ BEGIN
         RETURN;                                       -- names nobody
     END IF;
     DELETE FROM birdwatch.users WHERE id = uid;      -- tokens cascade
+    -- Their logins, at once, not after the topic's retention.
+    PERFORM eventstore.erase_stream('user', uid::text);
     WITH unsent AS (
         DELETE FROM birdwatch.outbox o WHERE o.user_id = uid AND o.sent_at IS NULL
         RETURNING o.source_event
@@ -325,6 +330,85 @@ BEGIN
     ON CONFLICT DO NOTHING;
 END
 $$;
+
+-- The events that concern a person, in their topic's current version:
+-- their ticks, the ratings they gave and got, the scores of their images,
+-- the notifications to them.  Owned by birdwatch_export, the one role
+-- that may read events (an eventstore_reader, granted to nobody), and
+-- granted to UserAPI alone, for the right of access.
+CREATE FUNCTION user_events(user_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t       text;
+    after   bigint;
+    e       eventstore.event;
+    n       integer;
+    uid     text := user_id::text;
+    urls    text[] := '{}';
+    found   jsonb := jsonb_build_object('ticks', '[]'::jsonb, 'ratings_given', '[]'::jsonb,
+                                        'ratings_received', '[]'::jsonb,
+                                        'scores_of_their_images', '[]'::jsonb,
+                                        'notifications', '[]'::jsonb);
+    kind    text;
+BEGIN
+    -- Topic by topic, page by page; score after tick, which names the images.
+    FOREACH t IN ARRAY ARRAY['tick', 'rate', 'score', 'notification'] LOOP
+        after := 0;
+        LOOP
+            n := 0;
+            FOR e IN SELECT (eventstore.upcast(r)).* FROM eventstore.read(t, after, 10000) r LOOP
+                n := n + 1;
+                after := e.position;
+                kind := CASE
+                    WHEN t = 'tick' AND e.envelope #>> '{data,user,id}' = uid THEN 'ticks'
+                    WHEN t = 'rate' AND e.envelope #>> '{data,user,id}' = uid THEN 'ratings_given'
+                    WHEN t = 'rate' AND e.envelope #>> '{data,image,owner}' = uid THEN 'ratings_received'
+                    WHEN t = 'score' AND e.envelope #>> '{data,image,url}' = ANY (urls) THEN 'scores_of_their_images'
+                    WHEN t = 'notification' AND e.envelope #>> '{data,user,id}' = uid THEN 'notifications'
+                END;
+                IF kind = 'ticks' THEN
+                    urls := urls || (e.envelope #>> '{data,image,url}');
+                END IF;
+                IF kind IS NOT NULL THEN
+                    found := jsonb_set(found, ARRAY[kind], (found->kind) || jsonb_build_array(e.envelope));
+                END IF;
+            END LOOP;
+            EXIT WHEN n < 10000;
+        END LOOP;
+    END LOOP;
+    RETURN found;
+END
+$$;
+
+-- Right of access: everything held about a person.
+CREATE FUNCTION export_user_data(user_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    profile jsonb;
+BEGIN
+    IF user_id IS NULL THEN
+        RAISE EXCEPTION 'user id must not be null'
+            USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "user_id" is NULL.';
+    END IF;
+    SELECT jsonb_build_object('id', u.id, 'email', u.email, 'display_name', u.display_name,
+                              'created_at', u.created_at)
+      INTO profile FROM birdwatch.users u WHERE u.id = export_user_data.user_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'user % does not exist', user_id
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'Argument "user_id" names no registered watcher (or one already forgotten).';
+    END IF;
+    RETURN jsonb_build_object('user', profile)
+           || birdwatch.user_events(user_id)
+           || jsonb_build_object('emails_pending',
+                                 (SELECT count(*) FROM birdwatch.outbox o
+                                   WHERE o.user_id = export_user_data.user_id AND o.sent_at IS NULL));
+END
+$$;
+COMMENT ON FUNCTION export_user_data(uuid) IS
+    'UserAPI, for AdminAPI and UserAPI: everything held about a person (right of access)';
 
 ------------------------------------------------------------------------------
 -- AuthAPI
@@ -347,10 +431,13 @@ BEGIN
                   DETAIL = format('Argument "token" has %s bytes; at most 1024 are allowed.', octet_length(token));
     END IF;
     uid := birdwatch.resolve_token(token);
+    -- A stream per user, so that forgetting them removes their logins at
+    -- once (eventstore.erase_stream) rather than after the topic's 30 days.
     PERFORM eventstore.append('user',
         birdwatch.envelope(gen_random_uuid(), 'login', '1.0',
                            jsonb_build_object('user', jsonb_build_object('id', uid)),
-                           'services/AuthAPI'));
+                           'services/AuthAPI'),
+        stream => uid::text);
     RETURN uid;
 END
 $$;
@@ -1043,6 +1130,8 @@ ALTER FUNCTION email_address(uuid) OWNER TO birdwatch_user_api;
 ALTER FUNCTION list_users(integer, integer) OWNER TO birdwatch_user_api;
 ALTER FUNCTION user_count() OWNER TO birdwatch_user_api;
 ALTER FUNCTION forget_user(eventstore.event) OWNER TO birdwatch_user_api;
+ALTER FUNCTION export_user_data(uuid) OWNER TO birdwatch_user_api;
+ALTER FUNCTION user_events(uuid) OWNER TO birdwatch_export;
 ALTER FUNCTION login(text) OWNER TO birdwatch_auth_api;
 ALTER FUNCTION tick(text, text) OWNER TO birdwatch_tick_api;
 ALTER FUNCTION rate(text, text, integer) OWNER TO birdwatch_tick_api;
@@ -1099,6 +1188,11 @@ GRANT INSERT ON notification_skips TO birdwatch_user_api;
 GRANT EXECUTE ON FUNCTION resolve_token(text) TO birdwatch_auth_api;
 GRANT EXECUTE ON FUNCTION email_address(uuid) TO birdwatch_notifier, birdwatch_audit;
 GRANT EXECUTE ON FUNCTION list_users(integer, integer), user_count() TO birdwatch_admin_api;
+GRANT EXECUTE ON FUNCTION export_user_data(uuid) TO birdwatch_admin_api;
+-- export_user_data: the person's events, through birdwatch_export alone.
+GRANT eventstore_reader TO birdwatch_export;
+GRANT USAGE ON SCHEMA birdwatch TO birdwatch_export;
+GRANT EXECUTE ON FUNCTION user_events(uuid) TO birdwatch_user_api;
 
 -- AuthAPI: TickAPI authenticates every call through login.
 GRANT EXECUTE ON FUNCTION login(text) TO birdwatch_tick_api;

@@ -37,7 +37,9 @@ CREATE TABLE topics (
     appenders     regrole[] NOT NULL DEFAULT '{}'
                   CHECK (pg_catalog.cardinality(appenders) <= 16),
     readers       regrole[] NOT NULL DEFAULT '{}'
-                  CHECK (pg_catalog.cardinality(readers) <= 16)
+                  CHECK (pg_catalog.cardinality(readers) <= 16),
+    erasers       regrole[] NOT NULL DEFAULT '{}'
+                  CHECK (pg_catalog.cardinality(erasers) <= 16)
 );
 COMMENT ON TABLE topics IS 'topics that events can be appended to, with their current version and per-topic grants';
 
@@ -179,10 +181,10 @@ RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF privilege IS NULL OR privilege NOT IN ('append', 'read') THEN
+    IF privilege IS NULL OR privilege NOT IN ('append', 'read', 'erase') THEN
         RAISE EXCEPTION 'invalid topic privilege'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Argument "privilege" is %s; it must be ''append'' or ''read''.',
+                  DETAIL = format('Argument "privilege" is %s; it must be ''append'', ''read'' or ''erase''.',
                                   coalesce(quote_literal(privilege), 'NULL'));
     END IF;
     IF grantee IS NULL OR grantee::oid = 0 THEN
@@ -198,6 +200,14 @@ BEGIN
 END
 $$;
 
+-- The column of eventstore.topics that lists a privilege's grantees.
+CREATE FUNCTION topic_privilege_column(privilege text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE privilege WHEN 'append' THEN 'appenders' WHEN 'read' THEN 'readers'
+                          WHEN 'erase' THEN 'erasers' END
+$$;
+
 -- The functions that come with a privilege, as a GRANT/REVOKE object list.
 CREATE FUNCTION topic_privilege_functions(privilege text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -207,10 +217,22 @@ AS $$
                            'eventstore.append_batch(text, jsonb[], text, bigint), '
                            'eventstore.validate(jsonb), eventstore.is_valid(jsonb), '
                            'eventstore.derived_id(uuid, text)'
-        ELSE 'eventstore.poll(text, integer), eventstore.ack(text, bigint), '
-             'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
-             'eventstore.derived_id(uuid, text)'
+        WHEN 'read' THEN 'eventstore.poll(text, integer), eventstore.ack(text, bigint), '
+                         'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
+                         'eventstore.derived_id(uuid, text)'
+        WHEN 'erase' THEN 'eventstore.erase_stream(text, text)'
     END
+$$;
+
+-- The privileges role holds on some topic through grant_topic.
+CREATE FUNCTION topic_privileges_of(role regrole) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(SELECT p FROM unnest(ARRAY['append', 'read', 'erase']) AS p
+                  WHERE EXISTS (SELECT FROM eventstore.topics t
+                                 WHERE role = ANY (CASE p WHEN 'append' THEN t.appenders
+                                                          WHEN 'read' THEN t.readers
+                                                          ELSE t.erasers END)))
 $$;
 
 CREATE FUNCTION grant_topic(topic text, privilege text, grantee regrole) RETURNS void
@@ -218,13 +240,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM eventstore.check_topic_grant_args(topic, privilege, grantee);
-    IF privilege = 'append' THEN
-        UPDATE eventstore.topics t SET appenders = array_append(t.appenders, grantee)
-         WHERE t.name = topic AND NOT grantee = ANY (t.appenders);
-    ELSE
-        UPDATE eventstore.topics t SET readers = array_append(t.readers, grantee)
-         WHERE t.name = topic AND NOT grantee = ANY (t.readers);
-    END IF;
+    EXECUTE format('UPDATE eventstore.topics t SET %1$I = array_append(t.%1$I, $1)'
+                   ' WHERE t.name = $2 AND NOT $1 = ANY (t.%1$I)',
+                   eventstore.topic_privilege_column(privilege))
+        USING grantee, topic;
     EXECUTE format('GRANT USAGE ON SCHEMA eventstore TO %s', grantee::text);
     EXECUTE format('GRANT USAGE ON TYPE eventstore.event, eventstore.delivery TO %s', grantee::text);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
@@ -238,41 +257,42 @@ EXCEPTION
 END
 $$;
 COMMENT ON FUNCTION grant_topic(text, text, regrole) IS
-    'let a role append to (''append'') or consume (''read'') one topic, with the functions that needs';
+    'let a role append to (''append''), consume (''read'') or erase streams of (''erase'') one topic, with the functions that needs';
 
 CREATE FUNCTION revoke_topic(topic text, privilege text, grantee regrole) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    removed integer;
+    held    text[];
+    p       text;
 BEGIN
     PERFORM eventstore.check_topic_grant_args(topic, privilege, grantee);
-    IF privilege = 'append' THEN
-        UPDATE eventstore.topics t SET appenders = array_remove(t.appenders, grantee)
-         WHERE t.name = topic AND grantee = ANY (t.appenders);
-    ELSE
-        UPDATE eventstore.topics t SET readers = array_remove(t.readers, grantee)
-         WHERE t.name = topic AND grantee = ANY (t.readers);
-    END IF;
-    IF NOT FOUND THEN
+    EXECUTE format('UPDATE eventstore.topics t SET %1$I = array_remove(t.%1$I, $1)'
+                   ' WHERE t.name = $2 AND $1 = ANY (t.%1$I)',
+                   eventstore.topic_privilege_column(privilege))
+        USING grantee, topic;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    IF removed = 0 THEN
         RETURN;
     END IF;
-    -- The functions go with the role's last grant of the privilege; both
-    -- privileges grant derived_id, which a remaining grant gives back.
-    IF NOT EXISTS (SELECT FROM eventstore.topics t
-                    WHERE grantee = ANY (CASE privilege WHEN 'append' THEN t.appenders
-                                                        ELSE t.readers END)) THEN
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s',
-                       eventstore.topic_privilege_functions(privilege), grantee::text);
-        IF EXISTS (SELECT FROM eventstore.topics t
-                    WHERE grantee = ANY (t.appenders) OR grantee = ANY (t.readers)) THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
-                           eventstore.topic_privilege_functions(
-                               CASE privilege WHEN 'append' THEN 'read' ELSE 'append' END),
-                           grantee::text);
-        ELSE
-            EXECUTE format('REVOKE USAGE ON TYPE eventstore.event, eventstore.delivery FROM %s',
-                           grantee::text);
-            EXECUTE format('REVOKE USAGE ON SCHEMA eventstore FROM %s', grantee::text);
-        END IF;
+    -- The functions go with the role's last grant of the privilege; some
+    -- (derived_id) come with several privileges, so those the role still
+    -- holds are granted again.
+    held := eventstore.topic_privileges_of(grantee);
+    IF privilege = ANY (held) THEN
+        RETURN;
+    END IF;
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s',
+                   eventstore.topic_privilege_functions(privilege), grantee::text);
+    FOREACH p IN ARRAY held LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
+                       eventstore.topic_privilege_functions(p), grantee::text);
+    END LOOP;
+    IF cardinality(held) = 0 THEN
+        EXECUTE format('REVOKE USAGE ON TYPE eventstore.event, eventstore.delivery FROM %s',
+                       grantee::text);
+        EXECUTE format('REVOKE USAGE ON SCHEMA eventstore FROM %s', grantee::text);
     END IF;
 END
 $$;
@@ -476,8 +496,8 @@ CREATE TABLE consumers (
     last_error      text,
     retry_at        timestamptz,
     last_run        timestamptz,
-    -- events of its topics removed by retention before it received them
-    expired         bigint NOT NULL DEFAULT 0,
+    -- events of its topics removed (retention, erase_stream) before it got them
+    skipped         bigint NOT NULL DEFAULT 0,
     CHECK ((window_snapshot IS NULL) = (window_after IS NULL)),
     CHECK ((batch_kind = 'window') = (batch_upto IS NOT NULL))
 );
@@ -1174,7 +1194,7 @@ $$;
  * Removes at most max expired events (recorded more than their topic's
  * retention ago), oldest first, topic after topic, and counts for every
  * consumer of their topic those it had not received yet
- * (consumers.expired).  Returns how many it removed: fewer than max means
+ * (consumers.skipped).  Returns how many it removed: fewer than max means
  * nothing expired is left.  The dispatcher worker calls it batch after
  * batch, a transaction each, so that no transaction holds many row locks
  * or a long snapshot; appends are never blocked (a DELETE takes no lock
@@ -1203,7 +1223,7 @@ BEGIN
             RETURNING e.position, e.xid
         ), missed AS (
             UPDATE eventstore.consumers c
-               SET expired = c.expired + (SELECT count(*) FROM gone g
+               SET skipped = c.skipped + (SELECT count(*) FROM gone g
                                            WHERE eventstore.is_undelivered(c, g.position, g.xid))
              WHERE t.name = ANY (c.topics)
         )
@@ -1257,6 +1277,52 @@ END
 $$;
 COMMENT ON FUNCTION set_retention(text, interval) IS
     'keep the events of a topic for this long (NULL: for ever); older ones are removed by the dispatcher or purge_expired()';
+
+------------------------------------------------------------------------------
+-- Erasure: every event of one stream, at once (extension/erase.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION erase_stream_as(topic text, stream text, caller oid) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', topic);
+    END IF;
+    IF NOT pg_has_role(caller, 'eventstore_admin', 'USAGE')
+       AND NOT EXISTS (SELECT FROM eventstore.topics t, unnest(t.erasers) AS r
+                        WHERE t.name = topic AND pg_has_role(caller, r, 'USAGE')) THEN
+        RAISE EXCEPTION 'permission denied to erase streams of topic "%"', topic
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %s is not an eventstore_admin and has no erase grant on the topic.',
+                                  caller::regrole),
+                  HINT = format('An eventstore_admin can grant it with eventstore.grant_topic(%L, ''erase'', role).', topic);
+    END IF;
+    -- The stream's row first: appends to the stream wait until this commits.
+    DELETE FROM eventstore.streams s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
+    WITH gone AS (
+        DELETE FROM eventstore.events e
+         WHERE e.topic = erase_stream_as.topic AND e.stream = erase_stream_as.stream
+        RETURNING e.position, e.xid
+    ), missed AS (
+        UPDATE eventstore.consumers c
+           SET skipped = c.skipped + (SELECT count(*) FROM gone g
+                                       WHERE eventstore.is_undelivered(c, g.position, g.xid))
+         WHERE erase_stream_as.topic = ANY (c.topics)
+    )
+    SELECT count(*) INTO removed FROM gone;
+    RETURN removed;
+END
+$$;
+
+CREATE FUNCTION erase_stream(topic text, stream text) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_erase_stream';
+COMMENT ON FUNCTION erase_stream(text, text) IS
+    'remove every event of a stream now (for erasure of personal data); returns how many';
 
 ------------------------------------------------------------------------------
 -- The analysis archive: a publication for logical replication
@@ -1317,7 +1383,7 @@ SELECT c.name,
        c.last_run,
        c.batch_id,
        c.leased_until,
-       c.expired
+       c.skipped
   FROM consumers c, LATERAL undelivered(c.name) u;
 COMMENT ON VIEW consumer_status IS 'every consumer: how far it got, its lag, failures and parked events';
 
@@ -1345,6 +1411,7 @@ GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
     TO eventstore_reader;
 GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
                           set_retention(text, interval), purge_expired(), publish_archive(),
+                          erase_stream(text, text),
                           grant_topic(text, text, regrole), revoke_topic(text, text, regrole)
     TO eventstore_admin;
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;

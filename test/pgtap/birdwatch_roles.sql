@@ -35,7 +35,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS birdwatch CASCADE;
 RESET client_min_messages;
 
-SELECT plan(337);
+SELECT plan(348);
 
 -- A suffix for the emails, tokens and image URLs of this run, and the last
 -- event position before it: the events appended here come after it.
@@ -59,27 +59,36 @@ SELECT is(
           'birdwatch_app login=false super=false createrole=false bypassrls=false',
           'birdwatch_audit login=false super=false createrole=false bypassrls=false',
           'birdwatch_auth_api login=false super=false createrole=false bypassrls=false',
+          'birdwatch_export login=false super=false createrole=false bypassrls=false',
           'birdwatch_notifier login=false super=false createrole=false bypassrls=false',
           'birdwatch_score_model login=false super=false createrole=false bypassrls=false',
           'birdwatch_statistics login=false super=false createrole=false bypassrls=false',
           'birdwatch_tick_api login=false super=false createrole=false bypassrls=false',
           'birdwatch_user_api login=false super=false createrole=false bypassrls=false'],
-    'the nine service roles exist, NOLOGIN, without SUPERUSER, CREATEROLE or BYPASSRLS'
+    'the ten service roles exist, NOLOGIN, without SUPERUSER, CREATEROLE or BYPASSRLS'
 );
 SELECT is(
     (SELECT array_agg(m.member::regrole::text || ' in ' || m.roleid::regrole::text)
        FROM pg_auth_members m
       WHERE m.member IN (SELECT oid FROM pg_roles WHERE rolname LIKE 'birdwatch\_%')),
-    NULL,
-    'no service role is a member of any role (of another service, or of an eventstore role)'
+    ARRAY['birdwatch_export in eventstore_reader'],
+    'no service role is a member of any role (of another service, or of an eventstore role), '
+    'but birdwatch_export of eventstore_reader (it reads one person''s events for export_user_data)'
 );
 SELECT is(
     (SELECT array_agg(r.rolname::text || ' has privileges of ' || g)
        FROM pg_roles r
       CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin']) AS g
       WHERE r.rolname LIKE 'birdwatch\_%' AND pg_has_role(r.oid, g, 'USAGE')),
+    ARRAY['birdwatch_export has privileges of eventstore_reader'],
+    'no service role has the privileges of eventstore_writer, eventstore_reader or eventstore_admin '
+    '(only per-topic grants), but birdwatch_export'
+);
+SELECT is(
+    (SELECT array_agg(m.member::regrole::text ORDER BY m.member::regrole::text COLLATE "C")
+       FROM pg_auth_members m WHERE m.roleid = 'birdwatch_export'::regrole),
     NULL,
-    'no service role has the privileges of eventstore_writer, eventstore_reader or eventstore_admin (only per-topic grants)'
+    'birdwatch_export is granted to nobody (no member in pg_auth_members)'
 );
 SELECT is(
     (SELECT array_agg(m.member::regrole::text ORDER BY m.member::regrole::text COLLATE "C")
@@ -127,6 +136,8 @@ INSERT INTO bw_expected_fn VALUES
     ('birdwatch.list_users(integer,integer)', 'birdwatch_user_api', true, '{birdwatch_admin_api,birdwatch_user_api}'),
     ('birdwatch.user_count()', 'birdwatch_user_api', true, '{birdwatch_admin_api,birdwatch_user_api}'),
     ('birdwatch.forget_user(eventstore.event)', 'birdwatch_user_api', false, '{birdwatch_user_api}'),
+    ('birdwatch.export_user_data(uuid)', 'birdwatch_user_api', true, '{birdwatch_admin_api,birdwatch_user_api}'),
+    ('birdwatch.user_events(uuid)', 'birdwatch_export', true, '{birdwatch_export,birdwatch_user_api}'),
     -- AuthAPI
     ('birdwatch.login(text)', 'birdwatch_auth_api', true, '{birdwatch_app,birdwatch_auth_api,birdwatch_tick_api}'),
     -- TickAPI
@@ -159,7 +170,7 @@ INSERT INTO bw_expected_fn VALUES
 SELECT set_eq(
     $$SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'birdwatch'::regnamespace$$,
     $$SELECT fn FROM bw_expected_fn$$,
-    'schema birdwatch has exactly the 35 functions of the expected table'
+    'schema birdwatch has exactly the 37 functions of the expected table'
 );
 
 -- EXECUTE, function by function, straight from the ACL

@@ -128,9 +128,9 @@ SELECT is(
           'lag_events bigint', 'lag_seconds double precision', 'handled bigint', 'attempts integer',
           'parked bigint', 'last_error text', 'retry_at timestamp with time zone',
           'last_run timestamp with time zone', 'batch_id bigint', 'leased_until timestamp with time zone',
-          'expired bigint'],
+          'skipped bigint'],
     'consumer_status has name, topics, kind, handler, position, lag_events, lag_seconds, handled, attempts, '
-    'parked, last_error, retry_at, last_run, batch_id, leased_until, expired in that order'
+    'parked, last_error, retry_at, last_run, batch_id, leased_until, skipped in that order'
 );
 
 SELECT has_composite('eventstore', 'delivery', 'composite type eventstore.delivery exists');
@@ -295,7 +295,7 @@ SELECT set_eq(
           'create_topic eventstore_admin', 'set_topic_version eventstore_admin',
           'grant_topic eventstore_admin', 'revoke_topic eventstore_admin',
           'set_retention eventstore_admin', 'purge_expired eventstore_admin',
-          'publish_archive eventstore_admin',
+          'publish_archive eventstore_admin', 'erase_stream eventstore_admin',
           'create_consumer eventstore_admin', 'drop_consumer eventstore_admin',
           'reset_consumer eventstore_admin', 'run_consumer eventstore_admin',
           'replay_parked eventstore_admin', 'create_upcaster eventstore_admin',

@@ -167,8 +167,9 @@ SELECT is(
     (SELECT array_agg(pg_get_constraintdef(oid) ORDER BY 1) FROM pg_constraint
       WHERE conrelid = 'eventstore.topics'::regclass AND contype = 'c'
         AND pg_get_constraintdef(oid) LIKE '%cardinality%'),
-    ARRAY['CHECK ((cardinality(appenders) <= 16))', 'CHECK ((cardinality(readers) <= 16))'],
-    'topics.appenders and topics.readers hold at most 16 roles each (CHECK)'
+    ARRAY['CHECK ((cardinality(appenders) <= 16))', 'CHECK ((cardinality(erasers) <= 16))',
+          'CHECK ((cardinality(readers) <= 16))'],
+    'topics.appenders, erasers and readers hold at most 16 roles each (CHECK)'
 );
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text || ' -> ' || r ORDER BY 1)
@@ -223,10 +224,10 @@ SELECT is(
 SET LOCAL ROLE es_tg_admin;
 
 SELECT is(public.es_tg_error($$SELECT eventstore.grant_topic('es_tg_a', NULL, 'es_tg_app')$$),
-    ARRAY['22023', 'invalid topic privilege', 'Argument "privilege" is NULL; it must be ''append'' or ''read''.', NULL],
+    ARRAY['22023', 'invalid topic privilege', 'Argument "privilege" is NULL; it must be ''append'', ''read'' or ''erase''.', NULL],
     'grant_topic with a NULL privilege: 22023, naming the argument');
 SELECT is(public.es_tg_error($$SELECT eventstore.grant_topic('es_tg_a', 'write', 'es_tg_app')$$),
-    ARRAY['22023', 'invalid topic privilege', 'Argument "privilege" is ''write''; it must be ''append'' or ''read''.', NULL],
+    ARRAY['22023', 'invalid topic privilege', 'Argument "privilege" is ''write''; it must be ''append'', ''read'' or ''erase''.', NULL],
     'grant_topic with an unknown privilege (''write''): 22023, quoting it');
 SELECT throws_ok($$SELECT eventstore.grant_topic('es_tg_a', 'APPEND', 'es_tg_app')$$, '22023', 'invalid topic privilege',
     'grant_topic privileges are lower case: ''APPEND'' is unknown (22023)');

@@ -345,3 +345,27 @@ SELECT count(*) AS forged_scored FROM eventstore.events
 -- Display names cannot hide text direction tricks or invisible characters.
 SELECT * FROM birdwatch.register_user('eve@example.org', E'Eve\u202Egnp.exe');
 SELECT * FROM birdwatch.register_user('eve@example.org', E'E\u200Bve');
+
+------------------------------------------------------------------------------
+-- Erasure at once, and the right of access
+------------------------------------------------------------------------------
+-- Carol's logins were erased with her (her stream of the user topic).
+SELECT count(*) AS carol_login_events FROM eventstore.events
+ WHERE topic = 'user' AND data #>> '{user,id}' = :'carol';
+SELECT count(*) AS carol_user_stream FROM eventstore.streams WHERE topic = 'user' AND stream = :'carol';
+SELECT count(*) > 0 AS alice_logins_kept FROM eventstore.events
+ WHERE topic = 'user' AND stream = :'alice';
+-- Alice's data: her profile, her ticks, the ratings she gave and got (the
+-- old 1.0 rating of her owl upcast), the scores of her images, her emails.
+SELECT d->'user'->>'email' AS email, d->'user'->>'display_name' AS name,
+       jsonb_array_length(d->'ticks') AS ticks,
+       jsonb_array_length(d->'ratings_given') AS given,
+       jsonb_array_length(d->'ratings_received') AS received,
+       (SELECT bool_and(r->>'version' = '2.0') FROM jsonb_array_elements(d->'ratings_received') r) AS received_as_2_0,
+       jsonb_array_length(d->'scores_of_their_images') AS scores,
+       jsonb_array_length(d->'notifications') AS notifications,
+       d->'emails_pending' AS pending
+  FROM birdwatch.export_user_data(:'alice') AS d;
+SELECT birdwatch.export_user_data(NULL);
+SELECT refusal(format('SELECT birdwatch.export_user_data(%L)', :'carol')) LIKE '42704 user % does not exist'
+    AS forgotten_user_refused;

@@ -60,7 +60,7 @@ SELECT min((envelope->'data'->>'n')::int) AS first_user_event_left FROM eventsto
 SELECT eventstore.purge_expired() AS removed_again;
 
 -- Consumers: reader_ahead had 3 of the 6, reader_behind none of them.
-SELECT name, expired, lag_events FROM eventstore.consumer_status ORDER BY name;
+SELECT name, skipped, lag_events FROM eventstore.consumer_status ORDER BY name;
 SELECT count(*) AS reader_behind_gets, min((envelope->'data'->>'n')::int) AS first
   FROM eventstore.poll('reader_behind', 100);
 SELECT count(*) AS reader_ahead_gets, min((envelope->'data'->>'n')::int) AS first
@@ -82,3 +82,35 @@ SELECT eventstore.create_topic('session', retention => interval '1 day');
 SELECT pg_get_expr(prqual, prrelid) AS row_filter FROM pg_publication_rel;
 SELECT eventstore.publish_archive();
 DROP PUBLICATION eventstore_archive;
+
+-- erase_stream: every event of one stream at once, by an eventstore_admin
+-- or a role granted erase on the topic; consumers count what they missed.
+SELECT count(eventstore.append('user', ev(200 + n), stream => 'person-1')) FROM generate_series(1, 5) n;
+SELECT count(eventstore.append('user', ev(300 + n), stream => 'person-2')) FROM generate_series(1, 3) n;
+SELECT count(*) AS reader_ahead_gets FROM eventstore.poll('reader_ahead', 100);
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'es_test_eraser') THEN
+        CREATE ROLE es_test_eraser;
+    END IF;
+END $$;
+SET ROLE es_test_eraser;
+SELECT eventstore.erase_stream('user', 'person-1');
+RESET ROLE;
+SELECT eventstore.grant_topic('user', 'erase', 'es_test_eraser');
+SET ROLE es_test_eraser;
+SELECT eventstore.erase_stream('tick', 'person-1');
+SELECT eventstore.erase_stream('user', 'person-1') AS erased;
+SELECT eventstore.erase_stream('user', 'person-1') AS erased_again;
+SELECT eventstore.erase_stream(NULL, 'person-1');
+SELECT eventstore.erase_stream('user', NULL);
+SELECT eventstore.erase_stream('nope', 'x');
+RESET ROLE;
+SELECT stream, count(*) FROM eventstore.events WHERE topic = 'user' AND stream IS NOT NULL GROUP BY stream;
+SELECT count(*) AS person_1_stream_row FROM eventstore.streams WHERE stream = 'person-1';
+-- Neither consumer had received person-1's 5 events (reader_ahead still
+-- holds its last batch, unacked): each counts them as skipped.
+SELECT name, skipped FROM eventstore.consumer_status ORDER BY name;
+-- A new event of the stream starts it afresh at version 1.
+SELECT eventstore.append('user', ev(210), stream => 'person-1', expected_version => 0) > 0 AS restarted;
+SELECT eventstore.revoke_topic('user', 'erase', 'es_test_eraser');
+DROP ROLE es_test_eraser;
