@@ -47,20 +47,29 @@ define_gucs(void)
 							10, 0, 60 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	DefineCustomStringVariable("eventstore.database",
-							   "Database the dispatcher background worker connects to.",
-							   "Appends in other databases notify listeners with a NOTIFY per transaction.",
-							   &eventstore_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
-	DefineCustomIntVariable("eventstore.workers",
-							"Number of dispatcher background workers running in-database consumers.",
-							"No two workers ever run the same consumer at once.",
-							&eventstore_workers,
-							1, 1, MAX_DISPATCHER_WORKERS,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
+	/*
+	 * The dispatcher's own settings take effect at server start only, and
+	 * PostgreSQL refuses to define such settings in a library loaded later
+	 * (CREATE EXTENSION or LOAD without shared_preload_libraries): the
+	 * dispatcher does not run then anyway.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomStringVariable("eventstore.database",
+								   "Database the dispatcher background worker connects to.",
+								   "Appends in other databases notify listeners with a NOTIFY per transaction.",
+								   &eventstore_database,
+								   "postgres",
+								   PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
+		DefineCustomIntVariable("eventstore.workers",
+								"Number of dispatcher background workers running in-database consumers.",
+								"No two workers ever run the same consumer at once.",
+								&eventstore_workers,
+								1, 1, MAX_DISPATCHER_WORKERS,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+	}
 	DefineCustomIntVariable("eventstore.poll_interval",
 							"Longest time the dispatcher workers sleep before looking for consumer work.",
 							"Commits that append wake them sooner; this is the fallback.",
