@@ -29,6 +29,9 @@
  *   race with a concurrent writer of the same id is settled by
  *   bulk_insert.c.
  *
+ * Topics with personal fields (protect_fields) get them encrypted first
+ * (protect.c), so that a retry is compared, and stored, as ciphertext.
+ *
  * Positions come from an identity column, in input order within a call.
  * A single append that turns out to be a duplicate has used one up, so
  * positions can have gaps.
@@ -66,6 +69,7 @@ typedef struct AppendRequest
 	EnvelopeParts *events;
 	int64	   *positions;		/* out: one per event */
 	bool	   *known;			/* position already found (a duplicate) */
+	bool		is_batch;		/* append_batch: errors name the event's index */
 } AppendRequest;
 
 static void
@@ -486,6 +490,13 @@ append_events(AppendRequest *req)
 				 errhint("Create it with eventstore.create_topic('%s').", req->topic)));
 	check_topic_append(topic, as.caller);
 
+	/* personal fields are encrypted before anything is compared or stored */
+	if (topic->protected)
+		for (int i = 0; i < req->nevents; i++)
+			req->events[i].data = protect_event_data(req->topic, req->events[i].data,
+													 &req->events[i].id,
+													 req->is_batch ? i + 1 : 0);
+
 	if (req->nevents == 0)
 		stored = 0;
 	else if (req->nevents == 1 && req->stream == NULL)
@@ -595,6 +606,7 @@ eventstore_append_batch(PG_FUNCTION_ARGS)
 	deconstruct_array(array, JSONBOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 
 	init_request(&req, fcinfo, n);
+	req.is_batch = true;
 	for (int i = 0; i < n; i++)
 	{
 		if (nulls[i])

@@ -302,8 +302,10 @@ topic_lookup(const char *name, int len)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		plan = prepare_plan("SELECT current_major, current_minor, appenders::pg_catalog.oid[]"
-							"  FROM eventstore.topics"
+		plan = prepare_plan("SELECT current_major, current_minor, appenders::pg_catalog.oid[],"
+							"       EXISTS (SELECT FROM eventstore.protections p"
+							"                WHERE p.topic OPERATOR(pg_catalog.=) t.name)"
+							"  FROM eventstore.topics t"
 							" WHERE name OPERATOR(pg_catalog.=) $1",
 							1, argtypes);
 	}
@@ -331,6 +333,8 @@ topic_lookup(const char *name, int len)
 															SPI_tuptable->tupdesc, 2, &found));
 	read_appenders(&entry->info, SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 3, &found));
+	entry->info.protected = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 4, &found));
 	/* An invalidation during the query may concern this very row. */
 	entry->valid = (invalidations == before);
 	return memcpy(palloc(sizeof(TopicInfo)), &entry->info, sizeof(TopicInfo));
@@ -379,8 +383,9 @@ as_owner_end(AsOwner *as)
 }
 
 /*
- * Statement trigger on eventstore.topics: make every backend drop its cached
- * topics once this transaction commits.
+ * Statement trigger on eventstore.topics and eventstore.protections (whether
+ * a topic is protected is cached with it): make every backend drop its
+ * cached topics once this transaction commits.
  */
 Datum
 eventstore_topics_changed(PG_FUNCTION_ARGS)
@@ -391,6 +396,15 @@ eventstore_topics_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("topics_changed() must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
+	if (strcmp(RelationGetRelationName(trigdata->tg_relation), "topics") == 0)
+		CacheInvalidateRelcache(trigdata->tg_relation);
+	else
+	{
+		Oid			topics = get_relname_relid("topics",
+											   RelationGetNamespace(trigdata->tg_relation));
+
+		if (OidIsValid(topics))
+			CacheInvalidateRelcacheByRelid(topics);
+	}
 	return PointerGetDatum(NULL);
 }

@@ -93,6 +93,7 @@ typedef struct TopicInfo
 	int32		current_minor;
 	int			nappenders;		/* roles granted append on this topic alone */
 	Oid			appenders[MAX_TOPIC_GRANTEES];
+	bool		protected;		/* has personal fields (eventstore.protections) */
 } TopicInfo;
 
 extern Oid	eventstore_owner(void);
@@ -162,6 +163,10 @@ extern Datum call_as_role(Oid fn, Oid role, Datum arg, bool fixed_search_path,
 						  bool *isnull);
 extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope);
 extern Datum upcast_event(Datum event);
+
+/* protect.c: crypto-shredding of personal fields. */
+extern Jsonb *protect_event_data(const char *topic, Jsonb *data, pg_uuid_t *id,
+								 int batch_index);
 
 /* consumer_access.c: who may act for a consumer. */
 extern void check_consumer_role(Oid caller, Oid role, const char *action,

@@ -299,7 +299,10 @@ SELECT set_eq(
           'create_consumer eventstore_admin', 'drop_consumer eventstore_admin',
           'reset_consumer eventstore_admin', 'run_consumer eventstore_admin',
           'replay_parked eventstore_admin', 'create_upcaster eventstore_admin',
-          'undelivered eventstore_admin'],
+          'undelivered eventstore_admin',
+          -- crypto-shredding (checked in detail by privileges.sql)
+          'protect_fields eventstore_admin', 'forget_subject eventstore_admin',
+          'unprotect eventstore_reader'],
     'EXECUTE on the functions of eventstore: exactly the listed (function, role) pairs, nothing for PUBLIC'
 );
 

@@ -17,7 +17,7 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(201);
+SELECT plan(226);
 
 ------------------------------------------------------------------------------
 -- Structure: schema, tables, columns
@@ -108,14 +108,16 @@ SELECT function_returns('eventstore', 'get', ARRAY['uuid'], 'eventstore.event', 
 SELECT has_role('eventstore_writer', 'role eventstore_writer exists');
 SELECT has_role('eventstore_reader', 'role eventstore_reader exists');
 SELECT has_role('eventstore_admin', 'role eventstore_admin exists');
+SELECT has_role('eventstore_decrypt', 'role eventstore_decrypt exists');
 SELECT is(
     (SELECT array_agg(format('%s login=%s super=%s createrole=%s createdb=%s bypassrls=%s',
                              rolname, rolcanlogin::text, rolsuper::text, rolcreaterole::text,
                              rolcreatedb::text, rolbypassrls::text)
                       ORDER BY rolname)
        FROM pg_roles
-      WHERE rolname IN ('eventstore_writer', 'eventstore_reader', 'eventstore_admin')),
+      WHERE rolname IN ('eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'eventstore_decrypt')),
     ARRAY['eventstore_admin login=false super=false createrole=false createdb=false bypassrls=false',
+          'eventstore_decrypt login=false super=false createrole=false createdb=false bypassrls=false',
           'eventstore_reader login=false super=false createrole=false createdb=false bypassrls=false',
           'eventstore_writer login=false super=false createrole=false createdb=false bypassrls=false'],
     'the eventstore roles are NOLOGIN and have no SUPERUSER, CREATEROLE, CREATEDB or BYPASSRLS'
@@ -307,10 +309,13 @@ SELECT set_eq(
           'eventstore.reset_consumer(text,bigint)',
           'eventstore.replay_parked(text,uuid)',
           'eventstore.set_topic_version(text,text)',
-          'eventstore.undelivered(text)'],
-    'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, publish_archive, read, read_stream, get '
-    'and the consumer API''s drop_consumer, reset_consumer, '
-    'replay_parked, set_topic_version and undelivered are SECURITY DEFINER'
+          'eventstore.undelivered(text)',
+          -- crypto-shredding; unprotect checks its caller, so it is C
+          'eventstore.protect_fields(text,text,text[])',
+          'eventstore.forget_subject(text)'],
+    'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, publish_archive, read, read_stream, get, '
+    'the consumer API''s drop_consumer, reset_consumer, '
+    'replay_parked, set_topic_version and undelivered, and protect_fields and forget_subject are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');
 SELECT is_definer('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'read is SECURITY DEFINER');
@@ -347,6 +352,45 @@ SELECT is(
     NULL,
     'every SECURITY DEFINER function of eventstore sets search_path ending with pg_temp'
 );
+
+------------------------------------------------------------------------------
+-- Crypto-shredding: protect_fields, forget_subject, unprotect, the key table
+------------------------------------------------------------------------------
+
+-- protect_fields and forget_subject: admin only; unprotect: reader only
+SELECT function_privs_are('eventstore', f, a, r,
+                          CASE WHEN r = g THEN ARRAY['EXECUTE'] ELSE '{}' END::name[])
+  FROM (VALUES ('protect_fields', ARRAY['text', 'text', 'text[]'], 'eventstore_admin'),
+               ('forget_subject', ARRAY['text'], 'eventstore_admin'),
+               ('unprotect', ARRAY['eventstore.event'], 'eventstore_reader')) AS v(f, a, g)
+ CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r
+ ORDER BY f, r;
+-- unprotect decides by its caller's membership in eventstore_decrypt, so it
+-- runs as the caller (C) and switches to the owner itself
+SELECT isnt_definer('eventstore', 'unprotect', ARRAY['eventstore.event'], 'unprotect is not SECURITY DEFINER');
+SELECT is((SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+            WHERE p.oid = 'eventstore.unprotect(eventstore.event)'::regprocedure),
+    'c', 'unprotect is a C function');
+-- the internal helpers: nobody but the owner
+SELECT is(
+    (SELECT array_agg(p.oid::regprocedure::text || ' -> ' || r ORDER BY 1)
+       FROM pg_proc p
+       CROSS JOIN unnest(ARRAY['public', 'eventstore_writer', 'eventstore_reader', 'eventstore_admin',
+                               'eventstore_decrypt']) AS r
+      WHERE p.pronamespace = 'eventstore'::regnamespace
+        AND p.proname IN ('crypto_schema', 'crypt_field', 'check_protect_path', 'subject_key',
+                          'protect_data', 'unprotect_as')
+        AND has_function_privilege(r, p.oid, 'EXECUTE')),
+    NULL,
+    'crypto_schema, crypt_field, check_protect_path, subject_key, protect_data and unprotect_as are executable by none of the roles nor PUBLIC'
+);
+-- subject_keys: readable by the owner only
+SELECT table_privs_are('eventstore', 'subject_keys', r, '{}'::name[])
+  FROM unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'eventstore_decrypt', 'public']) AS r;
+-- protections: SELECT for the three roles, like topics
+SELECT table_privs_are('eventstore', 'protections', r,
+                       CASE WHEN r = 'public' THEN '{}' ELSE ARRAY['SELECT'] END::name[])
+  FROM unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r;
 
 ------------------------------------------------------------------------------
 -- Behaviour: test roles and data

@@ -6,7 +6,7 @@
 -- role one privilege on one topic (at most 16 roles per privilege and
 -- topic), with the functions that privilege needs: append, append_batch,
 -- validate, is_valid and derived_id for 'append'; poll, ack, nack,
--- upcast(event) and derived_id for 'read'; USAGE on the schema and its types
+-- upcast(event), unprotect(event) and derived_id for 'read'; USAGE on the schema and its types
 -- for both.  revoke_topic takes the privilege back, and the functions with
 -- the role's last grant of it.  Appending to a topic without either right
 -- is refused with 42501 'permission denied to append to topic "t"'; a
@@ -481,7 +481,7 @@ SELECT lives_ok(
     'the admin grants es_tg_fn append on es_tg_a and es_tg_b, and read on es_tg_a');
 RESET ROLE;
 SELECT is(public.es_tg_functions('es_tg_fn'),
-    ARRAY['ack', 'append', 'append_batch', 'derived_id', 'is_valid', 'nack', 'poll', 'upcast', 'validate'],
+    ARRAY['ack', 'append', 'append_batch', 'derived_id', 'is_valid', 'nack', 'poll', 'unprotect', 'upcast', 'validate'],
     'es_tg_fn may execute the functions of both privileges');
 SET LOCAL ROLE es_tg_admin;
 SELECT lives_ok($$SELECT eventstore.revoke_topic('es_tg_a', 'append', 'es_tg_fn')$$,
@@ -500,7 +500,7 @@ SELECT is(
     'with its last append grant, es_tg_fn lost EXECUTE on append and append_batch');
 SELECT is(has_function_privilege('es_tg_fn', 'eventstore.derived_id(uuid,text)', 'EXECUTE'), true,
     'es_tg_fn keeps derived_id, which its remaining read grant gives too');
-SELECT is(public.es_tg_functions('es_tg_fn'), ARRAY['ack', 'derived_id', 'nack', 'poll', 'upcast'],
+SELECT is(public.es_tg_functions('es_tg_fn'), ARRAY['ack', 'derived_id', 'nack', 'poll', 'unprotect', 'upcast'],
     'es_tg_fn may execute the functions of read only');
 SET LOCAL ROLE es_tg_fn;
 SELECT throws_ok($$SELECT eventstore.append('es_tg_a', public.es_tg_event(301))$$, '42501',
@@ -524,7 +524,7 @@ SELECT lives_ok(
     'the admin grants es_tg_fn append and read on es_tg_a, then revokes read');
 RESET ROLE;
 SELECT is(public.es_tg_functions('es_tg_fn'), ARRAY['append', 'append_batch', 'derived_id', 'is_valid', 'validate'],
-    'with its last read grant es_tg_fn lost poll, ack, nack and upcast, and kept the functions of append');
+    'with its last read grant es_tg_fn lost poll, ack, nack, upcast and unprotect, and kept the functions of append');
 
 ------------------------------------------------------------------------------
 -- read grants: consumers
@@ -553,8 +553,8 @@ SELECT is(
     (SELECT array_agg(t.name || ' ' || t.readers::text ORDER BY t.name) FROM eventstore.topics t WHERE t.name IN ('es_tg_a', 'es_tg_b')),
     ARRAY['es_tg_a {es_tg_svc}', 'es_tg_b {es_tg_svc}'],
     'es_tg_svc is a reader of es_tg_a and es_tg_b');
-SELECT is(public.es_tg_functions('es_tg_svc'), ARRAY['ack', 'derived_id', 'nack', 'poll', 'upcast'],
-    'with read grants, es_tg_svc may execute poll, ack, nack, upcast and derived_id, nothing else');
+SELECT is(public.es_tg_functions('es_tg_svc'), ARRAY['ack', 'derived_id', 'nack', 'poll', 'unprotect', 'upcast'],
+    'with read grants, es_tg_svc may execute poll, ack, nack, upcast, unprotect and derived_id, nothing else');
 SELECT lives_ok($$SELECT eventstore.create_consumer('es_tg_out_member', ARRAY['es_tg_a', 'es_tg_b'], run_as => 'es_tg_svc_member')$$,
     'a consumer run as a member of es_tg_svc: the member inherits the read grants');
 SELECT lives_ok($$SELECT eventstore.create_consumer('es_tg_out_reader', ARRAY['es_tg_a', 'es_tg_b', 'es_tg_c'], run_as => 'es_tg_reader')$$,
