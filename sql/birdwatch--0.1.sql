@@ -67,6 +67,11 @@ BEGIN
 END
 $topics$;
 
+-- The optional personal fields of user events (the login's user agent)
+-- are stored encrypted per user: crypto-shredding.
+SELECT eventstore.protect_fields('user', 'user.id', ARRAY['client.user_agent'])
+ WHERE NOT EXISTS (SELECT FROM eventstore.protections WHERE topic = 'user');
+
 SELECT eventstore.grant_topic(topic, privilege, grantee::regrole)
   FROM (VALUES ('tick', 'append', 'birdwatch_tick_api'),
                ('rate', 'append', 'birdwatch_tick_api'),
@@ -319,8 +324,10 @@ BEGIN
         RETURN;                                       -- names nobody
     END IF;
     DELETE FROM birdwatch.users WHERE id = uid;      -- tokens cascade
-    -- Their logins, at once, not after the topic's retention.
+    -- Their logins, at once, not after the topic's retention; and the key of
+    -- their personal fields, wherever copies of those events may be.
     PERFORM eventstore.erase_stream('user', uid::text);
+    PERFORM eventstore.forget_subject(uid::text);
     WITH unsent AS (
         DELETE FROM birdwatch.outbox o WHERE o.user_id = uid AND o.sent_at IS NULL
         RETURNING o.source_event
@@ -414,11 +421,12 @@ COMMENT ON FUNCTION export_user_data(uuid) IS
 -- AuthAPI
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION login(token text) RETURNS uuid
+CREATE FUNCTION login(token text, user_agent text DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    uid uuid;
+    uid  uuid;
+    data jsonb;
 BEGIN
     IF token IS NULL OR token = '' THEN
         RAISE EXCEPTION 'authentication failed'
@@ -430,18 +438,30 @@ BEGIN
             USING ERRCODE = 'string_data_right_truncation',
                   DETAIL = format('Argument "token" has %s bytes; at most 1024 are allowed.', octet_length(token));
     END IF;
+    IF length(user_agent) > 512 THEN
+        RAISE EXCEPTION 'user agent too long'
+            USING ERRCODE = 'string_data_right_truncation',
+                  DETAIL = format('Argument "user_agent" has %s characters; at most 512 are allowed.', length(user_agent));
+    END IF;
     uid := birdwatch.resolve_token(token);
+    -- The client's user agent is personal data: version 1.1 adds it as an
+    -- optional member, which eventstore stores encrypted under the user's
+    -- key (protect_fields below) and forgetting the user shreds.
+    data := jsonb_build_object('user', jsonb_build_object('id', uid));
+    IF user_agent IS NOT NULL THEN
+        data := data || jsonb_build_object('client', jsonb_build_object('user_agent', user_agent));
+    END IF;
     -- A stream per user, so that forgetting them removes their logins at
     -- once (eventstore.erase_stream) rather than after the topic's 30 days.
     PERFORM eventstore.append('user',
-        birdwatch.envelope(gen_random_uuid(), 'login', '1.0',
-                           jsonb_build_object('user', jsonb_build_object('id', uid)),
-                           'services/AuthAPI'),
+        birdwatch.envelope(gen_random_uuid(), 'login',
+                           CASE WHEN user_agent IS NULL THEN '1.0' ELSE '1.1' END,
+                           data, 'services/AuthAPI'),
         stream => uid::text);
     RETURN uid;
 END
 $$;
-COMMENT ON FUNCTION login(text) IS
+COMMENT ON FUNCTION login(text, text) IS
     'AuthAPI: the user a non-empty token stands for (a new watcher for an unknown token); appends user/login';
 
 ------------------------------------------------------------------------------
@@ -1132,7 +1152,7 @@ ALTER FUNCTION user_count() OWNER TO birdwatch_user_api;
 ALTER FUNCTION forget_user(eventstore.event) OWNER TO birdwatch_user_api;
 ALTER FUNCTION export_user_data(uuid) OWNER TO birdwatch_user_api;
 ALTER FUNCTION user_events(uuid) OWNER TO birdwatch_export;
-ALTER FUNCTION login(text) OWNER TO birdwatch_auth_api;
+ALTER FUNCTION login(text, text) OWNER TO birdwatch_auth_api;
 ALTER FUNCTION tick(text, text) OWNER TO birdwatch_tick_api;
 ALTER FUNCTION rate(text, text, integer) OWNER TO birdwatch_tick_api;
 ALTER FUNCTION request_erasure(uuid) OWNER TO birdwatch_tick_api;
@@ -1176,7 +1196,7 @@ GRANT EXECUTE ON FUNCTION as_uuid(jsonb), as_grade(jsonb), as_image_url(jsonb)
     TO birdwatch_user_api, birdwatch_score_model, birdwatch_notifier, birdwatch_statistics;
 
 -- The client.
-GRANT EXECUTE ON FUNCTION register_user(text, text), login(text),
+GRANT EXECUTE ON FUNCTION register_user(text, text), login(text, text),
                           tick(text, text), rate(text, text, integer), forget_me(text)
     TO birdwatch_app;
 
@@ -1189,13 +1209,14 @@ GRANT EXECUTE ON FUNCTION resolve_token(text) TO birdwatch_auth_api;
 GRANT EXECUTE ON FUNCTION email_address(uuid) TO birdwatch_notifier, birdwatch_audit;
 GRANT EXECUTE ON FUNCTION list_users(integer, integer), user_count() TO birdwatch_admin_api;
 GRANT EXECUTE ON FUNCTION export_user_data(uuid) TO birdwatch_admin_api;
+GRANT EXECUTE ON FUNCTION eventstore.forget_subject(text) TO birdwatch_user_api;
 -- export_user_data: the person's events, through birdwatch_export alone.
 GRANT eventstore_reader TO birdwatch_export;
 GRANT USAGE ON SCHEMA birdwatch TO birdwatch_export;
 GRANT EXECUTE ON FUNCTION user_events(uuid) TO birdwatch_user_api;
 
 -- AuthAPI: TickAPI authenticates every call through login.
-GRANT EXECUTE ON FUNCTION login(text) TO birdwatch_tick_api;
+GRANT EXECUTE ON FUNCTION login(text, text) TO birdwatch_tick_api;
 
 -- TickAPI.
 GRANT SELECT, INSERT ON ticks TO birdwatch_tick_api;

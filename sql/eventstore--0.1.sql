@@ -1479,6 +1479,7 @@ BEGIN
     INSERT INTO eventstore.protections AS r (topic, subject_path, paths)
     VALUES (topic, subject_path, merged)
     ON CONFLICT ON CONSTRAINT protections_pkey DO UPDATE SET paths = EXCLUDED.paths;
+    PERFORM eventstore.refresh_archive();
 END
 $$;
 COMMENT ON FUNCTION protect_fields(text, text, text[]) IS
@@ -1524,6 +1525,7 @@ DECLARE
     p       text;
     path    text[];
     v       jsonb;
+    keyed   boolean := false;
 BEGIN
     SELECT * INTO pr FROM eventstore.protections r WHERE r.topic = protect_data.topic;
     IF NOT FOUND THEN
@@ -1537,11 +1539,15 @@ BEGIN
                                   CASE WHEN batch_index > 0 THEN format('Event %s of the batch: ', batch_index) ELSE '' END,
                                   pr.subject_path, topic);
     END IF;
-    SELECT * INTO k FROM eventstore.subject_key(subject #>> '{}');
     FOREACH p IN ARRAY pr.paths LOOP
         path := string_to_array(p, '.');
         v := data #> path;
         CONTINUE WHEN v IS NULL OR v = 'null'::jsonb;
+        -- A subject gets a key with its first personal value, not before.
+        IF NOT keyed THEN
+            SELECT * INTO k FROM eventstore.subject_key(subject #>> '{}');
+            keyed := true;
+        END IF;
         data := jsonb_set(data, path, jsonb_build_object(
             'protected', translate(encode(eventstore.crypt_field(true, k.key, event_id, p, convert_to(v::text, 'UTF8')),
                                           'base64'), E'\n', ''),
@@ -1626,7 +1632,8 @@ COMMENT ON FUNCTION forget_subject(text) IS
 ------------------------------------------------------------------------------
 
 -- The row filter of the publication eventstore_archive: every topic
--- except those whose events must not outlive them here (a retention).
+-- except those whose events must not outlive them here (a retention) or
+-- carry personal fields (protect_fields).
 CREATE FUNCTION archive_row_filter() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1634,6 +1641,7 @@ AS $$
                   coalesce(array_agg(t.name::text ORDER BY t.name), '{}'))
       FROM eventstore.topics t
      WHERE t.retention IS NOT NULL
+        OR EXISTS (SELECT FROM eventstore.protections p WHERE p.topic = t.name)
 $$;
 
 -- Brings the publication's row filter up to date, when it exists.

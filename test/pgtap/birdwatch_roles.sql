@@ -139,7 +139,7 @@ INSERT INTO bw_expected_fn VALUES
     ('birdwatch.export_user_data(uuid)', 'birdwatch_user_api', true, '{birdwatch_admin_api,birdwatch_user_api}'),
     ('birdwatch.user_events(uuid)', 'birdwatch_export', true, '{birdwatch_export,birdwatch_user_api}'),
     -- AuthAPI
-    ('birdwatch.login(text)', 'birdwatch_auth_api', true, '{birdwatch_app,birdwatch_auth_api,birdwatch_tick_api}'),
+    ('birdwatch.login(text,text)', 'birdwatch_auth_api', true, '{birdwatch_app,birdwatch_auth_api,birdwatch_tick_api}'),
     -- TickAPI
     ('birdwatch.check_image_url(text)', NULL, false, '{birdwatch_tick_api}'),
     ('birdwatch.tick(text,text)', 'birdwatch_tick_api', true, '{birdwatch_app,birdwatch_tick_api}'),

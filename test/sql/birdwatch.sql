@@ -331,8 +331,10 @@ SELECT eventstore.append('rate', forged(1, jsonb_build_object(
        eventstore.append('tick', forged(4, jsonb_build_object(
            'user', jsonb_build_object('id', 42),
            'image', jsonb_build_object('url', 'https://x.example.org/' || repeat('a', 3000))), '1.0')) > 0 AS huge_url,
-       eventstore.append('user', forged(5, '{"user": {}}', '1.0')) > 0 AS no_user_id,
+       eventstore.append('user', forged(5, '{"user": {"id": 42}}', '1.0')) > 0 AS numeric_user_id,
        eventstore.append('gdpr', forged(6, '{"user": {"id": "x"}}', '1.0')) > 0 AS bad_gdpr;
+-- user events must name their subject: the topic encrypts personal fields.
+SELECT eventstore.append('user', forged(7, '{"user": {}}', '1.0'));
 CALL run_all();
 SELECT name, lag_events, attempts, parked, last_error
   FROM eventstore.consumer_status WHERE name LIKE 'birdwatch\_%' ORDER BY name;
@@ -369,3 +371,22 @@ SELECT d->'user'->>'email' AS email, d->'user'->>'display_name' AS name,
 SELECT birdwatch.export_user_data(NULL);
 SELECT refusal(format('SELECT birdwatch.export_user_data(%L)', :'carol')) LIKE '42704 user % does not exist'
     AS forgotten_user_refused;
+
+------------------------------------------------------------------------------
+-- The login's user agent: personal data, stored encrypted per user and
+-- shredded when the user is forgotten
+------------------------------------------------------------------------------
+SELECT user_id AS dave, token AS dave_token
+  FROM birdwatch.register_user('dave@example.org', 'Dave') \gset
+SELECT birdwatch.login(:'dave_token', 'Mozilla/5.0 (X11; Linux) DaveBrowser/1.0') = :'dave' AS logged_in;
+SELECT birdwatch.login(:'dave_token', repeat('x', 513));
+SELECT envelope->>'version' AS version,
+       envelope #> '{data,client,user_agent}' ? 'protected' AS stored_encrypted,
+       position('DaveBrowser' IN envelope::text) = 0 AS no_plain_text
+  FROM eventstore.stored_events WHERE topic = 'user' AND stream = :'dave';
+SELECT (eventstore.unprotect(e)).envelope #>> '{data,client,user_agent}' AS decrypted_by_the_owner
+  FROM eventstore.read('user', 0, 10000) e WHERE e.stream = :'dave';
+SELECT birdwatch.forget_me(:'dave_token') IS NOT NULL AS forgotten;
+CALL run_all();
+SELECT count(*) AS dave_keys FROM eventstore.subject_keys WHERE subject = :'dave';
+SELECT count(*) AS dave_login_events FROM eventstore.events WHERE topic = 'user' AND stream = :'dave';
