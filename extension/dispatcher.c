@@ -298,7 +298,7 @@ eventstore_dispatcher_main(Datum arg)
 	MemoryContext round_cxt;
 	TimestampTz next_notify = 0;
 	TimestampTz next_summary = 0;
-	TimestampTz last_purge = 0;
+	RetentionState retention = {0};
 	TimestampTz next_poll = 0;
 	TimestampTz next_retry = 0;
 	bool		work = true;	/* run a round first */
@@ -353,7 +353,7 @@ eventstore_dispatcher_main(Datum arg)
 		}
 		if (worker == 0 && eventstore_retention_interval_ms > 0)
 		{
-			timeout = Min(timeout, wait_until(retention_purge_due(&last_purge)));
+			timeout = Min(timeout, wait_until(retention_purge_due(&retention)));
 		}
 		if (work)
 		{

@@ -177,7 +177,14 @@ extern int64 consumer_run(const char *name, int64 max_events);
 extern List *consumers_due(bool *any, TimestampTz *next_retry);
 
 /* retention.c: removing events older than their topic's retention. */
-extern TimestampTz retention_purge_due(TimestampTz *last_purge);
+typedef struct RetentionState
+{
+	TimestampTz pass_start;		/* when the last pass began (0: never) */
+	TimestampTz last_batch;		/* when its last batch ended */
+	bool		more;			/* expired events remain: the pass goes on */
+} RetentionState;
+
+extern TimestampTz retention_purge_due(RetentionState *state);
 
 /* dispatcher.c: the background worker. */
 extern void dispatcher_register(void);

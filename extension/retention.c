@@ -8,11 +8,12 @@
  * with eventstore.purge_batch() (sql/eventstore--*.sql), PURGE_BATCH events
  * per transaction, so that no transaction holds many row locks or an old
  * snapshot for long (appends are never blocked by a DELETE, and a long
- * snapshot would hold back vacuum and every consumer's window).  At most
- * PURGE_BATCHES_PER_PASS batches run per pass: when more remain, the next
- * pass comes at once, after the worker has sent its notifications and run
- * its consumers.  A failure (say, the extension being dropped) is logged
- * and retried at the next interval.
+ * snapshot would hold back vacuum and every consumer's window).  While
+ * expired events remain, one batch runs every PURGE_PAUSE_MS: a batch
+ * writes much WAL (full-page images of every page it touches), and
+ * running them back to back took half the throughput of concurrent
+ * appends on two cores (bench/RESULTS.md).  A failure (say, the extension
+ * being dropped) is logged and retried at the next interval.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,7 +29,7 @@
 #include "eventstore.h"
 
 #define PURGE_BATCH 10000
-#define PURGE_BATCHES_PER_PASS 10
+#define PURGE_PAUSE_MS 100
 
 /* One batch in a transaction of its own; the number of events removed. */
 static int64
@@ -57,33 +58,29 @@ purge_one_batch(void)
 }
 
 /*
- * Runs the purge when eventstore.retention_interval has passed since
- * *last_purge (0: at once), and returns when it is due next.  The interval
- * is read every time, so that a reload applies to the pass in progress.
+ * Runs a purge batch when one is due, and returns when the next one is:
+ * PURGE_PAUSE_MS after this one while expired events remain, else
+ * eventstore.retention_interval after the pass began (read every time, so
+ * that a reload applies at once).
  */
 TimestampTz
-retention_purge_due(TimestampTz *last_purge)
+retention_purge_due(RetentionState *state)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz due;
 	int64		removed = 0;
-	bool		more = false;
 
-	if (now < TimestampTzPlusMilliseconds(*last_purge, eventstore_retention_interval_ms))
-		return TimestampTzPlusMilliseconds(*last_purge, eventstore_retention_interval_ms);
+	due = state->more ? TimestampTzPlusMilliseconds(state->last_batch, PURGE_PAUSE_MS)
+		: TimestampTzPlusMilliseconds(state->pass_start, eventstore_retention_interval_ms);
+	if (now < due)
+		return due;
+	if (!state->more)
+		state->pass_start = now;
 	PG_TRY();
 	{
-		for (int i = 0; i < PURGE_BATCHES_PER_PASS; i++)
-		{
-			int64		n;
-
-			CHECK_FOR_INTERRUPTS();
-			n = purge_one_batch();
-			removed += n;
-			more = (n == PURGE_BATCH);
-			if (!more)
-				break;
-		}
+		removed = purge_one_batch();
+		state->more = (removed == PURGE_BATCH);
 	}
 	PG_CATCH();
 	{
@@ -96,13 +93,13 @@ retention_purge_due(TimestampTz *last_purge)
 		ereport(LOG,
 				(errmsg("eventstore: removing expired events failed: %s", edata->message)));
 		FreeErrorData(edata);
-		more = false;
+		state->more = false;
 	}
 	PG_END_TRY();
 	if (removed > 0)
 		ereport(DEBUG1,
 				(errmsg_internal("eventstore: removed " INT64_FORMAT " expired events", removed)));
-	/* With expired events left, the next pass comes at once. */
-	*last_purge = more ? 0 : now;
-	return TimestampTzPlusMilliseconds(*last_purge, eventstore_retention_interval_ms);
+	state->last_batch = GetCurrentTimestamp();
+	return state->more ? TimestampTzPlusMilliseconds(state->last_batch, PURGE_PAUSE_MS)
+		: TimestampTzPlusMilliseconds(state->pass_start, eventstore_retention_interval_ms);
 }
