@@ -75,6 +75,14 @@ static int	event_att[NUM_EVENT_COLUMNS];
 static HTAB *topic_cache = NULL;
 static uint64 invalidations = 0;
 static bool callback_registered = false;
+static Oid	writer_role = InvalidOid;	/* eventstore_writer; see writer_role_oid() */
+
+/* Any change to pg_authid: the role may have been dropped or re-created. */
+static void
+roles_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	writer_role = InvalidOid;
+}
 
 static void
 catalog_invalidate(Datum arg, Oid relid)
@@ -170,6 +178,7 @@ catalog_resolve(void)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, roles_invalidate, (Datum) 0);
 		callback_registered = true;
 	}
 
@@ -245,10 +254,18 @@ read_appenders(TopicInfo *info, Datum array)
  * Refuses an append by caller unless it has the privileges of
  * eventstore_writer or of a role granted append on this topic alone.
  */
+static Oid
+writer_role_oid(void)
+{
+	if (!OidIsValid(writer_role))
+		writer_role = get_role_oid("eventstore_writer", true);
+	return writer_role;
+}
+
 void
 check_topic_append(const TopicInfo *topic, Oid caller)
 {
-	Oid			writer = get_role_oid("eventstore_writer", true);
+	Oid			writer = writer_role_oid();
 
 	if (OidIsValid(writer) && has_privs_of_role(caller, writer))
 		return;

@@ -1217,9 +1217,10 @@ BEGIN
         -- and of them those expired: a bounded scan however large the
         -- table, also when nothing has expired.  Removal follows position
         -- order, so an event expires no later than those before it do.
-        -- The row comparison is for the planner: only that index can use
-        -- it, so the scan does not walk the primary key instead, reading
-        -- every event of the other topics on the way (bench/RESULTS.md).
+        -- The topic is bounded by row comparisons, not "topic = ...", for
+        -- the planner: then only that index gives the order asked for, and
+        -- the scan does not walk the primary key instead, reading every
+        -- event of the other topics on the way (bench/RESULTS.md).
         -- The positions are collected first and deleted through the
         -- primary key: a join would let the planner read the whole table.
         WITH gone AS (
@@ -1227,8 +1228,8 @@ BEGIN
              WHERE e.position = ANY (ARRAY(
                    SELECT oldest.position
                      FROM (SELECT e2.position, e2.recorded_at FROM eventstore.events e2
-                            WHERE e2.topic = t.name
-                              AND (e2.topic, e2.position) > (t.name COLLATE "C", 0::bigint)
+                            WHERE (e2.topic, e2.position) > (t.name COLLATE "C", 0::bigint)
+                              AND (e2.topic, e2.position) < (t.name COLLATE "C", 9223372036854775807::bigint)
                             ORDER BY e2.topic, e2.position
                             LIMIT max - removed) AS oldest
                     WHERE oldest.recorded_at < now() - t.retention))
