@@ -10,13 +10,12 @@
 # every message arrives once the server is back.
 set -u
 cd "$(dirname "$0")/../.."
+. test/tap.sh
 worker=$PWD/workers/eventstore-worker
 py=/usr/bin/python3
 db=${PGDATABASE:-eventstore_test}
 role=bw_mailer
 domain=birdwatch.test
-n=0
-fails=0
 pids=()
 echo "1..18"
 
@@ -35,24 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
 
-q() {	# q SQL: one value per line
-	psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"
-}
 
-# wait_for SECONDS SQL: until SQL returns t
-wait_for() {
-	local deadline=$((SECONDS + $1))
-	while [ $SECONDS -lt $deadline ]; do
-		[ "$(q "$2" 2>/dev/null)" = t ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
 
 # wait_mail SECONDS COUNT: until the sink holds COUNT messages
 wait_mail() {

@@ -6,28 +6,14 @@
 # none of it back.
 set -u
 cd "$(dirname "$0")/../.."
+. test/tap.sh
 db=${PGDATABASE:-eventstore_test}
 email='alice.q7431@birds.example.org'
 name='Alice Quux-Zyxwv'
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-n=0
-fails=0
 echo "1..10"
 
-ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
-wait_for() {	# wait_for SECONDS SQL: until SQL returns t
-	local deadline=$((SECONDS + $1))
-	while [ $SECONDS -lt $deadline ]; do
-		[ "$(q "$2" 2>/dev/null)" = t ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
 caught_up() {
 	wait_for 30 "SELECT bool_and(lag_events = 0 AND attempts = 0 AND parked = 0)
 	               FROM eventstore.consumer_status WHERE name LIKE 'birdwatch\_%'"

@@ -4,24 +4,10 @@
 # those, while appends go on; 0 turns the schedule off.
 set -u
 cd "$(dirname "$0")/../.."
+. test/tap.sh
 db=${PGDATABASE:-eventstore_test}
-n=0
-fails=0
 echo "1..5"
 
-ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
-wait_for() {	# wait_for SECONDS SQL: until SQL returns t
-	local deadline=$((SECONDS + $1))
-	while [ $SECONDS -lt $deadline ]; do
-		[ "$(q "$2" 2>/dev/null)" = t ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
 set_interval() {
 	q "ALTER SYSTEM SET eventstore.retention_interval = '$1'" && q "SELECT pg_reload_conf()" >/dev/null
 }
