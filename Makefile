@@ -44,7 +44,7 @@ clean-workers:
 	cp $< $@
 all: $(addsuffix .control,$(EXTENSION))
 
-.PHONY: deps test demo tour bench
+.PHONY: deps test demo tour bench soak
 deps:
 	@scripts/install-deps
 
@@ -69,3 +69,11 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install >/dev/null
 	@bench/run
+
+# The soak alone, at full length: DURATION seconds of load and faults
+# (make test runs a short one).
+DURATION ?= 600
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install >/dev/null
+	@SOAK_DURATION=$(DURATION) scripts/with-cluster eventstore_test -- test/soak
