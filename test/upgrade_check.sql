@@ -5,7 +5,10 @@
 --   upgrade_check.snapshot()     copies every table of both extensions
 --   upgrade_check.changed()      the tables whose rows differ from the copy,
 --                                over the columns both have (a step may add
---                                columns; it may not change or lose rows)
+--                                columns; it may not change or lose rows).
+--                                Topics and upcasters are configuration
+--                                that a release may migrate: catalog()
+--                                compares them with a fresh installation.
 --   upgrade_check.catalog(ext)   one line per member object of ext with its
 --                                definition, owner and privileges, sorted:
 --                                equal lines mean equal installations
@@ -26,6 +29,7 @@ LANGUAGE sql STABLE AS $$
        AND d.deptype = 'e'
        AND x.extname IN ('eventstore', 'birdwatch')
        AND c.relkind = 'r'
+       AND (n.nspname, c.relname) NOT IN (('eventstore', 'topics'), ('eventstore', 'upcasters'))
 $$;
 
 CREATE FUNCTION upgrade_check.snapshot() RETURNS integer

@@ -1,0 +1,105 @@
+#!/bin/bash
+# pg_dump and restore: a logical dump holds every stored event, and a
+# database restored from it goes on where the old one stopped.  The source
+# has birdwatch with users, ticks, ratings and its consumers run, and a
+# topic of its own with streams and a protected field.  The restore into
+# another database must: give back every event, stream and key exactly
+# (all columns, in position order), number the next append after the last
+# restored position and the next stream version after the last one,
+# decrypt the restored protected fields, and let birdwatch's consumers,
+# which its install script creates again from position 0, replay the
+# history without scoring, mailing or counting anything twice.
+set -u
+cd "$(dirname "$0")/../.."
+. test/tap.sh
+src=dump_source
+dst=dump_restored
+db=$src
+echo "1..9"
+
+drop_databases() {
+	psql -XAtq -c "DROP DATABASE IF EXISTS $src" -c "DROP DATABASE IF EXISTS $dst" >/dev/null 2>&1
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; drop_databases' EXIT
+drop_databases
+createdb "$src" && createdb "$dst"
+
+run_birdwatch() {
+	local c
+	for c in birdwatch_score_model birdwatch_notifier birdwatch_statistics birdwatch_user_gdpr \
+		birdwatch_statistics; do
+		q "SELECT eventstore.run_consumer('$c')" >/dev/null || return 1
+	done
+}
+
+q "SET client_min_messages = warning;
+   CREATE EXTENSION birdwatch CASCADE;
+   SELECT birdwatch.set_score_secret('a secret of the dump test');
+   CREATE FUNCTION public.ev(n int) RETURNS jsonb LANGUAGE sql AS \$\$
+       SELECT jsonb_build_object('id', gen_random_uuid(), 'type', 'placed', 'version', '1.0',
+                                 'data', jsonb_build_object('n', n, 'customer', 'c' || n % 3),
+                                 'metadata', jsonb_build_object('source', 'test', 'time', '2026-11-27T10:00:00Z'))
+   \$\$;
+   SELECT eventstore.create_topic('orders');
+   SELECT eventstore.protect_fields('orders', 'customer', ARRAY['n']);
+   SELECT count(eventstore.append('orders', ev(n), stream => 'o' || n % 4)) FROM generate_series(1, 40) n;" >/dev/null
+tokens=$(q "SELECT string_agg(token, ' ') FROM (
+                SELECT (birdwatch.register_user('u' || i || '@example.org', 'User ' || i)).token
+                  FROM generate_series(1, 3) i) t")
+read -r t1 t2 t3 <<<"$tokens"
+q "SELECT birdwatch.tick('$t1', 'https://img.example.org/' || i || '.jpg') FROM generate_series(1, 5) i;
+   SELECT birdwatch.rate('$t2', 'https://img.example.org/' || i || '.jpg', 1 + i % 5) FROM generate_series(1, 5) i;
+   SELECT birdwatch.rate('$t3', 'https://img.example.org/1.jpg', 5);" >/dev/null
+run_birdwatch
+ok $? "the source: birdwatch in use, its consumers run, and a protected topic with streams"
+
+events_digest() {
+	psql -XAtq -d "$1" -c "SELECT count(*) || ' ' || md5(string_agg(e::text, '|' ORDER BY position))
+	                          FROM eventstore.events e"
+}
+table_digest() {
+	psql -XAtq -d "$1" -c "SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+	                          FROM $2 t"
+}
+
+pg_dump -d "$src" >"$tmp/dump.sql"
+grep -q "^COPY eventstore.events " "$tmp/dump.sql"
+ok $? "pg_dump holds the events ($(grep -c . "$tmp/dump.sql") lines)"
+
+psql -X -q -d "$dst" -f "$tmp/dump.sql" >"$tmp/restore.log" 2>&1
+! grep -q "ERROR" "$tmp/restore.log"
+ok $? "the dump restores without an error$(grep -m3 ERROR "$tmp/restore.log" | sed 's/^/; /' | tr -d '\n')"
+
+[ "$(events_digest "$src")" = "$(events_digest "$dst")" ] &&
+	[ "$(table_digest "$src" eventstore.streams)" = "$(table_digest "$dst" eventstore.streams)" ] &&
+	[ "$(table_digest "$src" eventstore.subject_keys)" = "$(table_digest "$dst" eventstore.subject_keys)" ]
+ok $? "every event, stream and key is restored exactly ($(events_digest "$dst" | cut -d' ' -f1) events)"
+
+# The restored database: its own topics are created again by the
+# application, as after any installation; birdwatch's install did its own.
+db=$dst
+last=$(q "SELECT max(position) FROM eventstore.events")
+q "SET client_min_messages = warning;
+   SELECT eventstore.create_topic('orders');
+   SELECT eventstore.protect_fields('orders', 'customer', ARRAY['n'])" >/dev/null
+next=$(q "SELECT eventstore.append('orders', ev(41), stream => 'o1', expected_version => 10)")
+[ "$next" = $((last + 1)) ]
+ok $? "the next append is numbered after the last restored position ($last -> $next), its stream version after the restored ones"
+[ "$(q "SELECT count(*) FROM eventstore.read('orders') r, eventstore.unprotect(r) u
+          WHERE (u.envelope->'data'->>'n')::int BETWEEN 1 AND 41")" = 41 ]
+ok $? "the restored protected fields decrypt with the restored keys"
+
+before="$(q "SELECT count(*) FROM eventstore.events WHERE topic IN ('score', 'notification')") $(q "SELECT count(*) FROM birdwatch.outbox") $(q "SELECT birdwatch.overview() - 'distinct_logins_today'")"
+run_birdwatch
+after="$(q "SELECT count(*) FROM eventstore.events WHERE topic IN ('score', 'notification')") $(q "SELECT count(*) FROM birdwatch.outbox") $(q "SELECT birdwatch.overview() - 'distinct_logins_today'")"
+[ "$before" = "$after" ]
+ok $? "birdwatch's consumers replay the restored history and score, queue and count nothing twice"
+[ "$(q "SELECT count(*) FROM eventstore.consumer_status WHERE name LIKE 'birdwatch%' AND lag_events > 0")" = 0 ]
+ok $? "and they have caught up"
+q "SELECT birdwatch.tick('$t2', 'https://img.example.org/new.jpg');
+   SELECT birdwatch.rate('$t1', 'https://img.example.org/new.jpg', 4)" >/dev/null && run_birdwatch
+[ "$(q "SELECT count(*) FROM birdwatch.outbox") $(q "SELECT birdwatch.overview()->>'ticks'")" = "$(($(echo "$after" | cut -d' ' -f2) + 1)) 6" ]
+ok $? "restored tokens log in, and new ticks and ratings are scored, mailed and counted"
+
+exit $((fails > 0))
