@@ -43,8 +43,13 @@ purge_one_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "eventstore: removing expired events");
 	SPI_connect();
-	/* Nothing to do where the extension is not installed. */
-	if (SPI_execute("SELECT FROM pg_catalog.pg_extension WHERE extname = 'eventstore'",
+	/*
+	 * Nothing to do where the extension is not installed.  The operator is
+	 * qualified: the worker runs as the bootstrap superuser under the
+	 * database's search_path, which its owner may set (ALTER DATABASE).
+	 */
+	if (SPI_execute("SELECT FROM pg_catalog.pg_extension"
+					" WHERE extname OPERATOR(pg_catalog.=) 'eventstore'",
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1 &&
 		SPI_execute("SELECT eventstore.purge_batch(" CppAsString2(PURGE_BATCH) ")",
 					false, 1) == SPI_OK_SELECT && SPI_processed == 1)

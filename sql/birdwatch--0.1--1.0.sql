@@ -10,6 +10,27 @@
 \echo Use "ALTER EXTENSION birdwatch UPDATE TO '1.0'" to load this file. \quit
 
 ------------------------------------------------------------------------------
+-- Privilege audit (issue 6, item 3; test/pgtap/privilege_audit.sql): the
+-- rate upcaster runs as birdwatch_tick_api, the owner of its function.
+--
+-- eventstore runs an upcaster as the role that registered it.  0.1
+-- registered upcast_rate_1_to_2 from this script, so as the superuser who
+-- ran CREATE EXTENSION, while the function belongs to birdwatch_tick_api.
+-- An owner may ALTER its function: a member of birdwatch_tick_api that can
+-- create objects in any schema (a database owner can in public) could make
+-- it SECURITY INVOKER with a search_path reaching an operator of its own,
+-- which every consumer of rate (and every reader calling upcast) then ran
+-- as that superuser.  Registered as its owner, the function runs with no
+-- more than the privileges its owner has anyway.  Registering an upcaster
+-- needs the topic's read privilege, and so does every call.
+------------------------------------------------------------------------------
+
+SELECT eventstore.grant_topic('rate', 'read', 'birdwatch_tick_api');
+UPDATE eventstore.upcasters
+   SET run_as = 'birdwatch_tick_api'
+ WHERE topic = 'rate' AND from_major = 1 AND fn = 'birdwatch.upcast_rate_1_to_2(jsonb)';
+
+------------------------------------------------------------------------------
 -- pg_dump: a restore keeps the score secret.
 --
 -- The install script stores a random secret, and a restore runs the install
