@@ -152,23 +152,28 @@ list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
 
 /*
  * After an error that escaped a consumer's run: record it in the
- * consumer's row and make the consumer wait before its next run.
+ * consumer's row and make the consumer wait before its next run.  Returns
+ * false when the consumer no longer exists (dropped since the round listed
+ * it, which is what the error was about then).
  */
-static void
+static bool
 record_consumer_error(const char *name, const char *message)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(message)};
+	bool		found;
 
 	begin_transaction("eventstore: recording a consumer error");
 	SPI_connect();
-	SPI_execute_with_args("UPDATE eventstore.consumers"
-						  "   SET last_error = $2,"
-						  "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '" CONSUMER_ERROR_BACKOFF "'"
-						  " WHERE name OPERATOR(pg_catalog.=) $1",
-						  2, argtypes, values, NULL, false, 0);
+	found = SPI_execute_with_args("UPDATE eventstore.consumers"
+								  "   SET last_error = $2,"
+								  "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '" CONSUMER_ERROR_BACKOFF "'"
+								  " WHERE name OPERATOR(pg_catalog.=) $1",
+								  2, argtypes, values, NULL, false, 0) == SPI_OK_UPDATE &&
+		SPI_processed > 0;
 	SPI_finish();
 	commit_transaction();
+	return found;
 }
 
 /* One batch of one consumer in its own transaction; events taken. */
@@ -193,9 +198,10 @@ run_one_batch(const char *name)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		ereport(LOG,
-				(errmsg("eventstore consumer \"%s\" failed: %s", name, edata->message)));
-		record_consumer_error(name, edata->message);
+		/* a consumer dropped since the round began is no failure */
+		if (record_consumer_error(name, edata->message))
+			ereport(LOG,
+					(errmsg("eventstore consumer \"%s\" failed: %s", name, edata->message)));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();

@@ -10,6 +10,42 @@
 \echo Use "ALTER EXTENSION birdwatch UPDATE TO '1.0'" to load this file. \quit
 
 ------------------------------------------------------------------------------
+-- Limits and bad input (issue 6): resolve_token refuses a NULL or empty
+-- token as login does (28000 authentication failed), instead of failing on
+-- the NOT NULL constraint of birdwatch.tokens.hash (23502).
+-- test/sql/limits.sql calls every function with a NULL in each argument.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION resolve_token(token text) RETURNS uuid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h   bytea := birdwatch.token_hash(token);
+    uid uuid;
+BEGIN
+    IF token IS NULL OR token = '' THEN
+        RAISE EXCEPTION 'authentication failed'
+            USING ERRCODE = 'invalid_authorization_specification',
+                  DETAIL = format('Argument "token" is %s.', CASE WHEN token IS NULL THEN 'NULL' ELSE 'empty' END);
+    END IF;
+    SELECT t.user_id INTO uid FROM birdwatch.tokens t WHERE t.hash = h;
+    IF FOUND THEN
+        RETURN uid;
+    END IF;
+    INSERT INTO birdwatch.users DEFAULT VALUES RETURNING id INTO uid;
+    INSERT INTO birdwatch.tokens (hash, user_id) VALUES (h, uid)
+        ON CONFLICT (hash) DO NOTHING;
+    IF NOT FOUND THEN
+        -- A concurrent first use of the same token won.
+        DELETE FROM birdwatch.users WHERE id = uid;
+        SELECT t.user_id INTO uid FROM birdwatch.tokens t WHERE t.hash = h;
+    END IF;
+    RETURN uid;
+END
+$$;
+-- End of: limits and bad input.
+
+------------------------------------------------------------------------------
 -- Privilege audit (issue 6, item 3; test/pgtap/privilege_audit.sql): the
 -- rate upcaster runs as birdwatch_tick_api, the owner of its function.
 --

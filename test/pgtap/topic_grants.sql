@@ -245,8 +245,8 @@ SELECT throws_ok($$SELECT eventstore.grant_topic('es_tg_a', 'read', 'es_tg_no_su
 SELECT is(public.es_tg_error($$SELECT eventstore.grant_topic('es_tg_nope', 'append', 'es_tg_app')$$),
     ARRAY['42704', 'topic "es_tg_nope" does not exist', NULL, 'Create it with eventstore.create_topic(''es_tg_nope'').'],
     'grant_topic on a topic that does not exist: 42704, naming it');
-SELECT throws_ok($$SELECT eventstore.grant_topic(NULL, 'append', 'es_tg_app')$$, '42704', NULL,
-    'grant_topic on a NULL topic: 42704');
+SELECT throws_ok($$SELECT eventstore.grant_topic(NULL, 'append', 'es_tg_app')$$, '22004', 'topic must not be null',
+    'grant_topic on a NULL topic: 22004');
 SELECT throws_ok($$SELECT eventstore.grant_topic('ES_TG_A', 'append', 'es_tg_app')$$, '42704', 'topic "ES_TG_A" does not exist',
     'topic names are compared exactly: ''ES_TG_A'' does not exist (42704)');
 
@@ -260,8 +260,8 @@ SELECT throws_ok($$SELECT eventstore.revoke_topic('es_tg_a', 'read', '-')$$, '22
     'revoke_topic with grantee ''-'' (role 0): 22023');
 SELECT throws_ok($$SELECT eventstore.revoke_topic('es_tg_nope', 'read', 'es_tg_app')$$, '42704', 'topic "es_tg_nope" does not exist',
     'revoke_topic on a topic that does not exist: 42704');
-SELECT throws_ok($$SELECT eventstore.revoke_topic(NULL, 'read', 'es_tg_app')$$, '42704', NULL,
-    'revoke_topic on a NULL topic: 42704');
+SELECT throws_ok($$SELECT eventstore.revoke_topic(NULL, 'read', 'es_tg_app')$$, '22004', 'topic must not be null',
+    'revoke_topic on a NULL topic: 22004');
 SELECT lives_ok($$SELECT eventstore.revoke_topic('es_tg_a', 'read', 'es_tg_app')$$,
     'revoke_topic of a privilege that was never granted does nothing, without an error');
 
