@@ -21,11 +21,31 @@ REGRESS_OPTS = --inputdir=test
 ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --outputdir=.
 
+# SANITIZE=1 (make test SANITIZE=1): eventstore.so built with UBSan, any
+# finding fatal (it pulls libubsan in; the server itself is not
+# instrumented), the daemon with ASan and UBSan (workers/Makefile), and the
+# tests told so: the valgrind checks run the daemon bare, ASan's and UBSan's
+# reports go to files that test/run counts as failures, as it does any
+# "runtime error:" in the server log.
+ifeq ($(SANITIZE),1)
+PG_CFLAGS  += -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+PG_LDFLAGS += -fsanitize=undefined
+export EVENTSTORE_SANITIZE = 1
+export ASAN_OPTIONS = detect_leaks=1:halt_on_error=1:exitcode=86:strict_string_checks=1
+export UBSAN_OPTIONS = print_stacktrace=1:halt_on_error=1:exitcode=86
+endif
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# PGXS tracks neither headers nor flags: rebuild when either changes.
-$(OBJS): extension/eventstore.h Makefile
+# PGXS tracks neither headers nor flags: rebuild when either changes.  The
+# stamp holds the flags SANITIZE adds, rewritten when they change.
+FLAGS_STAMP := .build-flags
+build_flags := $(PG_CFLAGS) $(PG_LDFLAGS)
+ifneq ($(file <$(FLAGS_STAMP)),$(build_flags))
+$(file >$(FLAGS_STAMP),$(build_flags))
+endif
+$(OBJS): extension/eventstore.h Makefile $(FLAGS_STAMP)
 
 # The libpq daemon has its own Makefile; build, install and clean it along.
 .PHONY: workers install-workers clean-workers
@@ -44,11 +64,12 @@ clean-workers:
 	cp $< $@
 all: $(addsuffix .control,$(EXTENSION))
 
-.PHONY: deps test demo tour bench soak
+.PHONY: deps test demo tour bench soak fuzz
 deps:
 	@scripts/install-deps
 
 # The whole suite in a throwaway cluster; ends with "N passed, N failed".
+# SANITIZE=1: built and run with the sanitizers (see above).
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install >/dev/null
@@ -77,3 +98,9 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install >/dev/null
 	@SOAK_DURATION=$(DURATION) scripts/with-cluster eventstore_test -- test/soak
+
+# The daemon's libFuzzer harnesses (workers/fuzz/), each for FUZZ_SECONDS
+# (make test runs them 10 s each, in test/shell/fuzz_daemon.sh).
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@$(MAKE) --no-print-directory -C workers fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)

@@ -344,38 +344,66 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 	return 0;
 }
 
-struct config *
-config_load(const char *path, char *err, size_t errlen)
+/* The checks and copies, for a parsed document; name prefixes messages. */
+static struct config *
+config_from_json(json_t *root, const char *name, char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t	   *root;
 	struct config *config;
 	char		msg[512];
-
-	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL)
-	{
-		if (jerr.line > 0)
-			snprintf(err, errlen, "config %s: line %d column %d: %s",
-					 path, jerr.line, jerr.column, jerr.text);
-		else
-			snprintf(err, errlen, "config %s: %s", path, jerr.text);
-		return NULL;
-	}
 
 	config = calloc(1, sizeof(*config));
 	if (config == NULL)
 	{
 		json_decref(root);
-		snprintf(err, errlen, "config %s: out of memory", path);
+		snprintf(err, errlen, "config %s: out of memory", name);
 		return NULL;
 	}
 	if (load_object(root, config, msg, sizeof(msg)) < 0)
 	{
-		snprintf(err, errlen, "config %s: %s", path, msg);
+		snprintf(err, errlen, "config %s: %s", name, msg);
 		config_free(config);
 		config = NULL;
 	}
 	json_decref(root);
 	return config;
+}
+
+static void
+parse_failed(const json_error_t *jerr, const char *name, char *err, size_t errlen)
+{
+	if (jerr->line > 0)
+		snprintf(err, errlen, "config %s: line %d column %d: %s",
+				 name, jerr->line, jerr->column, jerr->text);
+	else
+		snprintf(err, errlen, "config %s: %s", name, jerr->text);
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t	   *root;
+
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+	{
+		parse_failed(&jerr, path, err, errlen);
+		return NULL;
+	}
+	return config_from_json(root, path, err, errlen);
+}
+
+struct config *
+config_parse(const char *text, size_t len, const char *name, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t	   *root;
+
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+	{
+		parse_failed(&jerr, name, err, errlen);
+		return NULL;
+	}
+	return config_from_json(root, name, err, errlen);
 }

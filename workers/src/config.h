@@ -45,6 +45,14 @@ struct config
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 
+/*
+ * The same for the file's text (len bytes, not necessarily NUL-terminated;
+ * name stands for the path in messages): what config_load does once it has
+ * read the file.  For the fuzzer (workers/fuzz/fuzz_config.c).
+ */
+struct config *config_parse(const char *text, size_t len, const char *name,
+							char *err, size_t errlen);
+
 void		config_free(struct config *config);
 
 #endif

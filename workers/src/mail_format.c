@@ -201,7 +201,12 @@ add_date(struct sbuf *b, time_t when)
 	struct tm	tm;
 	char		line[64];
 
-	gmtime_r(&when, &tm);
+	/* a time gmtime_r cannot convert (out of struct tm's range) dates 1970 */
+	if (gmtime_r(&when, &tm) == NULL)
+	{
+		when = 0;
+		gmtime_r(&when, &tm);
+	}
 	snprintf(line, sizeof(line), "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n",
 			 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
 			 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);

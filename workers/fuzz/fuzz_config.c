@@ -1,0 +1,106 @@
+/*
+ * fuzz_config.c
+ *		libFuzzer target: the configuration file.
+ *
+ * The input is the text of a configuration file, handed to config_parse()
+ * (src/config.c), which is config_load() minus the reading of the file:
+ * jansson's parser with JSON_REJECT_DUPLICATES, then every check of the
+ * daemon's own: the top-level keys and their bounds, each consumer and its
+ * handler ("type" through type_table.c, the command handler's open in
+ * handler_command.c), each outbox (outbox_config.c: function names,
+ * channels) and its message handler (handler_smtp.c's open: host, port,
+ * tls, addresses and domains through mail_format.c, and the curl handle,
+ * which is made but never used: no network I/O).
+ *
+ * Besides what the sanitizers catch (memory errors, leaks of a half-built
+ * configuration, undefined behaviour), the harness checks what the callers
+ * rely on: a refused file leaves a message that starts with "config NAME: ",
+ * and a loaded one is within the documented bounds.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "message.h"
+
+#define NAME "fuzz.json"
+
+static void
+fail(const char *what)
+{
+	fprintf(stderr, "fuzz_config: %s\n", what);
+	abort();
+}
+
+int			LLVMFuzzerInitialize(int *argc, char ***argv);
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	char		err[256];
+
+	(void) argc;
+	(void) argv;
+	/* what main() does before loading a configuration: curl_global_init */
+	if (message_types_init(err, sizeof(err)) < 0)
+		fail(err);
+	atexit(message_types_cleanup);
+	return 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char		err[1024];
+	struct config *c;
+
+	memset(err, 0, sizeof(err));
+	c = config_parse((const char *) data, size, NAME, err, sizeof(err));
+	if (c == NULL)
+	{
+		if (strncmp(err, "config " NAME ": ", strlen("config " NAME ": ")) != 0)
+			fail("a refused configuration without a message");
+		return 0;
+	}
+
+	if (err[0] != '\0')
+		fail("a loaded configuration with a message");
+	if (c->conninfo == NULL)
+		fail("conninfo is NULL");
+	if (c->n_consumers == 0 && c->n_outboxes == 0)
+		fail("neither consumers nor outboxes");
+	if (c->poll_interval_ms < 1 || c->batch_size < 1 || c->batch_size > 10000 ||
+		c->reconnect_min_ms < 1 || c->reconnect_max_ms < c->reconnect_min_ms ||
+		c->connect_timeout_ms < 0)
+		fail("an integer out of bounds");
+	for (size_t i = 0; i < c->n_consumers; i++)
+	{
+		const struct consumer *k = &c->consumers[i];
+
+		if (k->name == NULL || k->name[0] == '\0')
+			fail("a consumer without a name");
+		if ((k->kind == CONSUMER_OUTSIDE) != (k->handler.type != NULL))
+			fail("an outside consumer without a handler, or the reverse");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(c->consumers[j].name, k->name) == 0)
+				fail("two consumers of the same name");
+	}
+	for (size_t i = 0; i < c->n_outboxes; i++)
+	{
+		const struct outbox *o = &c->outboxes[i];
+
+		if (o->name == NULL || o->name[0] == '\0' || o->claim == NULL ||
+			o->sent == NULL || o->failed == NULL || o->handler.type == NULL)
+			fail("an outbox with a missing part");
+		if (strchr(o->claim, '.') == NULL || strchr(o->sent, '.') == NULL ||
+			strchr(o->failed, '.') == NULL)
+			fail("an outbox function that is not schema-qualified");
+		if (o->batch_size < 1 || o->batch_size > 10000)
+			fail("an outbox batch_size out of bounds");
+	}
+	config_free(c);
+	return 0;
+}
