@@ -12,6 +12,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
+. test/fixtures.sh
 src=dump_source
 dst=dump_restored
 db=$src
@@ -25,29 +26,14 @@ trap 'rm -rf "$tmp"; drop_databases' EXIT
 drop_databases
 createdb "$src" && createdb "$dst"
 
-run_birdwatch() {
-	local c
-	for c in birdwatch_score_model birdwatch_notifier birdwatch_statistics birdwatch_user_gdpr \
-		birdwatch_statistics; do
-		q "SELECT eventstore.run_consumer('$c')" >/dev/null || return 1
-	done
-}
-
 q "SET client_min_messages = warning;
    CREATE EXTENSION birdwatch CASCADE;
    SELECT birdwatch.set_score_secret('a secret of the dump test');
-   CREATE FUNCTION public.ev(n int) RETURNS jsonb LANGUAGE sql AS \$\$
-       SELECT jsonb_build_object('id', gen_random_uuid(), 'type', 'placed', 'version', '1.0',
-                                 'data', jsonb_build_object('n', n, 'customer', 'c' || n % 3),
-                                 'metadata', jsonb_build_object('source', 'test', 'time', '2026-11-27T10:00:00Z'))
-   \$\$;
+   $order_event_sql
    SELECT eventstore.create_topic('orders');
    SELECT eventstore.protect_fields('orders', 'customer', ARRAY['n']);
    SELECT count(eventstore.append('orders', ev(n), stream => 'o' || n % 4)) FROM generate_series(1, 40) n;" >/dev/null
-tokens=$(q "SELECT string_agg(token, ' ') FROM (
-                SELECT (birdwatch.register_user('u' || i || '@example.org', 'User ' || i)).token
-                  FROM generate_series(1, 3) i) t")
-read -r t1 t2 t3 <<<"$tokens"
+read -r t1 t2 t3 <<<"$(register_watchers 3)"
 q "SELECT birdwatch.tick('$t1', 'https://img.example.org/' || i || '.jpg') FROM generate_series(1, 5) i;
    SELECT birdwatch.rate('$t2', 'https://img.example.org/' || i || '.jpg', 1 + i % 5) FROM generate_series(1, 5) i;
    SELECT birdwatch.rate('$t3', 'https://img.example.org/1.jpg', 5);" >/dev/null

@@ -14,6 +14,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
+. test/fixtures.sh
 fresh=upgrade_fresh
 chain=upgrade_chain
 db=$chain
@@ -78,11 +79,7 @@ q "SET client_min_messages = warning;
    CREATE EXTENSION pgcrypto;
    CREATE EXTENSION birdwatch VERSION '$(oldest_version birdwatch)';
    SELECT birdwatch.set_score_secret('a secret of the upgrade test');
-   CREATE FUNCTION public.ev(n int) RETURNS jsonb LANGUAGE sql AS \$\$
-       SELECT jsonb_build_object('id', gen_random_uuid(), 'type', 'placed', 'version', '1.0',
-                                 'data', jsonb_build_object('n', n, 'customer', 'c' || n % 3),
-                                 'metadata', jsonb_build_object('source', 'test', 'time', '2026-11-27T10:00:00Z'))
-   \$\$;
+   $order_event_sql
    SELECT eventstore.create_topic('orders');
    SELECT eventstore.create_topic('visits', retention => interval '30 days');
    SELECT eventstore.protect_fields('visits', 'customer', ARRAY['n']);
@@ -103,20 +100,7 @@ status=$?
 ok $status "the oldest versions installed, with events, a consumer part way and a parked event"
 [ $status -eq 0 ] || { echo "Bail out! the oldest versions could not be set up"; exit 1; }
 
-# Each consumer of birdwatch, in a transaction after the events' own (a
-# consumer's window holds only transactions that committed before it).
-run_birdwatch() {
-	local c
-	for c in birdwatch_score_model birdwatch_notifier birdwatch_statistics birdwatch_user_gdpr \
-		birdwatch_statistics; do
-		q "SELECT eventstore.run_consumer('$c')" >/dev/null || return 1
-	done
-}
-
-bw_setup=$(q "SELECT string_agg(token, ' ') FROM (
-                  SELECT (birdwatch.register_user('u' || i || '@example.org', 'User ' || i)).token
-                    FROM generate_series(1, 2) i) t")
-read -r token1 token2 <<<"$bw_setup"
+read -r token1 token2 <<<"$(register_watchers 2)"
 q "SELECT birdwatch.tick('$token1', 'https://img.example.org/a.jpg');
    SELECT birdwatch.rate('$token2', 'https://img.example.org/a.jpg', 4);" >/dev/null
 run_birdwatch
