@@ -148,6 +148,8 @@ eventstore_create_consumer(PG_FUNCTION_ARGS)
 				 errdetail("Argument \"run_as\" does not name a role.")));
 	check_consumer_role(as.caller, DatumGetObjectId(args.values[5]),
 						"create a consumer for role", NULL);
+	if (!PG_ARGISNULL(2))
+		check_function_runs_as(PG_GETARG_OID(2), DatumGetObjectId(args.values[5]));
 	run_internal("SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
 				 argtypes, &args);
 	as_owner_end(&as);
@@ -174,6 +176,8 @@ eventstore_create_upcaster(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for function %s",
 						format_procedure(PG_GETARG_OID(3))),
 				 errdetail("An upcaster can only be registered by a role that may execute it.")));
+	if (!PG_ARGISNULL(3))
+		check_function_runs_as(PG_GETARG_OID(3), as.caller);
 	add_argument(&args, ObjectIdGetDatum(as.caller));
 	run_internal("SELECT eventstore.register_upcaster($1, $2, $3, $4, $5)",
 				 argtypes, &args);

@@ -159,6 +159,7 @@ extern bool notify_worker_consumers_changed(void);
 extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
 
 /* upcast.c: events as their topic's current major version. */
+extern void check_function_runs_as(Oid fn, Oid role);
 extern Datum call_as_role(Oid fn, Oid role, Datum arg, bool fixed_search_path,
 						  bool *isnull);
 extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope);

@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha1.h"
@@ -40,6 +41,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/regproc.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "eventstore.h"
@@ -93,6 +95,38 @@ find_upcaster(const char *topic, int32 from_major, Upcaster *u)
 }
 
 /*
+ * A handler or upcaster runs as a role in the background, long after it was
+ * registered, and its owner may change what it does at any time (CREATE OR
+ * REPLACE, ALTER FUNCTION ... SECURITY INVOKER).  So its owner must already
+ * have every privilege of the role it runs as: that role itself, a member of
+ * it, or a superuser.  Otherwise the owner of a function registered to run
+ * as a more privileged role would act as that role.
+ */
+void
+check_function_runs_as(Oid fn, Oid role)
+{
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with oid %u does not exist", fn)));
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	if (!has_privs_of_role(owner, role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("function %s may not run as role \"%s\"",
+						format_procedure_qualified(fn), GetUserNameFromId(role, false)),
+				 errdetail("Its owner \"%s\" does not have the privileges of role \"%s\", and could change what the function does.",
+						   GetUserNameFromId(owner, false), GetUserNameFromId(role, false)),
+				 errhint("Make role \"%s\" (or a member of it) the function's owner.",
+						 GetUserNameFromId(role, false))));
+}
+
+/*
  * Calls fn(arg) as role, which must be allowed to execute it, as a
  * security-restricted operation whose setting changes are undone on return;
  * with fixed_search_path, under search_path pg_catalog, pg_temp.  NULL when
@@ -115,6 +149,7 @@ call_as_role(Oid fn, Oid role, Datum arg, bool fixed_search_path, bool *isnull)
 				 errmsg("permission denied for function %s", format_procedure(fn)),
 				 errdetail("Role \"%s\" runs it and may not execute it.",
 						   GetUserNameFromId(role, false))));
+	check_function_runs_as(fn, role);
 	fmgr_info(fn, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = arg;

@@ -50,7 +50,7 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(411);
+SELECT plan(417);
 
 ------------------------------------------------------------------------------
 -- Structure: tables consumers, parked, upcasters
@@ -1432,6 +1432,50 @@ SELECT is((SELECT array_agg(e.envelope->>'id') FROM es_ctest_mallory.seen e),
     ARRAY['00000000-0000-4000-8000-000000000005'],
     'an admin, which may not read events, does not receive them through an upcaster it registered: '
     'mallory''s upcaster saw only the event of es_trojan, which she was granted read on');
+
+-- 5. A handler or upcaster runs as a role long after its registration, and
+-- its owner may change what it does at any time.  A function of mallory's
+-- registered (by the superuser) to run as the superuser would let mallory
+-- act as the superuser: its owner must have the privileges of the role it
+-- runs as, checked at registration and at every call.
+SET LOCAL ROLE es_ctest_mallory;
+CREATE FUNCTION es_ctest_mallory.lent(e eventstore.event) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.es_ctest_escalations VALUES ('lent handler', current_user);
+END
+$f$;
+CREATE FUNCTION es_ctest_mallory.lent_up(envelope jsonb) RETURNS jsonb LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.es_ctest_escalations VALUES ('lent upcaster', current_user);
+    RETURN envelope;
+END
+$f$;
+RESET ROLE;
+SELECT throws_ok($$SELECT eventstore.create_consumer('es_lent', ARRAY['es_cons'], 'es_ctest_mallory.lent(eventstore.event)')$$,
+    '42501', format('function es_ctest_mallory.lent(eventstore.event) may not run as role "%s"', current_user),
+    'the superuser cannot register mallory''s function as a handler that runs as the superuser (42501)');
+SELECT throws_ok($$SELECT eventstore.create_upcaster('es_cons', 7, 8, 'es_ctest_mallory.lent_up(jsonb)')$$,
+    '42501', format('function es_ctest_mallory.lent_up(pg_catalog.jsonb) may not run as role "%s"', current_user),
+    'nor as an upcaster registered by the superuser (42501)');
+-- A function the superuser owns, registered, and given to mallory later.
+CREATE FUNCTION public.es_ctest_given(e eventstore.event) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.es_ctest_escalations VALUES ('given handler', current_user);
+END
+$f$;
+SELECT lives_ok($$SELECT eventstore.create_consumer('es_given', ARRAY['es_cons'], 'public.es_ctest_given(eventstore.event)',
+                                                      max_attempts => 1)$$,
+    'the superuser registers a handler of its own');
+ALTER FUNCTION public.es_ctest_given(eventstore.event) OWNER TO es_ctest_mallory;
+INSERT INTO eventstore.parked (consumer, event_id, position, topic, attempts, error, replay)
+SELECT 'es_given', e.id, e.position, e.topic, 1, 'fixture', true
+  FROM eventstore.events e WHERE e.id = '00000000-0000-4000-8000-000000000001';
+SELECT is(eventstore.run_consumer('es_given'), 1::bigint, 'the consumer runs once the function is mallory''s');
+SELECT is((SELECT error FROM eventstore.parked WHERE consumer = 'es_given'),
+    format('function public.es_ctest_given(eventstore.event) may not run as role "%s"', current_user),
+    'its handler is refused at the call: the event is parked with the reason');
+SELECT is((SELECT array_agg(via || ' as ' || as_user) FROM public.es_ctest_escalations), NULL,
+    'neither mallory''s handler nor her upcaster ever ran');
 
 SELECT * FROM finish();
 ROLLBACK;
