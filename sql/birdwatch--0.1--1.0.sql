@@ -90,3 +90,61 @@ REVOKE ALL ON FUNCTION replace_score_secret() FROM PUBLIC;
 CREATE TRIGGER one_score_secret BEFORE INSERT ON score_secret
     FOR EACH ROW EXECUTE FUNCTION replace_score_secret();
 -- End of: pg_dump.
+
+------------------------------------------------------------------------------
+-- The outbox lease is a setting: birdwatch.email_lease (default 5min).
+--
+-- claim_emails leased each email it handed out for a fixed 5 minutes, so the
+-- emails of a daemon killed mid-batch, or whose "sent" mark a server crash
+-- lost, waited that long (test/soak measured it).  A deployment whose
+-- daemons send a batch in seconds can lease for less: the lease must only
+-- outlast one batch (max emails x the SMTP timeout), or an email goes out
+-- twice while the first daemon still sends it.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION claim_emails(max integer DEFAULT 10)
+RETURNS TABLE (id uuid, recipient text, subject text, body text, attempt integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o     birdwatch.outbox;
+    addr  record;
+    lease interval := coalesce(nullif(current_setting('birdwatch.email_lease', true), ''), '5min')::interval;
+BEGIN
+    IF max IS NULL OR max NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid claim limit'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "max" is %s; it must be between 1 and 1000.', coalesce(max::text, 'NULL'));
+    END IF;
+    FOR o IN
+        SELECT * FROM birdwatch.outbox b
+         WHERE b.sent_at IS NULL
+           AND coalesce(b.retry_at, '-infinity') <= now()
+           AND coalesce(b.leased_until, '-infinity') <= now()
+         ORDER BY b.created_at
+         LIMIT max
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        addr := birdwatch.email_address(o.user_id);
+        IF addr.email IS NULL THEN
+            -- The address went since the row was written: nothing to send.
+            DELETE FROM birdwatch.outbox b WHERE b.id = o.id;
+            INSERT INTO birdwatch.notification_skips (source_event, reason)
+            VALUES (o.source_event, CASE WHEN addr.known THEN 'no address' ELSE 'unknown user' END)
+            ON CONFLICT DO NOTHING;
+            CONTINUE;
+        END IF;
+        UPDATE birdwatch.outbox b SET leased_until = now() + lease WHERE b.id = o.id;
+        id := o.id;
+        recipient := addr.email;
+        subject := format('Your bird was rated %s of 5', o.rating);
+        body := format(E'Hello,\n\nA watcher rated your image %s: %s of 5.\n\nHappy birding!\n-- birdwatch\n',
+                       o.image_url, o.rating);
+        attempt := o.attempts + 1;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION claim_emails(integer) IS
+    'Notifier, for eventstore-worker: lease up to max due emails for birdwatch.email_lease (5 minutes), with their address and text';
+-- End of: outbox lease.
