@@ -30,7 +30,8 @@ while IFS= read -r line; do
 	case "$line" in
 		"ok - "*) ok 0 "${line#ok - }"; got=$((got + 1)) ;;
 		"not ok - "*) ok 1 "${line#not ok - }"; got=$((got + 1)) ;;
-		"soak: "*) summary=$line; echo "# $line" ;;
+		# the summary also on stderr, where prove shows it in make test
+		"soak: "*) summary=$line; echo "# $line"; echo "$line" >&2 ;;
 		"# "*) echo "$line" ;;
 		*) echo "# $line" ;;
 	esac
