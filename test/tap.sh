@@ -1,9 +1,18 @@
 # shellcheck shell=bash
 # test/tap.sh: what the TAP shell tests in test/shell/ share (sourced).
 #
-#   ok STATUS DESCRIPTION   one TAP line, "ok N" when STATUS is 0; counts failures in $fails
-#   q SQL                   runs SQL in $db; one value per line
-#   wait_for SECONDS SQL    until SQL returns t (0), or SECONDS have passed (1)
+#   ok STATUS DESCRIPTION     one TAP line, "ok N" when STATUS is 0; counts failures in $fails
+#   skip DESCRIPTION REASON   one TAP line, "ok N - DESCRIPTION # SKIP REASON"
+#   diag TEXT...              TEXT as TAP comment lines ("# " before each line)
+#   bail REASON...            "Bail out! REASON", then exit 1
+#   q SQL                     runs SQL in $db; one value per line
+#   q_in DB SQL...            runs each SQL in DB, a statement (transaction) of
+#                             its own, stopping at the first error; one value per line
+#   wait_for SECONDS SQL      until SQL returns t (0), or SECONDS have passed (1);
+#                             errors count as "not yet"
+#   wait_until SECONDS COMMAND...
+#                             until COMMAND succeeds (0, tried every 0.1 s), or
+#                             SECONDS have passed (1)
 #
 # The test sets $db before using q or wait_for, prints its plan, and ends
 # with: exit $((fails > 0))
@@ -15,8 +24,24 @@ ok() {
 	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
 }
 
+skip() {
+	n=$((n + 1))
+	echo "ok $n - $1 # SKIP $2"
+}
+
+diag() { sed 's/^/# /' <<<"$*"; }
+
+bail() { echo "Bail out! $*"; exit 1; }
+
 q() {
 	psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"
+}
+
+q_in() {
+	local dbname=$1 args=() s
+	shift
+	for s in "$@"; do args+=(-c "$s"); done
+	psql -XAtq -v ON_ERROR_STOP=1 -d "$dbname" "${args[@]}"
 }
 
 wait_for() {
@@ -26,4 +51,13 @@ wait_for() {
 		sleep 0.2
 	done
 	return 1
+}
+
+wait_until() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ "$SECONDS" -ge "$deadline" ] && return 1
+		sleep 0.1
+	done
 }

@@ -23,20 +23,13 @@
 # primary's password login.
 set -u
 cd "$(dirname "$0")/../.."
+. test/tap.sh
 db=${PGDATABASE:-eventstore_test}
 role=es_archive_replicator
 secret=archive-secret
-n=0
-fails=0
 planned=18
 echo "1..$planned"
 
-ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-diag() { sed 's/^/# /' <<<"$*"; }
-bail() { echo "Bail out! $*"; exit 1; }
 skip_rest() {	# skip_rest REASON: the assertions left fail, at once
 	while [ $n -lt $planned ]; do
 		n=$((n + 1))
@@ -46,21 +39,13 @@ skip_rest() {	# skip_rest REASON: the assertions left fail, at once
 	exit 1
 }
 
-q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }	# on the primary
+# q SQL and wait_for SECONDS SQL (test/tap.sh): on the primary
 a() {	# a SQL...: on the archive, each argument a statement of its own
-	local args=() s
-	for s in "$@"; do args+=(-c "$s"); done
-	PGOPTIONS="-c client_min_messages=warning" \
-		psql -XAtq -v ON_ERROR_STOP=1 -h "$tmp" -p "$aport" -U "$owner" -d archive "${args[@]}"
+	PGOPTIONS="-c client_min_messages=warning" PGHOST=$tmp PGPORT=$aport PGUSER=$owner \
+		q_in archive "$@"
 }
-# wait_for SECONDS a|q SQL: until SQL returns t there; errors count as "not yet"
-wait_for() {
-	local deadline=$((SECONDS + $1))
-	until [ "$("$2" "$3" 2>/dev/null)" = t ]; do
-		[ $SECONDS -ge $deadline ] && return 1
-		sleep 0.1
-	done
-}
+# a_true SQL: SQL returns t on the archive (an error: not yet); for wait_until
+a_true() { [ "$(a "$1" 2>/dev/null)" = t ]; }
 
 # The primary: data directory, owner, server log, pg_ctl (see dispatcher.sh).
 data_dir=$(q "SHOW data_directory") || bail "cannot connect to the primary"
@@ -96,8 +81,8 @@ finish() {
 	rm -rf "$tmp"
 	# A logical slot left behind would keep the primary from starting with
 	# wal_level = replica: drop it once no walsender holds it.
-	wait_for 10 q "SELECT NOT EXISTS (SELECT FROM pg_replication_slots
-	                                   WHERE slot_name = 'eventstore_archive' AND active)"
+	wait_for 10 "SELECT NOT EXISTS (SELECT FROM pg_replication_slots
+	                                 WHERE slot_name = 'eventstore_archive' AND active)"
 	q "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
 	    WHERE slot_name = 'eventstore_archive' OR slot_name LIKE 'pg\_%\_sync\_%'" >/dev/null
 	q "DROP PUBLICATION IF EXISTS eventstore_archive" >/dev/null 2>&1
@@ -106,7 +91,7 @@ finish() {
 	if [ -n "$wal_changed" ]; then
 		q "ALTER SYSTEM RESET wal_level" >/dev/null
 		[ -n "$saved_wal_level" ] && q "$saved_wal_level" >/dev/null
-		restart_primary && wait_for 30 q "$dispatcher_up"
+		restart_primary && wait_for 30 "$dispatcher_up"
 	fi
 }
 trap finish EXIT
@@ -115,7 +100,7 @@ trap finish EXIT
 if [ "$wal_level_before" != logical ]; then
 	wal_changed=1
 	q "ALTER SYSTEM SET wal_level = logical" >/dev/null && restart_primary &&
-		wait_for 30 q "$dispatcher_up"
+		wait_for 30 "$dispatcher_up"
 fi
 [ "$(q "SHOW wal_level")" = logical ]
 ok $? "the primary runs with wal_level = logical (was $wal_level_before)"
@@ -208,7 +193,7 @@ a "CREATE EXTENSION eventstore" \
   "CREATE SUBSCRIPTION eventstore_archive
        CONNECTION 'host=${PGHOST:-localhost} port=${PGPORT:-5432} dbname=$db user=$role password=$secret'
        PUBLICATION eventstore_archive" >/dev/null &&
-	wait_for 30 a "SELECT count(*) = 1 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel"
+	wait_until 30 a_true "SELECT count(*) = 1 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel"
 status=$?
 ok $status "the archive, where eventstore is not preloaded, creates the extension and subscribes as $role: the table is synchronised"
 if [ $status -ne 0 ]; then
@@ -231,7 +216,7 @@ rows() {	# rows WHERE
 marker() {
 	local pos
 	pos=$(q "SELECT eventstore.append('rate', archive_test.ev('rate', 0))") &&
-		wait_for 30 a "SELECT EXISTS (SELECT FROM eventstore.events WHERE position = $pos)"
+		wait_until 30 a_true "SELECT EXISTS (SELECT FROM eventstore.events WHERE position = $pos)"
 }
 
 # 9-11: appends of every kind; what arrives is what the primary holds

@@ -16,33 +16,11 @@
 # end (eventstore.workers with a restart), also when the script dies.
 set -u
 cd "$(dirname "$0")/../.."
-n=0
-fails=0
+. test/tap.sh
+db=$PGDATABASE	# q's, and where the plain psql calls go
 echo "1..13"
-
-ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-
-diag() { sed 's/^/# /' <<<"$*"; }
-
-# q SQL...: each argument a statement of its own (autocommit); rows unaligned
-q() {
-	local args=() s
-	for s in "$@"; do args+=(-c "$s"); done
-	psql -XAtq -v ON_ERROR_STOP=1 "${args[@]}"
-}
-
-# wait_for SECONDS QUERY: until QUERY returns true; false at the deadline.
-# Errors count as "not yet" (the server may be restarting).
-wait_for() {
-	local end=$((SECONDS + $1))
-	until [ "$(psql -XAtq -c "$2" 2>/dev/null)" = t ]; do
-		[ "$SECONDS" -ge "$end" ] && return 1
-		sleep 0.1
-	done
-}
+# q_in "$db" SQL...: statements of their own (ALTER SYSTEM); wait_for's
+# errors count as "not yet" (the server may be restarting).
 
 # elapsed START: seconds since START (an $EPOCHREALTIME), 2 decimals
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
@@ -86,7 +64,7 @@ SET client_min_messages = warning;
 SELECT eventstore.drop_consumer(name) FROM eventstore.consumers WHERE name LIKE 'dt\_%';
 DROP SCHEMA IF EXISTS dispatcher_test CASCADE;
 SQL
-	q "ALTER SYSTEM RESET eventstore.poll_interval" "ALTER SYSTEM RESET eventstore.retry_delay" \
+	q_in "$db" "ALTER SYSTEM RESET eventstore.poll_interval" "ALTER SYSTEM RESET eventstore.retry_delay" \
 		"ALTER SYSTEM RESET eventstore.workers" >/dev/null
 	while read -r stmt; do
 		[ -n "$stmt" ] && q "$stmt" >/dev/null
@@ -305,7 +283,7 @@ ok $? "250 appended events handled exactly once by the dispatcher in ${took}s ($
 # The first wait after the reload still uses the old interval (1 s), hence
 # the pause before measuring.
 consumer dt_latency dt_latency latency
-q "ALTER SYSTEM SET eventstore.poll_interval = '60s'" "SELECT pg_reload_conf()" >/dev/null
+q_in "$db" "ALTER SYSTEM SET eventstore.poll_interval = '60s'" "SELECT pg_reload_conf()" >/dev/null
 sleep 1.5
 latencies=()
 for _ in 1 2 3 4 5; do
@@ -313,7 +291,7 @@ for _ in 1 2 3 4 5; do
 	[ -z "${latencies[-1]}" ] && break
 	sleep 0.2
 done
-q "ALTER SYSTEM RESET eventstore.poll_interval" "SELECT pg_reload_conf()" >/dev/null
+q_in "$db" "ALTER SYSTEM RESET eventstore.poll_interval" "SELECT pg_reload_conf()" >/dev/null
 worst=$(printf '%s\n' "${latencies[@]}" | awk 'BEGIN { m = 0 } $0 == "" { m = "timeout"; exit }
 	{ if ($1 > m) m = $1 } END { if (m == "timeout") print m; else printf "%.3f", m }')
 [ "${#latencies[@]}" -eq 5 ] && [ "$worst" != timeout ] && awk -v w="$worst" 'BEGIN { exit !(w < 2) }'
@@ -375,7 +353,7 @@ ok $? "immediate restart after $before of 200 effects: every event once ($tally)
 
 # ---------------------------------------------------------------------------
 # 6. A handler failing three times, then succeeding.
-q "ALTER SYSTEM SET eventstore.retry_delay = '100ms'" "SELECT pg_reload_conf()" >/dev/null
+q_in "$db" "ALTER SYSTEM SET eventstore.retry_delay = '100ms'" "SELECT pg_reload_conf()" >/dev/null
 consumer dt_retry dt_retry retry
 q "SELECT eventstore.append('dt_retry', dispatcher_test.envelope(1))" >/dev/null
 wait_for 30 "$(drained dt_retry 1)"
@@ -390,7 +368,7 @@ ok $? "failing 3 times then succeeding: handled once in $calls calls ($tally; $s
 # 7, 8. A handler that always fails on one event: parked after max_attempts,
 # later events still handled; replay_parked after the fix handles it once.
 consumer dt_park dt_park park "max_attempts => 3"
-poison=$(q "SELECT eventstore.append('dt_park', dispatcher_test.envelope(0, 'poison'))" \
+poison=$(q_in "$db" "SELECT eventstore.append('dt_park', dispatcher_test.envelope(0, 'poison'))" \
 	"SELECT id FROM eventstore.events WHERE topic = 'dt_park'" | tail -1)
 for i in 1 2 3; do
 	q "SELECT eventstore.append('dt_park', dispatcher_test.envelope($i))" >/dev/null
@@ -405,7 +383,7 @@ others=$(q "SELECT format('effects=%s distinct=%s poison=%s', count(*), count(DI
 	[ "$others" = "effects=3 distinct=3 poison=0" ]
 ok $? "an always-failing event is parked after 3 attempts ($parked), the 3 later events handled ($others)"
 
-q "UPDATE dispatcher_test.park_fixed SET fixed = true" \
+q_in "$db" "UPDATE dispatcher_test.park_fixed SET fixed = true" \
 	"SELECT eventstore.replay_parked('dt_park', '$poison')" >/dev/null
 wait_for 30 "SELECT parked = 0 FROM eventstore.consumer_status WHERE name = 'dt_park'
                 AND EXISTS (SELECT FROM dispatcher_test.effects WHERE event_id = '$poison')"
@@ -413,7 +391,7 @@ tally=$(q "SELECT dispatcher_test.tally('dt_park', 'dt_park')")
 left=$(q "SELECT count(*) FROM eventstore.parked WHERE consumer = 'dt_park'")
 [ "$tally" = "events=4 effects=4 distinct=4 missing=0 foreign=0" ] && [ "$left" -eq 0 ]
 ok $? "replay_parked after the fix: the parked event handled once, its parked row gone ($tally)"
-q "ALTER SYSTEM RESET eventstore.retry_delay" "SELECT pg_reload_conf()" >/dev/null
+q_in "$db" "ALTER SYSTEM RESET eventstore.retry_delay" "SELECT pg_reload_conf()" >/dev/null
 
 # ---------------------------------------------------------------------------
 # 9. A handler that is dropped: the error escapes the handler machinery;

@@ -16,86 +16,22 @@
 # (make -C workers).
 set -u
 cd "$(dirname "$0")/../.."
-worker=$PWD/workers/eventstore-worker
+. test/tap.sh
 py=/usr/bin/python3
 main_db=${PGDATABASE:-eventstore_test}
-db=smtp_outbox
+db=smtp_outbox	# q's
 role=smtp_outbox_worker
 domain=outbox.test
 sender=birds@example.org
-n=0
-fails=0
-pids=()
 echo "1..33"
+. test/daemon.sh	# $worker, $tmp, $vg, start, exited, stop
 
-if [ ! -x "$worker" ]; then
-	echo "Bail out! $worker is not built (make -C workers)"
-	exit 1
-fi
 if ! "$py" -c 'import aiosmtpd' 2>/dev/null; then
 	echo "Bail out! $py has no aiosmtpd (scripts/install-deps installs python3-aiosmtpd)"
 	exit 1
 fi
-tmp=$(mktemp -d)
 maildir=$tmp/mail
 mkdir "$maildir"
-
-cleanup() {
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-
-skip() {	# skip DESCRIPTION REASON
-	n=$((n + 1))
-	echo "ok $n - $1 # SKIP $2"
-}
-
-q() {	# q DB SQL: one value per line
-	psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
-}
-
-# wait_for SECONDS COMMAND...: true as soon as COMMAND succeeds
-wait_for() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		[ "$SECONDS" -ge "$deadline" ] && return 1
-		sleep 0.1
-	done
-}
-
-# exited PID: the child is gone (a zombie until waited for counts as gone)
-exited() {
-	local state
-	state=$(ps -o stat= -p "$1" 2>/dev/null)
-	[ -z "$state" ] || [ "${state#Z}" != "$state" ]
-}
-
-# stop PID: SIGTERM, then its exit status (124 if it does not stop)
-stop() {
-	kill -TERM "$1"
-	if ! wait_for 30 exited "$1"; then
-		kill -KILL "$1"
-		wait "$1" 2>/dev/null
-		return 124
-	fi
-	wait "$1"
-}
-
-# start LOG PREFIX...: a background process (PREFIX: e.g. valgrind); its pid in $started
-start() {
-	local log=$1
-	shift
-	"$@" >>"$log" 2>&1 &
-	started=$!
-	pids+=("$started")
-}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -104,7 +40,7 @@ start_sink() {
 	start "$tmp/sink.log" env PYTHONPATH="$PWD/test" "$py" -m aiosmtpd -n \
 		-l "127.0.0.1:$port" -c smtp_sink.Sink "$maildir" "${1:-0}"
 	sink=$started
-	wait_for 20 port_open "$port"
+	wait_until 20 port_open "$port"
 }
 stop_sink() { stop "$sink" >/dev/null 2>&1; ! port_open "$port"; }
 
@@ -186,7 +122,7 @@ mail_count() { find "$maildir" -name '*.eml' | wc -l; }
 
 # expected_ids TAG [DOMAIN]: the Message-IDs the rows tagged TAG must get
 expected_ids() {
-	q "$db" "SELECT '<' || id || '@${2:-$domain}>' FROM fake_app.outbox WHERE tag = '$1'" | sort
+	q "SELECT '<' || id || '@${2:-$domain}>' FROM fake_app.outbox WHERE tag = '$1'" | sort
 }
 # exactly_once TAG [DOMAIN]: each row's message arrived once
 exactly_once() {
@@ -196,7 +132,7 @@ exactly_once() {
 received_none() { ! mail_ids | grep -Fxqf <(expected_ids "$1"); }
 # all_sent TAG: every row is marked sent
 all_sent() {
-	[ "$(q "$db" "SELECT bool_and(sent_at IS NOT NULL) FROM fake_app.outbox WHERE tag = '$1'")" = t ]
+	[ "$(q "SELECT bool_and(sent_at IS NOT NULL) FROM fake_app.outbox WHERE tag = '$1'")" = t ]
 }
 
 # config FILE POLL-MS [HANDLER-KEYS] [OUTBOX-KEYS]: one outbox, "notifier"
@@ -212,16 +148,6 @@ config() {
                            "message_id_domain": "$domain" ${3:-}}}]}
 JSON
 }
-
-if [ -n "${EVENTSTORE_SANITIZE:-}" ]; then
-	# make test SANITIZE=1: valgrind cannot run an ASan binary; the checks
-	# run the daemon bare, ASan and LSan watching it (exit status 86)
-	vg=(env)
-elif command -v valgrind >/dev/null; then
-	vg=(valgrind -q --leak-check=full --error-exitcode=1)
-else
-	vg=()
-fi
 
 #
 # Configuration errors: exit status 2 and a message naming the key.
@@ -315,10 +241,10 @@ SQL
 
 # add TAG COUNT: COUNT ordinary rows tagged TAG, in one statement
 add() {
-	q "$db" "INSERT INTO fake_app.outbox (tag, recipient, subject, body)
-	         SELECT '$1', 'watcher' || g || '@example.net', 'Sighting ' || g,
-	                'Bird number ' || g || E' was seen.\n'
-	           FROM generate_series(1, $2) g" >/dev/null
+	q "INSERT INTO fake_app.outbox (tag, recipient, subject, body)
+	   SELECT '$1', 'watcher' || g || '@example.net', 'Sighting ' || g,
+	          'Bird number ' || g || E' was seen.\n'
+	     FROM generate_series(1, $2) g" >/dev/null
 }
 
 #
@@ -330,12 +256,12 @@ ok $? "the SMTP sink listens on 127.0.0.1:$port"
 config "$tmp/a.json" 60000
 start "$tmp/a.log" "${vg[@]}" "$worker" --config "$tmp/a.json"
 pid_a=$started
-wait_for 60 grep -q 'info connected to database smtp_outbox' "$tmp/a.log"
+wait_until 60 grep -q 'info connected to database smtp_outbox' "$tmp/a.log"
 ok $? "the daemon connects as a role that may only execute the three functions"
 sleep 1	# past its first claim: now it waits, for up to 60 s
 
 start_time=$SECONDS
-q "$db" "INSERT INTO fake_app.outbox (tag, recipient, subject, body) VALUES
+q "INSERT INTO fake_app.outbox (tag, recipient, subject, body) VALUES
   ('first', 'watcher1@example.net', 'Sighting 1: Eurasian wren',
    E'Hello,\n.\n.leading dot\n..two dots\nFrom here on\nno final newline'),
   ('first', \$\$o'brien+birds@example.net\$\$,
@@ -345,58 +271,58 @@ q "$db" "INSERT INTO fake_app.outbox (tag, recipient, subject, body) VALUES
   ('first', 'watcher4@example.net', '', '.'),
   ('first', 'watcher5@example.net', repeat('A long plain ASCII subject. ', 5),
    E'Line one\n\n\nafter blank lines\n')" >/dev/null
-wait_for 15 exactly_once first
+wait_until 15 exactly_once first
 ok $? "a NOTIFY wakes the outbox: 5 rows, 5 messages, each once, in $((SECONDS - start_time)) s (poll interval 60 s)"
-q "$db" "SELECT json_agg(json_build_object('id', id, 'recipient', recipient,
-                                           'subject', subject, 'body', body))
-           FROM fake_app.outbox WHERE tag = 'first'" >"$tmp/first.json"
+q "SELECT json_agg(json_build_object('id', id, 'recipient', recipient,
+                                     'subject', subject, 'body', body))
+     FROM fake_app.outbox WHERE tag = 'first'" >"$tmp/first.json"
 "$py" "$tmp/mail.py" check "$maildir" "$tmp/first.json" "$domain" "$sender"
 ok $? "each message: Message-ID <id@$domain>, envelope, From, To, Subject (RFC 2047), Date, MIME, body; 7-bit, CRLF, lines <= 78, none starting with a dot"
-wait_for 5 all_sent first &&
-	[ "$(q "$db" "SELECT count(*) FROM fake_app.outbox WHERE tag = 'first' AND attempts = 1
-	                  AND claimed_until IS NULL AND last_error IS NULL")" -eq 5 ]
+wait_until 5 all_sent first &&
+	[ "$(q "SELECT count(*) FROM fake_app.outbox WHERE tag = 'first' AND attempts = 1
+	            AND claimed_until IS NULL AND last_error IS NULL")" -eq 5 ]
 ok $? "the rows are marked sent, after one attempt each"
 [ "$(grep -c ' info outbox=notifier id=[0-9a-f-]* attempt=1 sent$' "$tmp/a.log")" -eq 5 ]
 ok $? "one log line per message sent"
 
 add full 25
-wait_for 15 exactly_once full && wait_for 5 all_sent full
+wait_until 15 exactly_once full && wait_until 5 all_sent full
 ok $? "a full claim (batch_size 10) is followed by another at once: 25 rows sent on one NOTIFY"
 
 # Header injection and addresses that are not bare addresses: refused,
 # recorded through failed, never sent; the good row of the batch is sent.
-q "$db" "INSERT INTO fake_app.outbox (tag, recipient, subject, body) VALUES
+q "INSERT INTO fake_app.outbox (tag, recipient, subject, body) VALUES
   ('inject', E'victim@example.org\r\nBcc: spam@example.org', 'Hi', 'x'),
   ('inject', 'watcher@example.net', E'Hi\nBcc: spam@example.org', 'x'),
   ('inject', 'a@example.net, spam@example.org', 'Hi', 'x'),
   ('good', 'watcher@example.net', 'Fine', 'x')" >/dev/null
-wait_for 15 exactly_once good
+wait_until 15 exactly_once good
 refused() {
-	[ "$(q "$db" "SELECT count(*) FROM fake_app.outbox WHERE tag = 'inject' AND sent_at IS NULL
-	                 AND attempts >= 1 AND last_error LIKE 'permanent: %'")" -eq 3 ]
+	[ "$(q "SELECT count(*) FROM fake_app.outbox WHERE tag = 'inject' AND sent_at IS NULL
+	           AND attempts >= 1 AND last_error LIKE 'permanent: %'")" -eq 3 ]
 }
-wait_for 10 refused && received_none inject && ! grep -rq 'spam@example.org' "$maildir" &&
-	[ "$(q "$db" "SELECT count(*) FROM fake_app.outbox WHERE tag = 'inject'
-	                 AND last_error LIKE 'permanent: % contains CR or LF (header injection refused)'")" -eq 2 ]
+wait_until 10 refused && received_none inject && ! grep -rq 'spam@example.org' "$maildir" &&
+	[ "$(q "SELECT count(*) FROM fake_app.outbox WHERE tag = 'inject'
+	           AND last_error LIKE 'permanent: % contains CR or LF (header injection refused)'")" -eq 2 ]
 ok $? "CR/LF in a recipient or subject, or a second address: refused, recorded by failed ('permanent: ...'), not sent"
 [ "$(grep -c ' error outbox=notifier id=[0-9a-f-]* attempt=[0-9]* failed: permanent: ' "$tmp/a.log")" -ge 3 ]
 ok $? "one error log line per refused message"
-q "$db" "UPDATE fake_app.outbox SET retry_at = 'infinity' WHERE tag = 'inject'" >/dev/null
+q "UPDATE fake_app.outbox SET retry_at = 'infinity' WHERE tag = 'inject'" >/dev/null
 
 # SIGHUP: an invalid file is refused, a valid one applied.
 cp "$tmp/a.json" "$tmp/a.good.json"
 sed 's/"tls": "off"/"tls": "tls1.3"/' "$tmp/a.good.json" >"$tmp/a.json"
 kill -HUP "$pid_a"
-wait_for 20 grep -q 'error reload refused, keeping the running configuration: config .*a.json: outboxes\[0\]\.handler\.tls' "$tmp/a.log"
+wait_until 20 grep -q 'error reload refused, keeping the running configuration: config .*a.json: outboxes\[0\]\.handler\.tls' "$tmp/a.log"
 ok $? "SIGHUP with a bad outbox: reload refused, naming outboxes[0].handler.tls"
 add hup1 1
-wait_for 15 exactly_once hup1
+wait_until 15 exactly_once hup1
 ok $? "after a refused reload the outbox runs on with the old configuration"
 sed "s/\"$domain\"/\"reloaded.test\"/" "$tmp/a.good.json" >"$tmp/a.json"
 kill -HUP "$pid_a"
-wait_for 20 grep -q 'info configuration reloaded from .*a.json: 0 consumer(s), 1 outbox(es)' "$tmp/a.log"
+wait_until 20 grep -q 'info configuration reloaded from .*a.json: 0 consumer(s), 1 outbox(es)' "$tmp/a.log"
 add hup2 1
-wait_for 15 exactly_once hup2 reloaded.test
+wait_until 15 exactly_once hup2 reloaded.test
 ok $? "SIGHUP with a good file: applied (Message-IDs now @reloaded.test)"
 
 stop "$pid_a"
@@ -421,17 +347,17 @@ config "$tmp/b.json" 300
 start "$tmp/b.log" "${vg[@]}" "$worker" --config "$tmp/b.json"
 pid_b=$started
 retried() {
-	[ "$(q "$db" "SELECT count(*) FROM fake_app.outbox WHERE tag = 'down' AND sent_at IS NULL
-	                 AND attempts >= 2 AND last_error IS NOT NULL")" -eq 4 ]
+	[ "$(q "SELECT count(*) FROM fake_app.outbox WHERE tag = 'down' AND sent_at IS NULL
+	           AND attempts >= 2 AND last_error IS NOT NULL")" -eq 4 ]
 }
-wait_for 60 retried
+wait_until 60 retried
 ok $? "server down: the rows stay unsent, their attempts and last_error counted"
-[ "$(q "$db" "SELECT count(*) FROM fake_app.outbox WHERE tag = 'down'
-                 AND last_error LIKE 'smtp://127.0.0.1:$port: %' AND last_error NOT LIKE 'permanent%'")" -eq 4 ] &&
+[ "$(q "SELECT count(*) FROM fake_app.outbox WHERE tag = 'down'
+           AND last_error LIKE 'smtp://127.0.0.1:$port: %' AND last_error NOT LIKE 'permanent%'")" -eq 4 ] &&
 	grep -q "error outbox=notifier id=[0-9a-f-]* attempt=[0-9]* failed: smtp://127.0.0.1:$port: " "$tmp/b.log"
-ok $? "the error names the server and is not permanent: $(q "$db" "SELECT last_error FROM fake_app.outbox WHERE tag = 'down' LIMIT 1")"
+ok $? "the error names the server and is not permanent: $(q "SELECT last_error FROM fake_app.outbox WHERE tag = 'down' LIMIT 1")"
 start_sink
-wait_for 30 all_sent down && exactly_once down
+wait_until 30 all_sent down && exactly_once down
 ok $? "the server back: every message arrives, exactly once"
 stop "$pid_b"
 status=$?
@@ -453,9 +379,9 @@ sed -i 's/"tls": "off"/"tls": "starttls"/' "$tmp/tls.json"
 "$worker" --config "$tmp/tls.json" --once >"$tmp/tls.log" 2>&1
 status=$?
 [ $status -eq 0 ] && received_none tls &&
-	[ "$(q "$db" "SELECT last_error ~* 'STARTTLS|SSL|TLS' AND sent_at IS NULL FROM fake_app.outbox WHERE tag = 'tls'")" = t ]
-ok $? "tls starttls against a server without it: failed, not sent ($(q "$db" "SELECT last_error FROM fake_app.outbox WHERE tag = 'tls'"))"
-q "$db" "UPDATE fake_app.outbox SET retry_at = 'infinity' WHERE tag = 'tls'" >/dev/null
+	[ "$(q "SELECT last_error ~* 'STARTTLS|SSL|TLS' AND sent_at IS NULL FROM fake_app.outbox WHERE tag = 'tls'")" = t ]
+ok $? "tls starttls against a server without it: failed, not sent ($(q "SELECT last_error FROM fake_app.outbox WHERE tag = 'tls'"))"
+q "UPDATE fake_app.outbox SET retry_at = 'infinity' WHERE tag = 'tls'" >/dev/null
 
 #
 # SIGTERM in the middle of a batch (all 60 rows in one claim, the sink
@@ -469,15 +395,15 @@ config "$tmp/e.json" 300
 sed -i 's/"batch_size": 10/"batch_size": 100/' "$tmp/e.json"
 start "$tmp/e.log" "$worker" --config "$tmp/e.json"
 pid_e=$started
-wait_for 30 eval '[ "$(mail_ids | grep -Fxcf <(expected_ids term))" -ge 15 ]'
+wait_until 30 eval '[ "$(mail_ids | grep -Fxcf <(expected_ids term))" -ge 15 ]'
 stop "$pid_e"
 status=$?
 [ $status -eq 0 ] &&
 	grep -q 'warning outbox=notifier stopping: [0-9]* claimed message(s) left to come back when their lease runs out' "$tmp/e.log"
 ok $? "SIGTERM in the middle of a batch: exit status 0, the rest of the batch left to its lease"
 unmarked=$(comm -12 <(mail_ids | sort -u) \
-	<(q "$db" "SELECT '<' || id || '@$domain>' FROM fake_app.outbox WHERE tag = 'term' AND sent_at IS NULL" | sort) | wc -l)
-left=$(q "$db" "SELECT count(*) FROM fake_app.outbox WHERE tag = 'term' AND sent_at IS NULL")
+	<(q "SELECT '<' || id || '@$domain>' FROM fake_app.outbox WHERE tag = 'term' AND sent_at IS NULL" | sort) | wc -l)
+left=$(q "SELECT count(*) FROM fake_app.outbox WHERE tag = 'term' AND sent_at IS NULL")
 [ "$unmarked" -eq 0 ] && [ "$left" -gt 0 ]
 ok $? "every message received before the stop is marked sent ($unmarked not); $left of 60 rows wait for their lease"
 
@@ -491,12 +417,12 @@ before=$(mail_count)
 config "$tmp/c.json" 300
 start "$tmp/c.log" "$worker" --config "$tmp/c.json"
 pid_c=$started
-wait_for 30 eval '[ $(($(mail_count) - before)) -ge 40 ]'
+wait_until 30 eval '[ $(($(mail_count) - before)) -ge 40 ]'
 { kill -KILL "$pid_c"; wait "$pid_c"; } 2>/dev/null
 mid=$(($(mail_count) - before))
 start "$tmp/d.log" "$worker" --config "$tmp/c.json"
 pid_d=$started
-wait_for 60 all_sent kill && wait_for 10 all_sent term
+wait_until 60 all_sent kill && wait_until 10 all_sent term
 ok $? "kill -9 after $mid of 200 messages, then a new daemon: every row is marked sent"
 missing=$(comm -23 <(expected_ids kill) <(mail_ids | sort -u) | wc -l)
 dups=$(mail_ids | grep -Fxf <(expected_ids kill) | sort | uniq -d | wc -l)

@@ -13,62 +13,25 @@
 # the command; the valgrind checks are skipped when valgrind is missing.
 set -u
 cd "$(dirname "$0")/../.."
-worker=$PWD/workers/eventstore-worker
+. test/tap.sh
 main_db=${PGDATABASE:-eventstore_test}
 side_db=worker_nopreload
-n=0
-fails=0
-pids=()
+db=$main_db	# q's; q_in "$side_db" for the other
 echo "1..33"
-
-if [ ! -x "$worker" ]; then
-	echo "Bail out! $worker is not built (make -C workers)"
-	exit 1
-fi
-tmp=$(mktemp -d)
-
-cleanup() {
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-ok() {	# ok CONDITION-EXIT-STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-
-skip() {	# skip DESCRIPTION REASON
-	n=$((n + 1))
-	echo "ok $n - $1 # SKIP $2"
-}
-
-q() {	# q DB SQL: one value per line
-	psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
-}
-
-# wait_for SECONDS COMMAND...: true as soon as COMMAND succeeds
-wait_for() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		[ "$SECONDS" -ge "$deadline" ] && return 1
-		sleep 0.1
-	done
-}
+. test/daemon.sh	# $worker, $tmp, $vg, start, exited, stop
 
 # append DB COUNT: COUNT events on topic t, in one transaction
 append() {
-	q "$1" "SELECT count(eventstore.append('t', jsonb_build_object(
-	            'id', gen_random_uuid(), 'type', 'new', 'version', '1.0',
-	            'data', jsonb_build_object('n', g),
-	            'metadata', jsonb_build_object('source', 'test/worker_daemon',
-	                                           'time', '2026-11-27T00:00:00Z'))))
-	          FROM generate_series(1, $2) g" >/dev/null
+	q_in "$1" "SELECT count(eventstore.append('t', jsonb_build_object(
+	               'id', gen_random_uuid(), 'type', 'new', 'version', '1.0',
+	               'data', jsonb_build_object('n', g),
+	               'metadata', jsonb_build_object('source', 'test/worker_daemon',
+	                                              'time', '2026-11-27T00:00:00Z'))))
+	             FROM generate_series(1, $2) g" >/dev/null
 }
 
 appended_ids() {	# appended_ids DB: every event id on topic t, sorted
-	q "$1" "SELECT envelope->>'id' FROM eventstore.read('t', 0, 1000000)" | sort
+	q_in "$1" "SELECT envelope->>'id' FROM eventstore.read('t', 0, 1000000)" | sort
 }
 
 # exactly_once IDS-FILE DB: the file holds each appended id once, nothing else
@@ -78,7 +41,7 @@ exactly_once() {
 
 lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 count_in() { grep -c -- "$2" "$1" 2>/dev/null || true; }
-effects() { q "$side_db" "SELECT count(*) || ' ' || count(DISTINCT id) FROM effects"; }
+effects() { q_in "$side_db" "SELECT count(*) || ' ' || count(DISTINCT id) FROM effects"; }
 
 # A handler that records what it was given: the delivery (stdin) in FILE,
 # and the event id and attempt from the environment in FILE.ids and
@@ -107,37 +70,9 @@ outside_config() {
 JSON
 }
 
-# start_daemon LOG PREFIX... : the daemon (PREFIX: e.g. valgrind) in the
-# background; its pid in $daemon
-start_daemon() {
-	local log=$1
-	shift
-	"$@" >>"$log" 2>&1 &
-	daemon=$!
-	pids+=("$daemon")
-}
-
-# exited PID: the child is gone (a zombie until waited for counts as gone)
-exited() {
-	local state
-	state=$(ps -o stat= -p "$1" 2>/dev/null)
-	[ -z "$state" ] || [ "${state#Z}" != "$state" ]
-}
-
-# stop_daemon PID: SIGTERM, then its exit status (124 if it does not stop)
-stop_daemon() {
-	kill -TERM "$1"
-	if ! wait_for 20 exited "$1"; then
-		kill -KILL "$1"
-		wait "$1" 2>/dev/null
-		return 124
-	fi
-	wait "$1"
-}
-
 restart_server() {
 	local dir owner log cmd
-	dir=$(q "$main_db" "SHOW data_directory")
+	dir=$(q "SHOW data_directory")
 	owner=$(stat -c %U "$dir")
 	log=$(pg_lsclusters -h 2>/dev/null | awk -v p="$PGPORT" '$3 == p { print $7 }')
 	[ -n "$log" ] && [ "$log" != "<unknown>" ] || log=$dir/restart.log
@@ -148,16 +83,6 @@ restart_server() {
 		su "$owner" -s /bin/sh -c "$cmd"
 	fi
 }
-
-if [ -n "${EVENTSTORE_SANITIZE:-}" ]; then
-	# make test SANITIZE=1: valgrind cannot run an ASan binary; the checks
-	# run the daemon bare, ASan and LSan watching it (exit status 86)
-	vg=(env)
-elif command -v valgrind >/dev/null; then
-	vg=(valgrind -q --leak-check=full --error-exitcode=1)
-else
-	vg=()
-fi
 
 #
 # Configuration errors: exit status 2 and a message naming the key.
@@ -189,12 +114,12 @@ ok $? "--once exits 1 when it cannot connect"
 #
 # Outside consumers in --once mode.
 #
-q "$main_db" "SET client_min_messages = warning;
-              DROP EXTENSION IF EXISTS eventstore CASCADE;
-              CREATE EXTENSION eventstore;
-              SELECT eventstore.create_topic('t');
-              SELECT eventstore.create_consumer('c', ARRAY['t']);
-              SELECT eventstore.create_consumer('cfail', ARRAY['t']);" >/dev/null
+q "SET client_min_messages = warning;
+  DROP EXTENSION IF EXISTS eventstore CASCADE;
+  CREATE EXTENSION eventstore;
+  SELECT eventstore.create_topic('t');
+  SELECT eventstore.create_consumer('c', ARRAY['t']);
+  SELECT eventstore.create_consumer('cfail', ARRAY['t']);" >/dev/null
 append "$main_db" 25
 
 outside_config "$tmp/c.json" c "$tmp/record.sh" "$tmp/c.jsonl"
@@ -225,8 +150,8 @@ status=$?
 [ $status -eq 0 ] && grep -q 'consumer=cfail batch=[0-9]* position=[0-9]* id=.* failed: command exited with status 3' "$tmp/cfail.log" &&
 	grep -q 'warning consumer=cfail batch=[0-9]* nacked after 0 of 10 events: command exited with status 3' "$tmp/cfail.log"
 ok $? "a failing command: the event fails, the batch is nacked, --once still exits 0"
-[ "$(q "$main_db" "SELECT attempts >= 1 AND last_error LIKE '%command exited with status 3%'
-                     FROM eventstore.consumer_status WHERE name = 'cfail'")" = t ]
+[ "$(q "SELECT attempts >= 1 AND last_error LIKE '%command exited with status 3%'
+         FROM eventstore.consumer_status WHERE name = 'cfail'")" = t ]
 ok $? "consumer_status shows the attempt and the handler's error"
 
 # The same consumer with a working command: the nacked batch comes back
@@ -236,7 +161,7 @@ redelivered() {
 	"$worker" --config "$tmp/cfail.json" --once >>"$tmp/cfail.log" 2>&1 &&
 		[ "$(lines "$tmp/cfail.jsonl.ids")" -ge 25 ]
 }
-wait_for 30 redelivered && exactly_once "$tmp/cfail.jsonl.ids" "$main_db" &&
+wait_until 30 redelivered && exactly_once "$tmp/cfail.jsonl.ids" "$main_db" &&
 	[ "$(head -1 "$tmp/cfail.jsonl.attempts")" = 2 ]
 ok $? "the nacked batch is redelivered (attempt 2), and then every event once"
 
@@ -246,15 +171,15 @@ ok $? "the nacked batch is redelivered (attempt 2), and then every event once"
 #
 psql -XAtq -d "$main_db" -c "SET client_min_messages = warning" \
 	-c "DROP DATABASE IF EXISTS $side_db WITH (FORCE)" -c "CREATE DATABASE $side_db" >/dev/null
-q "$side_db" "SET client_min_messages = warning;
-              CREATE EXTENSION eventstore;
-              SELECT eventstore.create_topic('t');
-              CREATE TABLE effects (id uuid, position bigint);
-              CREATE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE plpgsql AS \$\$
-              BEGIN
-                  INSERT INTO effects VALUES ((e.envelope->>'id')::uuid, e.position);
-              END \$\$;
-              SELECT eventstore.create_consumer('indb', ARRAY['t'], 'remember(eventstore.event)'::regprocedure);" >/dev/null
+q_in "$side_db" "SET client_min_messages = warning;
+                 CREATE EXTENSION eventstore;
+                 SELECT eventstore.create_topic('t');
+                 CREATE TABLE effects (id uuid, position bigint);
+                 CREATE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE plpgsql AS \$\$
+                 BEGIN
+                     INSERT INTO effects VALUES ((e.envelope->>'id')::uuid, e.position);
+                 END \$\$;
+                 SELECT eventstore.create_consumer('indb', ARRAY['t'], 'remember(eventstore.event)'::regprocedure);" >/dev/null
 append "$side_db" 30
 cat >"$tmp/indb.json" <<JSON
 {"conninfo": "dbname=$side_db", "batch_size": 7, "poll_interval_ms": 60000,
@@ -274,47 +199,47 @@ ok $? "run_consumer is called with max_events = batch_size until it returns 0"
 # B: the in-database consumer, under valgrind when it is installed.
 #
 outside_config "$tmp/a.json" c "$tmp/record.sh" "$tmp/c.jsonl"
-start_daemon "$tmp/a.log" "$worker" --config "$tmp/a.json"
-pid_a=$daemon
-start_daemon "$tmp/b.log" "${vg[@]}" "$worker" --config "$tmp/indb.json"
-pid_b=$daemon
-wait_for 30 grep -q 'info connected to database' "$tmp/a.log" &&
-	wait_for 30 grep -q 'info connected to database' "$tmp/b.log"
+start "$tmp/a.log" "$worker" --config "$tmp/a.json"
+pid_a=$started
+start "$tmp/b.log" "${vg[@]}" "$worker" --config "$tmp/indb.json"
+pid_b=$started
+wait_until 30 grep -q 'info connected to database' "$tmp/a.log" &&
+	wait_until 30 grep -q 'info connected to database' "$tmp/b.log"
 ok $? "both daemons connect"
 sleep 1	# past their first drain: now they wait, for up to 60 s
 
 start=$SECONDS
 append "$main_db" 5
-wait_for 10 exactly_once "$tmp/c.jsonl.ids" "$main_db"
+wait_until 10 exactly_once "$tmp/c.jsonl.ids" "$main_db"
 ok $? "a notification wakes the daemon: 5 appended events handled in $((SECONDS - start)) s (poll interval 60 s)"
 append "$side_db" 5
-wait_for 10 eval '[ "$(effects)" = "35 35" ]'
+wait_until 10 eval '[ "$(effects)" = "35 35" ]'
 ok $? "the same for the in-database consumer in the database without dispatcher"
 
 # SIGHUP: a valid file is applied, an invalid one refused and the old kept.
 outside_config "$tmp/a.json" c "$tmp/record.sh" "$tmp/c.jsonl" ', "log_level": "debug"'
 kill -HUP "$pid_a"
-wait_for 10 grep -q 'info configuration reloaded from .*a.json: 1 consumer(s)' "$tmp/a.log"
+wait_until 10 grep -q 'info configuration reloaded from .*a.json: 1 consumer(s)' "$tmp/a.log"
 ok $? "SIGHUP reloads the configuration"
 append "$main_db" 2
-wait_for 10 grep -q 'debug consumer=c batch=[0-9]* acked' "$tmp/a.log"
+wait_until 10 grep -q 'debug consumer=c batch=[0-9]* acked' "$tmp/a.log"
 ok $? "the reloaded configuration is in force (log_level debug)"
 cp "$tmp/a.json" "$tmp/a.good.json"
 printf '%s\n' '{"consumers": [{"name": "c", "kind": "outside"}]}' >"$tmp/a.json"
 kill -HUP "$pid_a"
-wait_for 10 grep -q 'error reload refused, keeping the running configuration: config .*a.json: consumers\[0\].handler: missing' "$tmp/a.log"
+wait_until 10 grep -q 'error reload refused, keeping the running configuration: config .*a.json: consumers\[0\].handler: missing' "$tmp/a.log"
 ok $? "SIGHUP with an invalid file: refused, naming the key"
 cp "$tmp/a.good.json" "$tmp/a.json"
 append "$main_db" 3
-kill -0 "$pid_a" && wait_for 10 exactly_once "$tmp/c.jsonl.ids" "$main_db"
+kill -0 "$pid_a" && wait_until 10 exactly_once "$tmp/c.jsonl.ids" "$main_db"
 ok $? "after a refused reload the daemon runs on with the old configuration"
 cp "$tmp/indb.json" "$tmp/indb.good.json"
 printf '%s\n' '[]' >"$tmp/indb.json"
 kill -HUP "$pid_b"
-wait_for 20 grep -q 'reload refused' "$tmp/b.log"
+wait_until 20 grep -q 'reload refused' "$tmp/b.log"
 cp "$tmp/indb.good.json" "$tmp/indb.json"
 kill -HUP "$pid_b"
-wait_for 20 grep -q 'configuration reloaded' "$tmp/b.log"
+wait_until 20 grep -q 'configuration reloaded' "$tmp/b.log"
 ok $? "the in-database daemon reloads too (a refused and an accepted reload)"
 
 # An immediate restart of the server; events appended as soon as it is
@@ -323,25 +248,25 @@ restart_server >/dev/null 2>&1
 ok $? "the server restarts (pg_ctl restart -m immediate)"
 append "$main_db" 10
 append "$side_db" 10
-wait_for 30 eval '[ "$(count_in "$tmp/a.log" "info connected to database")" -ge 2 ]' &&
-	wait_for 30 eval '[ "$(count_in "$tmp/b.log" "info connected to database")" -ge 2 ]' &&
+wait_until 30 eval '[ "$(count_in "$tmp/a.log" "info connected to database")" -ge 2 ]' &&
+	wait_until 30 eval '[ "$(count_in "$tmp/b.log" "info connected to database")" -ge 2 ]' &&
 	grep -q 'error connection lost' "$tmp/a.log" && grep -q 'error connection lost' "$tmp/b.log"
 ok $? "both daemons log the lost connection and reconnect"
 grep -q 'info next connection attempt in 100 ms' "$tmp/a.log"
 ok $? "reconnecting starts at reconnect_min_ms"
-wait_for 20 exactly_once "$tmp/c.jsonl.ids" "$main_db"
+wait_until 20 exactly_once "$tmp/c.jsonl.ids" "$main_db"
 ok $? "outside consumer across the restart: $(lines "$tmp/c.jsonl.ids") events, each handled once, none lost"
-wait_for 20 eval '[ "$(effects)" = "45 45" ]'
+wait_until 20 eval '[ "$(effects)" = "45 45" ]'
 ok $? "in-database consumer across the restart: 45 events, each handled once, none lost"
 [ "$(count_in "$tmp/a.log" ' info consumer=c batch=[0-9]* position=[0-9]* id=[0-9a-f-]* ok$')" -eq \
 	$(($(lines "$tmp/c.jsonl.ids") - 25)) ]
 ok $? "daemon A logged one line per event it handled"
 
-stop_daemon "$pid_a"
+stop "$pid_a" 20
 status=$?
 [ $status -eq 0 ] && grep -q 'info stopping:' "$tmp/a.log"
 ok $? "SIGTERM: the daemon stops with exit status 0"
-stop_daemon "$pid_b"
+stop "$pid_b" 20
 status=$?
 if [ ${#vg[@]} -gt 0 ]; then
 	[ $status -eq 0 ]
@@ -371,21 +296,21 @@ fi
 # kill -9 of a daemon in the middle of a run, then a new daemon: the
 # in-database consumer's effects commit with its checkpoint, so each is
 # written once and none is lost.
-q "$side_db" "CREATE OR REPLACE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE plpgsql AS \$\$
-              BEGIN
-                  PERFORM pg_sleep(0.005);
-                  INSERT INTO effects VALUES ((e.envelope->>'id')::uuid, e.position);
-              END \$\$" >/dev/null
+q_in "$side_db" "CREATE OR REPLACE FUNCTION remember(e eventstore.event) RETURNS void LANGUAGE plpgsql AS \$\$
+                 BEGIN
+                     PERFORM pg_sleep(0.005);
+                     INSERT INTO effects VALUES ((e.envelope->>'id')::uuid, e.position);
+                 END \$\$" >/dev/null
 append "$side_db" 300
-start_daemon "$tmp/k.log" "$worker" --config "$tmp/indb.json"
-wait_for 20 eval '[ "$(q "$side_db" "SELECT count(*) FROM effects")" -gt 100 ]'
-kill -KILL "$daemon"
-wait "$daemon" 2>/dev/null
-mid=$(q "$side_db" "SELECT count(*) FROM effects")
-start_daemon "$tmp/k2.log" "$worker" --config "$tmp/indb.json"
-wait_for 30 eval '[ "$(effects)" = "345 345" ]'
+start "$tmp/k.log" "$worker" --config "$tmp/indb.json"
+wait_until 20 eval '[ "$(q_in "$side_db" "SELECT count(*) FROM effects")" -gt 100 ]'
+kill -KILL "$started"
+wait "$started" 2>/dev/null
+mid=$(q_in "$side_db" "SELECT count(*) FROM effects")
+start "$tmp/k2.log" "$worker" --config "$tmp/indb.json"
+wait_until 30 eval '[ "$(effects)" = "345 345" ]'
 ok $? "kill -9 of the daemon mid-run ($mid of 345 handled), then a new one: every effect once, none lost"
-stop_daemon "$daemon" >/dev/null
+stop "$started" 20 >/dev/null
 
 psql -XAtq -d "$main_db" -c "DROP DATABASE $side_db WITH (FORCE)" >/dev/null
 if [ "$fails" -ne 0 ]; then
