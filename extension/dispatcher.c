@@ -128,25 +128,63 @@ commit_transaction(void)
 }
 
 /*
- * The in-database consumers to run, or NIL when the extension is absent;
- * see consumers_due() for *any and *next_retry.
+ * Whether the extension is installed in this database, in a transaction of
+ * its own.  Asked after an error: a DROP EXTENSION that commits while a
+ * worker lists or runs consumers makes the worker's queries fail ("relation
+ * eventstore.consumers does not exist"), and that is no failure of its own.
+ */
+static bool
+extension_installed(void)
+{
+	bool		found;
+
+	begin_transaction("eventstore: looking for the extension");
+	found = OidIsValid(get_extension_oid("eventstore", true));
+	commit_transaction();
+	return found;
+}
+
+/*
+ * The in-database consumers to run, or NIL when the extension is absent
+ * (or was dropped meanwhile); see consumers_due() for *any and *next_retry.
+ * Any other error ends the worker, which the postmaster starts again.
  */
 static List *
 list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
 {
-	List	   *names = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *volatile names = NIL;
 
 	*any = false;
 	*next_retry = 0;
-	begin_transaction("eventstore: listing consumers");
-	if (OidIsValid(get_extension_oid("eventstore", true)))
+	PG_TRY();
 	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
+		begin_transaction("eventstore: listing consumers");
+		if (OidIsValid(get_extension_oid("eventstore", true)))
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		names = consumers_due(any, next_retry);
-		MemoryContextSwitchTo(old);
+			names = consumers_due(any, next_retry);
+			MemoryContextSwitchTo(old);
+		}
+		commit_transaction();
 	}
-	commit_transaction();
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		if (extension_installed())
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		names = NIL;
+		*any = false;
+		*next_retry = 0;
+	}
+	PG_END_TRY();
 	return names;
 }
 
@@ -198,8 +236,11 @@ run_one_batch(const char *name)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		/* a consumer dropped since the round began is no failure */
-		if (record_consumer_error(name, edata->message))
+		/*
+		 * A consumer dropped since the round began, or the whole extension,
+		 * is no failure.
+		 */
+		if (extension_installed() && record_consumer_error(name, edata->message))
 			ereport(LOG,
 					(errmsg("eventstore consumer \"%s\" failed: %s", name, edata->message)));
 		FreeErrorData(edata);

@@ -9,11 +9,16 @@
 # either consumer is left, the dispatcher logs no failure for them (it used
 # to log 'consumer "dc_b" failed: consumer "dc_b" does not exist' for a
 # consumer dropped during its round) and goes on running other consumers.
+#
+# Then the whole extension, dropped (three times) while the dispatcher
+# works on its consumers: the workers carry on (the same processes), and
+# log neither an error nor an exit (they used to exit with an error when
+# the DROP committed while they listed consumers, and were started again).
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
 db=${PGDATABASE:-eventstore_test}
-echo "1..7"
+echo "1..9"
 
 data_dir=$(q "SHOW data_directory")
 pg_log=$(readlink "/proc/$(head -1 "$data_dir/postmaster.pid")/fd/2")
@@ -96,4 +101,31 @@ ok $? "the dispatcher logged no failure for the dropped consumers"
 
 q "SELECT eventstore.drop_consumer('dc_c')" >/dev/null
 q "DROP TABLE public.dc_effects; DROP FUNCTION public.dc_handler(eventstore.event), public.dc_other(eventstore.event)" >/dev/null
+
+# DROP EXTENSION under the dispatcher's feet.
+workers() {
+	q "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM pg_stat_activity
+	    WHERE backend_type = 'eventstore dispatcher'"
+}
+before=$(workers)
+log_start=$(stat -c %s "$pg_log" 2>/dev/null || echo 0)
+# The DROP stays uncommitted across a poll interval (1 s): the workers'
+# next round finds the extension still there and waits for the DROP's lock
+# on eventstore.consumers, which is gone once it commits.
+for _ in $(seq 3); do
+	# dc_noop takes an eventstore.event: DROP ... CASCADE takes it along
+	q "SET client_min_messages = warning;
+	   CREATE EXTENSION eventstore;
+	   SELECT eventstore.create_topic('tick');
+	   CREATE FUNCTION public.dc_noop(e eventstore.event) RETURNS void LANGUAGE sql AS 'SELECT';
+	   SELECT eventstore.create_consumer('dc_d', ARRAY['tick'], 'public.dc_noop(eventstore.event)')" >/dev/null
+	append
+	q "SET client_min_messages = warning; DROP EXTENSION eventstore CASCADE; SELECT pg_sleep(1.5)" >/dev/null
+done
+sleep 1
+after=$(workers)
+[ -n "$before" ] && [ "$before" = "$after" ]
+ok $? "3 times DROP EXTENSION while the dispatcher works: the same workers run on ($before, then $after)"
+! tail -c +"$((log_start + 1))" "$pg_log" | grep -E 'eventstore dispatcher.*exited|dispatcher.*ERROR|ERROR:  relation "eventstore\.'
+ok $? "and they logged no error and no exit"
 exit $((fails > 0))
