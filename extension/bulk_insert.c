@@ -99,12 +99,11 @@ typedef struct BulkInsert
 	ResultRelInfo *rri;
 	Relation	id_index;
 	Oid			sequence;		/* of the position identity column */
-	int			att[NUM_EVENT_COLUMNS];
 	/* the same in every row of the batch */
-	Datum		topic;
-	Datum		stream;			/* (Datum) 0: no stream */
-	Datum		xid;
-	Datum		recorded_at;
+	text	   *topic;
+	text	   *stream;			/* NULL: no stream */
+	FullTransactionId xid;
+	TimestampTz recorded_at;
 } BulkInsert;
 
 /* Opens eventstore.events and its indexes for inserting, as COPY does. */
@@ -117,8 +116,8 @@ bulk_begin(BulkInsert *b, const char *topic, const char *stream)
 	b->rel = table_open(eventstore_events_relid(), RowExclusiveLock);
 	if (b->rel->trigdesc != NULL)
 		report_altered_events("The table has triggers, which appends would bypass.");
-	memcpy(b->att, events_columns(), sizeof(b->att));
-	b->sequence = getIdentitySequence(RelationGetRelid(b->rel), b->att[COL_POSITION] + 1, false);
+	b->sequence = getIdentitySequence(RelationGetRelid(b->rel),
+									  events_columns()[COL_POSITION] + 1, false);
 
 	b->estate = CreateExecutorState();
 	rte->rtekind = RTE_RELATION;
@@ -136,10 +135,10 @@ bulk_begin(BulkInsert *b, const char *topic, const char *stream)
 		if (RelationGetRelid(b->rri->ri_IndexRelationDescs[i]) == id_index_oid)
 			b->id_index = b->rri->ri_IndexRelationDescs[i];
 
-	b->topic = CStringGetTextDatum(topic);
-	b->stream = stream ? CStringGetTextDatum(stream) : (Datum) 0;
-	b->xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	b->recorded_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	b->topic = cstring_to_text(topic);
+	b->stream = stream ? cstring_to_text(stream) : NULL;
+	b->xid = GetTopFullTransactionId();
+	b->recorded_at = GetCurrentTransactionStartTimestamp();
 }
 
 static void
@@ -157,28 +156,19 @@ event_slot(BulkInsert *b, EnvelopeParts *e, int64 stream_version, int64 *positio
 {
 	TupleTableSlot *slot = table_slot_create(b->rel, NULL);
 	TupleDesc	desc = RelationGetDescr(b->rel);
+	/* the slot's values point into the row: it lives as long as the batch */
+	StoredEvent *row = palloc0(sizeof(StoredEvent));
 
 	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, desc->natts * sizeof(bool));
 	*position = nextval_internal(b->sequence, false);
-#define SET(col, value) \
-	(slot->tts_values[b->att[col]] = (value), slot->tts_isnull[b->att[col]] = false)
-	SET(COL_POSITION, Int64GetDatum(*position));
-	SET(COL_ID, UUIDPGetDatum(&e->id));
-	SET(COL_TOPIC, b->topic);
-	SET(COL_TYPE, PointerGetDatum(e->type));
-	SET(COL_VERSION_MAJOR, Int32GetDatum(e->version_major));
-	SET(COL_VERSION_MINOR, Int32GetDatum(e->version_minor));
-	SET(COL_DATA, JsonbPGetDatum(e->data));
-	SET(COL_METADATA, JsonbPGetDatum(e->metadata));
-	if (b->stream)
-	{
-		SET(COL_STREAM, b->stream);
-		SET(COL_STREAM_VERSION, Int64GetDatum(stream_version));
-	}
-	SET(COL_RECORDED_AT, b->recorded_at);
-	SET(COL_XID, b->xid);
-#undef SET
+	row->position = *position;
+	row->topic = b->topic;
+	row->stream = b->stream;
+	row->stream_version = stream_version;
+	row->parts = *e;
+	row->recorded_at = b->recorded_at;
+	row->xid = b->xid;
+	stored_event_encode(row, desc->natts, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 	if (desc->constr)
 		ExecConstraints(b->rri, slot, b->estate);

@@ -61,13 +61,9 @@ typedef struct TopicEntry
 	bool		valid;
 } TopicEntry;
 
-static const char *const event_column_names[NUM_EVENT_COLUMNS] = {
-	"position", "id", "topic", "type", "version_major", "version_minor",
-	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
-};
-
 static bool catalog_valid = false;
 static Oid	events_relid = InvalidOid;
+static Oid	events_namespace = InvalidOid;
 static Oid	topics_relid = InvalidOid;
 static Oid	owner_oid = InvalidOid;
 static Oid	id_index_oid = InvalidOid;
@@ -112,28 +108,6 @@ report_altered_events(const char *detail)
 			 errmsg("eventstore.events has been altered"),
 			 errdetail("%s", detail),
 			 errhint("Undo the change: the table is written only by the extension.")));
-}
-
-/*
- * Fills att[] with the 0-based attribute index in desc of every EventColumn,
- * by name, so that columns added by upgrades or dropped ones shift nothing.
- */
-static void
-map_columns(TupleDesc desc, int *att)
-{
-	for (int c = 0; c < NUM_EVENT_COLUMNS; c++)
-	{
-		att[c] = -1;
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute a = TupleDescAttr(desc, i);
-
-			if (!a->attisdropped && strcmp(NameStr(a->attname), event_column_names[c]) == 0)
-				att[c] = i;
-		}
-		if (att[c] < 0)
-			report_altered_events(psprintf("Column \"%s\" is missing.", event_column_names[c]));
-	}
 }
 
 /* The unique, non-partial index on the id column of rel. */
@@ -193,10 +167,11 @@ catalog_resolve(void)
 
 	rel = table_open(events, AccessShareLock);
 	owner_oid = rel->rd_rel->relowner;
-	map_columns(RelationGetDescr(rel), event_att);
+	event_columns_map(RelationGetDescr(rel), event_att);
 	id_index_oid = find_id_index(rel, event_att[COL_ID]);
 	table_close(rel, NoLock);
 	events_relid = events;
+	events_namespace = schema;
 	topics_relid = topics;
 	/* an invalidation while we looked may concern what we just read */
 	catalog_valid = (invalidations == before);
@@ -224,6 +199,14 @@ events_columns(void)
 {
 	catalog_resolve();
 	return event_att;
+}
+
+/* The extension's schema. */
+Oid
+eventstore_namespace(void)
+{
+	catalog_resolve();
+	return events_namespace;
 }
 
 /* The unique index on eventstore.events (id). */

@@ -33,25 +33,6 @@
 
 #include "eventstore.h"
 
-/* Copies the stored event out of slot (all attributes deformed). */
-static StoredEvent *
-stored_event_from_slot(TupleTableSlot *slot, const int *att)
-{
-	StoredEvent *s = palloc0(sizeof(StoredEvent));
-	Datum	   *v = slot->tts_values;
-
-	s->position = DatumGetInt64(v[att[COL_POSITION]]);
-	memcpy(&s->parts.id, DatumGetUUIDP(v[att[COL_ID]]), sizeof(pg_uuid_t));
-	s->topic = DatumGetTextPCopy(v[att[COL_TOPIC]]);
-	s->stream = slot->tts_isnull[att[COL_STREAM]] ? NULL : DatumGetTextPCopy(v[att[COL_STREAM]]);
-	s->parts.type = DatumGetTextPCopy(v[att[COL_TYPE]]);
-	s->parts.version_major = DatumGetInt32(v[att[COL_VERSION_MAJOR]]);
-	s->parts.version_minor = DatumGetInt32(v[att[COL_VERSION_MINOR]]);
-	s->parts.data = DatumGetJsonbPCopy(v[att[COL_DATA]]);
-	s->parts.metadata = DatumGetJsonbPCopy(v[att[COL_METADATA]]);
-	return s;
-}
-
 /* qsort_arg comparator: positions in ids[], by the uuid they hold. */
 static int
 compare_by_id(const void *a, const void *b, void *arg)
@@ -73,14 +54,12 @@ lookup_stored_events(pg_uuid_t **ids, int n)
 	StoredEvent **result = palloc0(n * sizeof(StoredEvent *));
 	int		   *order = palloc(n * sizeof(int));
 	Relation	rel = table_open(eventstore_events_relid(), AccessShareLock);
-	int			att[NUM_EVENT_COLUMNS];
 	Relation	index;
 	Snapshot	snapshot;
 	TupleTableSlot *slot;
 	IndexScanDesc scan;
 	ScanKeyData key;
 
-	memcpy(att, events_columns(), sizeof(att));
 	index = index_open(events_id_index(), AccessShareLock);
 
 	/* see this transaction's own earlier writes, as an SPI query would */
@@ -100,7 +79,8 @@ lookup_stored_events(pg_uuid_t **ids, int n)
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			slot_getallattrs(slot);
-			result[k] = stored_event_from_slot(slot, att);
+			result[k] = palloc(sizeof(StoredEvent));
+			stored_event_decode(slot->tts_values, slot->tts_isnull, true, result[k]);
 		}
 	}
 	index_endscan(scan);

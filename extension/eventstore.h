@@ -42,9 +42,14 @@ extern int	eventstore_retention_interval_ms;
 #define EVENT_ATT_POSITION 1
 #define EVENT_ATT_ID 2
 #define EVENT_ATT_TOPIC 3
+#define EVENT_ATT_STREAM 4
+#define EVENT_ATT_STREAM_VERSION 5
 #define EVENT_ATT_ENVELOPE 6
+#define EVENT_ATT_RECORDED_AT 7
 #define EVENT_NATTS 7
 /* eventstore.delivery: the event's attributes, then batch_id and attempt */
+#define DELIVERY_ATT_BATCH_ID 8
+#define DELIVERY_ATT_ATTEMPT 9
 #define DELIVERY_NATTS 9
 
 /*
@@ -130,19 +135,37 @@ typedef enum EventColumn
 
 extern const int *events_columns(void);
 extern Oid	events_id_index(void);
+extern Oid	eventstore_namespace(void);
 extern void report_altered_events(const char *detail) pg_attribute_noreturn();
 extern TopicInfo *topic_lookup(const char *name, int len);
 extern void check_topic_append(const TopicInfo *topic, Oid caller);
 
-/* event_lookup.c: stored events by id, through the unique index on id. */
+/* event_row.c: one row of eventstore.events, decoded. */
 typedef struct StoredEvent
 {
 	int64		position;
 	text	   *topic;
 	text	   *stream;			/* NULL: no stream */
+	int64		stream_version; /* when stream is not NULL */
 	EnvelopeParts parts;		/* id, type, version, data, metadata */
+	TimestampTz recorded_at;
+	FullTransactionId xid;		/* the appending transaction */
 } StoredEvent;
 
+extern void event_columns_map(TupleDesc desc, int *att);
+extern void stored_event_decode(const Datum *values, const bool *isnull, bool copy,
+								StoredEvent *s);
+extern void stored_event_from_row(Datum row, StoredEvent *s);
+extern void stored_event_encode(const StoredEvent *s, int natts, Datum *values,
+								bool *isnull);
+extern Jsonb *stored_event_envelope(const StoredEvent *s);
+extern void stored_event_values(const StoredEvent *s, Jsonb *envelope, Datum *values,
+								bool *nulls);
+extern void check_event_type(TupleDesc desc, const char *type_name, int natts);
+extern TupleDesc event_type_desc(void);
+extern Datum stored_event_datum(const StoredEvent *s, TupleDesc desc);
+
+/* event_lookup.c: stored events by id, through the unique index on id. */
 extern StoredEvent **lookup_stored_events(pg_uuid_t **ids, int n);
 
 /* bulk_insert.c: storing a batch of new events like COPY does. */
@@ -162,18 +185,87 @@ extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
 extern void check_function_runs_as(Oid fn, Oid role);
 extern Datum call_as_role(Oid fn, Oid role, Datum arg, bool fixed_search_path,
 						  bool *isnull);
-extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope);
+extern Jsonb *upcast_envelope(const char *topic, Jsonb *envelope, int32 major);
 extern Datum upcast_event(Datum event);
 
 /* protect.c: crypto-shredding of personal fields. */
 extern Jsonb *protect_event_data(const char *topic, Jsonb *data, pg_uuid_t *id,
 								 int batch_index);
 
-/* consumer_access.c: who may act for a consumer. */
+/*
+ * consumer_engine.c: the consumer protocol, the same for in-database and
+ * outside consumers.
+ */
+typedef enum ConsumerKind
+{
+	CONSUMER_ANY,
+	CONSUMER_IN_DATABASE,		/* has a handler function */
+	CONSUMER_OUTSIDE			/* takes its events with poll/ack */
+} ConsumerKind;
+
+typedef enum BatchKind
+{
+	BATCH_NONE,
+	BATCH_WINDOW,				/* a page of the consumer's open window */
+	BATCH_REPLAY				/* parked events asked for again */
+} BatchKind;
+
+/* A consumer's row of eventstore.consumers, as locked. */
+typedef struct Consumer
+{
+	char	   *name;
+	char	   *handler_name;	/* regprocedure text; NULL: outside consumer */
+	Oid			run_as;
+	Datum		topics;			/* text[] */
+	int			batch_size;
+	int			max_attempts;
+	int64		start_after;
+	Datum		done_snapshot;	/* pg_snapshot, (Datum) 0 when NULL */
+	Datum		window_snapshot;	/* likewise */
+	int64		window_after;
+	int64		batch_id;		/* the last batch leased */
+	BatchKind	batch_kind;		/* the leased batch, BATCH_NONE if none */
+	int64		batch_upto;
+	int32		batch_attempt;
+	bool		leased;			/* its lease has not run out */
+	int32		attempts;		/* failures of the batch or event at the head */
+	bool		backing_off;	/* retry_at is in the future */
+	char	   *last_error;
+} Consumer;
+
+/* Events taken for one run of a handler. */
+typedef struct Batch
+{
+	BatchKind	kind;
+	int			n;
+	StoredEvent *events;		/* point into rows */
+	bool		drained;		/* a window page that ends the window */
+	SPITupleTable *rows;
+} Batch;
+
+extern void check_consumer_name(const char *name);
+extern bool consumer_lock(const char *name, ConsumerKind kind, bool skip_locked,
+						  Consumer *c);
+extern void consumer_check_topics(Consumer *c);
+extern int64 consumer_retry_delay_ms(int attempts);
+extern bool consumer_next_batch(Consumer *c, int limit, Batch *b);
+extern void consumer_leased_batch(Consumer *c, Batch *b);
+extern void batch_free(Batch *b);
+extern void consumer_lease_batch(Consumer *c, Batch *b);
+extern void consumer_renew_lease(Consumer *c);
+extern void consumer_count_failure(Consumer *c, const char *error);
+extern void consumer_count_expired_lease(Consumer *c);
+extern void consumer_touch(Consumer *c);
+extern void consumer_park(Consumer *c, Batch *b, int from, int to, int attempts,
+						  const char *error);
+extern void consumer_record(Consumer *c, Batch *b, int done, int64 handled,
+							const char *error, int64 retry_ms);
+
+/* consumer_api.c: the SQL entry points of consumers, and who may use them. */
 extern void check_consumer_role(Oid caller, Oid role, const char *action,
 								const char *consumer);
 
-/* consumer.c: running in-database consumers. */
+/* consumer_run.c: running in-database consumers. */
 extern int64 consumer_run(const char *name, int64 max_events);
 extern List *consumers_due(bool *any, TimestampTz *next_retry);
 

@@ -18,7 +18,7 @@
  * the caller's identity, which a SECURITY DEFINER function no longer knows,
  * so it is a C function running as the caller that passes the caller to the
  * internal eventstore.unprotect_as() run as the owner, the way
- * consumer_access.c does.
+ * consumer_api.c does.
  *
  *-------------------------------------------------------------------------
  */

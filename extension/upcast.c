@@ -4,7 +4,7 @@
  *		Events as their topic's current major version, and the ids of the
  *		events a consumer derives.
  *
- * Stored events are never rewritten (DESIGN.md decision 6).  An event of an
+ * Stored events are never rewritten.  An event of an
  * older major version goes through the upcasters registered for its topic,
  * one major step after the other (1 -> 2 -> 3), on its way to a consumer or
  * to a reader calling eventstore.upcast().  Each upcaster is a function
@@ -221,11 +221,13 @@ apply_upcaster(const char *topic, Upcaster *u, Jsonb *envelope,
 
 /*
  * The envelope of an event of topic turned into the topic's current major
- * version; the envelope itself when it is current already.  Must be called
- * inside SPI_connect, as the owner role.
+ * version; the envelope itself when it is current already.  major is the
+ * event's major version when the caller knows it (a stored event's
+ * version_major column), -1 when it must be read from the envelope.  Must
+ * be called inside SPI_connect, as the owner role.
  */
 Jsonb *
-upcast_envelope(const char *topic, Jsonb *envelope)
+upcast_envelope(const char *topic, Jsonb *envelope, int32 major)
 {
 	TopicInfo  *info = topic_lookup(topic, strlen(topic));
 	EnvelopeParts parts;
@@ -235,6 +237,9 @@ upcast_envelope(const char *topic, Jsonb *envelope)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("topic \"%s\" does not exist", topic)));
+	/* the common case: nothing to parse, nothing to do */
+	if (major >= info->current_major)
+		return envelope;
 	if (!envelope_check(envelope, &parts, &err))
 		envelope_report(&err, -1);
 
@@ -274,12 +279,7 @@ upcast_event(Datum event)
 	Jsonb	   *envelope;
 	Datum		result = event;
 
-	if (desc->natts != EVENT_NATTS)
-		ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("eventstore.event has been altered"),
-			 errdetail("It has %d attributes; eventstore expects %d.",
-					   desc->natts, EVENT_NATTS)));
+	check_event_type(desc, "eventstore.event", EVENT_NATTS);
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
 	ItemPointerSetInvalid(&tuple.t_self);
 	tuple.t_tableOid = InvalidOid;
@@ -296,7 +296,7 @@ upcast_event(Datum event)
 	envelope = DatumGetJsonbP(values[EVENT_ATT_ENVELOPE - 1]);
 	values[EVENT_ATT_ENVELOPE - 1] =
 		JsonbPGetDatum(upcast_envelope(TextDatumGetCString(values[EVENT_ATT_TOPIC - 1]),
-									   envelope));
+									   envelope, -1));
 	if (DatumGetPointer(values[EVENT_ATT_ENVELOPE - 1]) != (Pointer) envelope)
 		result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 	ReleaseTupleDesc(desc);

@@ -50,7 +50,7 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(417);
+SELECT plan(404);
 
 ------------------------------------------------------------------------------
 -- Structure: tables consumers, parked, upcasters
@@ -220,12 +220,7 @@ SELECT isnt_definer('eventstore', f, a, format('%s is not SECURITY DEFINER', f))
                ('derived_id', ARRAY['uuid', 'text']),
                ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole']),
                ('register_upcaster', ARRAY['text', 'integer', 'integer', 'regprocedure', 'regrole']),
-               ('poll_batch', ARRAY['text', 'integer']),
-               ('ack_batch', ARRAY['text', 'bigint']),
-               ('nack_batch', ARRAY['text', 'bigint', 'text']),
-               ('lock_consumer', ARRAY['text', 'text']),
-               ('open_window', ARRAY['text']),
-               ('window_events', ARRAY['text', 'bigint', 'integer'])) AS v(f, a);
+               ('lock_consumer', ARRAY['text', 'text'])) AS v(f, a);
 SELECT is(
     (SELECT array_agg(p.proname || ' ' || l.lanname ORDER BY p.proname)
        FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
@@ -310,43 +305,33 @@ SELECT set_eq(
 SELECT is(
     (SELECT array_agg(DISTINCT p.proname::text ORDER BY p.proname::text) FROM pg_proc p
       WHERE p.pronamespace = 'eventstore'::regnamespace
-        AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot', 'open_window',
-                          'close_window', 'window_events', 'batch_deliveries', 'park_batch',
-                          'finish_batch', 'lease_timeout', 'retry_delay', 'consumers_changed',
-                          'register_consumer', 'register_upcaster', 'poll_batch', 'ack_batch',
-                          'nack_batch', 'check_read_args', 'topics_changed')),
-    ARRAY['ack_batch', 'batch_deliveries', 'check_consumer_name', 'check_read_args', 'close_window',
-          'consumers_changed', 'finish_batch', 'lease_timeout', 'lock_consumer', 'nack_batch',
-          'open_window', 'park_batch', 'poll_batch', 'register_consumer', 'register_upcaster',
-          'retry_delay', 'topics_changed', 'window_events', 'window_snapshot'],
-    'the nineteen internal helpers exist (so the next test is not vacuous)'
+        AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot',
+                          'consumers_changed', 'register_consumer', 'register_upcaster',
+                          'check_read_args', 'topics_changed')),
+    ARRAY['check_consumer_name', 'check_read_args', 'consumers_changed', 'lock_consumer',
+          'register_consumer', 'register_upcaster', 'topics_changed', 'window_snapshot'],
+    'the eight internal helpers exist (so the next test is not vacuous)'
 );
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text || ' -> ' || r ORDER BY 1)
        FROM pg_proc p
        CROSS JOIN unnest(ARRAY['public', 'eventstore_writer', 'eventstore_reader', 'eventstore_admin']) AS r
       WHERE p.pronamespace = 'eventstore'::regnamespace
-        AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot', 'open_window',
-                          'close_window', 'window_events', 'batch_deliveries', 'park_batch',
-                          'finish_batch', 'lease_timeout', 'retry_delay', 'consumers_changed',
-                          'register_consumer', 'register_upcaster', 'poll_batch', 'ack_batch',
-                          'nack_batch', 'check_read_args', 'topics_changed')
+        AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot',
+                          'consumers_changed', 'register_consumer', 'register_upcaster',
+                          'check_read_args', 'topics_changed')
         AND has_function_privilege(r, p.oid, 'EXECUTE')),
     NULL,
-    'lock_consumer, check_consumer_name, window_snapshot, open_window, close_window, window_events, '
-    'batch_deliveries, park_batch, finish_batch, lease_timeout, retry_delay, consumers_changed, '
-    'register_consumer, register_upcaster, poll_batch, ack_batch, nack_batch, check_read_args and '
-    'topics_changed are executable by none of the roles nor PUBLIC'
+    'lock_consumer, check_consumer_name, window_snapshot, consumers_changed, register_consumer, '
+    'register_upcaster, check_read_args and topics_changed are executable by none of the roles nor PUBLIC'
 );
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY 1)
        FROM pg_proc p
       WHERE p.pronamespace = 'eventstore'::regnamespace AND p.prosecdef
-        AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot', 'open_window',
-                          'close_window', 'window_events', 'batch_deliveries', 'park_batch',
-                          'finish_batch', 'lease_timeout', 'retry_delay', 'consumers_changed',
-                          'register_consumer', 'register_upcaster', 'poll_batch', 'ack_batch',
-                          'nack_batch', 'check_read_args', 'topics_changed')),
+        AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot',
+                          'consumers_changed', 'register_consumer', 'register_upcaster',
+                          'check_read_args', 'topics_changed')),
     NULL,
     'none of the internal helpers is SECURITY DEFINER'
 );
@@ -625,17 +610,6 @@ SELECT throws_ok(
       VALUES ('es_cons', 1, 2, 'public.es_ctest_upcaster(jsonb)')$$,
     '42501', NULL, 'reader cannot INSERT into upcasters directly');
 SELECT throws_ok($$SELECT eventstore.lock_consumer('es_out_ack')$$, '42501', NULL, 'reader cannot call the internal lock_consumer');
-SELECT throws_ok($$SELECT eventstore.open_window('es_out_ack')$$, '42501', NULL, 'reader cannot call the internal open_window');
-SELECT throws_ok($$SELECT * FROM eventstore.window_events('es_out_ack', NULL, 10)$$, '42501', NULL,
-    'reader cannot call the internal window_events');
-SELECT throws_ok($$SELECT eventstore.finish_batch('es_out_nack', true)$$, '42501', NULL,
-    'reader cannot call the internal finish_batch');
-SELECT throws_ok($$SELECT * FROM eventstore.poll_batch('es_out_nack', 10)$$, '42501', NULL,
-    'reader cannot call the internal poll_batch (bypassing poll''s membership check)');
-SELECT throws_ok($$SELECT eventstore.ack_batch('es_out_nack', 1)$$, '42501', NULL,
-    'reader cannot call the internal ack_batch');
-SELECT throws_ok($$SELECT eventstore.nack_batch('es_out_nack', 1, 'x')$$, '42501', NULL,
-    'reader cannot call the internal nack_batch');
 
 RESET ROLE;
 
@@ -744,8 +718,6 @@ SELECT throws_ok($$UPDATE eventstore.consumers SET run_as = 'es_ctest_admin'$$, 
 SELECT throws_ok($$DELETE FROM eventstore.parked$$, '42501', NULL, 'admin cannot DELETE parked');
 SELECT throws_ok($$UPDATE eventstore.upcasters SET fn = 'public.es_ctest_private(jsonb)'$$, '42501', NULL,
     'admin cannot UPDATE upcasters');
-SELECT throws_ok($$SELECT eventstore.park_batch('es_out_nack', 'x')$$, '42501', NULL, 'admin cannot call the internal park_batch');
-SELECT throws_ok($$SELECT eventstore.close_window('es_in')$$, '42501', NULL, 'admin cannot call the internal close_window');
 SELECT throws_ok(
     $$SELECT eventstore.register_consumer('es_reg', ARRAY['es_cons'], NULL, 100, 5, session_user::regrole)$$,
     '42501', NULL, 'admin cannot call the internal register_consumer (bypassing create_consumer''s check)');

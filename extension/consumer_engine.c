@@ -1,0 +1,643 @@
+/*-------------------------------------------------------------------------
+ *
+ * consumer_engine.c
+ *		The one consumer protocol: locking a consumer, its snapshot
+ *		windows, batches and leases, retries with backoff, parking and the
+ *		replay of parked events.
+ *
+ * In-database consumers (consumer_run.c: a handler function run by the
+ * dispatcher or run_consumer) and outside consumers (consumer_api.c:
+ * poll, ack, nack from a daemon) differ only in who runs the handler;
+ * everything about which events a consumer gets, and what happens to its
+ * progress when they succeed or fail, is here.  All of it runs inside
+ * SPI_connect, as the extension's owner.
+ *
+ * Progress is a pair of transaction snapshots (docs/architecture.md,
+ * "Consumers").  Events whose transaction is visible in done_snapshot have
+ * been delivered.  The open window is what is visible in window_snapshot
+ * and not in done_snapshot, paged by position; window_after is the last
+ * position delivered inside it.  When the window is drained,
+ * window_snapshot becomes done_snapshot.  An event whose position was taken
+ * before others but which committed after them simply falls into a later
+ * window: nothing is skipped.  A new or reset consumer has no done
+ * snapshot; its first window is every event after start_after.
+ *
+ * A batch is either a page of the open window or parked events that
+ * replay_parked() asked to deliver again (those go first).  An outside
+ * consumer's batch is leased (batch_id, batch_kind, batch_upto,
+ * batch_attempt, leased_until) until it is acked or nacked or the lease
+ * runs out; an in-database consumer handles its batch in the transaction
+ * that takes it and records the outcome at once, so it leases nothing.
+ *
+ * Failures: a failed window batch (an outside nack, an unacked lease, an
+ * in-database handler error) counts an attempt against the consumer and is
+ * retried after an exponential backoff (eventstore.retry_delay); after
+ * max_attempts its events are parked and the consumer moves on.  A parked
+ * event replayed and failing again goes back to parked.
+ *
+ * Locking: every state change holds the consumer's row lock (FOR UPDATE)
+ * for the rest of the transaction.  The dispatcher and run_consumer take it
+ * with SKIP LOCKED (a busy consumer is somebody else's work); poll, ack,
+ * nack and the SQL functions that change a consumer wait for it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "eventstore.h"
+
+/* Longest backoff between two attempts at a failing batch or event. */
+#define MAX_RETRY_DELAY_MS (3600 * 1000)
+
+/* The columns of eventstore.consumers a Consumer is read from, in order. */
+#define CONSUMER_COLUMNS \
+	"handler, run_as::pg_catalog.oid, topics, batch_size, max_attempts," \
+	" start_after, done_snapshot, window_snapshot, window_after," \
+	" batch_id, batch_kind, batch_upto, batch_attempt," \
+	" coalesce(leased_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)," \
+	" attempts, coalesce(retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), false)," \
+	" last_error"
+
+static void
+run_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
+		const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(query, nargs, argtypes, values, nulls,
+										   false, 0);
+
+	if (rc != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("eventstore consumer statement failed: %s",
+								 SPI_result_code_string(rc))));
+}
+
+/* Column i (1-based) of row 0 of the last result, copied; (Datum) 0 for NULL. */
+static Datum
+result_datum(int i, bool *isnull)
+{
+	Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, i - 1);
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i, isnull);
+
+	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+}
+
+/* Reads a Consumer from row 0 of the last result (CONSUMER_COLUMNS). */
+static void
+consumer_from_result(Consumer *c)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = result_datum(1, &isnull);
+	c->handler_name = isnull ? NULL : TextDatumGetCString(d);
+	c->run_as = DatumGetObjectId(result_datum(2, &isnull));
+	c->topics = result_datum(3, &isnull);
+	c->batch_size = DatumGetInt32(result_datum(4, &isnull));
+	c->max_attempts = DatumGetInt32(result_datum(5, &isnull));
+	c->start_after = DatumGetInt64(result_datum(6, &isnull));
+	c->done_snapshot = result_datum(7, &isnull);
+	c->window_snapshot = result_datum(8, &isnull);
+	d = result_datum(9, &isnull);
+	c->window_after = isnull ? 0 : DatumGetInt64(d);
+	c->batch_id = DatumGetInt64(result_datum(10, &isnull));
+	d = result_datum(11, &isnull);
+	c->batch_kind = isnull ? BATCH_NONE
+		: (strcmp(TextDatumGetCString(d), "window") == 0 ? BATCH_WINDOW : BATCH_REPLAY);
+	d = result_datum(12, &isnull);
+	c->batch_upto = isnull ? 0 : DatumGetInt64(d);
+	c->batch_attempt = DatumGetInt32(result_datum(13, &isnull));
+	c->leased = DatumGetBool(result_datum(14, &isnull));
+	c->attempts = DatumGetInt32(result_datum(15, &isnull));
+	c->backing_off = DatumGetBool(result_datum(16, &isnull));
+	d = result_datum(17, &isnull);
+	c->last_error = isnull ? NULL : TextDatumGetCString(d);
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Raises 42602 unless name is a valid consumer name (see create_consumer).
+ * The SQL functions that take a consumer's name check it; run_consumer()
+ * and the dispatcher just find no such consumer.
+ */
+void
+check_consumer_name(const char *name)
+{
+	size_t		len = strlen(name);
+	bool		valid = len > 0 && len <= 63 && name[0] >= 'a' && name[0] <= 'z';
+
+	for (size_t i = 1; valid && i < len; i++)
+		valid = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+			name[i] == '_';
+	if (!valid)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid consumer name"),
+				 errdetail("Consumer name %s must match ^[a-z][a-z0-9_]*$ and be at most 63 characters.",
+						   quote_literal_cstr(name))));
+}
+
+/*
+ * Locks the consumer's row for the rest of the transaction and reads it
+ * into *c.  With skip_locked, returns false when another transaction holds
+ * the lock; otherwise waits for it.  Raises 42704 for a consumer that does
+ * not exist and 42809 for one of the other kind than asked.
+ */
+bool
+consumer_lock(const char *name, ConsumerKind kind, bool skip_locked, Consumer *c)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(name);
+	run_sql(skip_locked
+			? "SELECT " CONSUMER_COLUMNS " FROM eventstore.consumers"
+			" WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED"
+			: "SELECT " CONSUMER_COLUMNS " FROM eventstore.consumers"
+			" WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+			1, argtypes, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		if (skip_locked)
+		{
+			run_sql("SELECT FROM eventstore.consumers WHERE name OPERATOR(pg_catalog.=) $1",
+					1, argtypes, values, NULL, SPI_OK_SELECT);
+			if (SPI_processed > 0)
+				return false;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("consumer \"%s\" does not exist", name),
+				 errhint("Create it with eventstore.create_consumer().")));
+	}
+	c->name = pstrdup(name);
+	consumer_from_result(c);
+	if (kind == CONSUMER_OUTSIDE && c->handler_name != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("consumer \"%s\" is an in-database consumer", name),
+				 errdetail("Its handler is %s.", c->handler_name),
+				 errhint("Run it with eventstore.run_consumer().")));
+	if (kind == CONSUMER_IN_DATABASE && c->handler_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("consumer \"%s\" is an outside consumer", name),
+				 errdetail("It has no handler."),
+				 errhint("Take its events with eventstore.poll() and eventstore.ack().")));
+	return true;
+}
+
+/*
+ * Raises 42501 unless the consumer's role may still read all its topics:
+ * checked on every batch, so that a revoke_topic takes effect at once.
+ */
+void
+consumer_check_topics(Consumer *c)
+{
+	run_sql("SELECT eventstore.check_topics_readable($1, $2, 'the consumer''s role')",
+			2, (Oid[]) {OIDOID, TEXTARRAYOID},
+			(Datum[]) {ObjectIdGetDatum(c->run_as), c->topics},
+			NULL, SPI_OK_SELECT);
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * The milliseconds to wait before attempt number attempts + 1: the base
+ * delay doubled for each failure, capped.
+ */
+int64
+consumer_retry_delay_ms(int attempts)
+{
+	int64		delay = eventstore_retry_delay_ms;
+
+	for (int i = 1; i < attempts && delay < MAX_RETRY_DELAY_MS; i++)
+		delay *= 2;
+	return Min(delay, MAX_RETRY_DELAY_MS);
+}
+
+/*
+ * Runs an UPDATE of the consumer's row ending in RETURNING CONSUMER_COLUMNS
+ * ($1 is the name) and reads the row back into *c.
+ */
+static void
+update_consumer(Consumer *c, const char *set, int nargs, Oid *argtypes, Datum *values,
+				const char *nulls)
+{
+	Oid			types[8] = {TEXTOID};
+	Datum		args[8] = {CStringGetTextDatum(c->name)};
+	char		argnulls[9] = " ";
+
+	Assert(nargs < 8);
+	for (int i = 0; i < nargs; i++)
+	{
+		types[i + 1] = argtypes[i];
+		args[i + 1] = values[i];
+		argnulls[i + 1] = nulls ? nulls[i] : ' ';
+	}
+	argnulls[nargs + 1] = '\0';
+	run_sql(psprintf("UPDATE eventstore.consumers SET %s"
+					 " WHERE name OPERATOR(pg_catalog.=) $1 RETURNING " CONSUMER_COLUMNS,
+					 set),
+			nargs + 1, types, args, argnulls, SPI_OK_UPDATE_RETURNING);
+	consumer_from_result(c);
+}
+
+/*------------------------------------------------------------------------
+ * Windows
+ *------------------------------------------------------------------------
+ */
+
+/*
+ * Opens a window for the consumer unless one is open; false when there is
+ * nothing new.  An empty window moves done_snapshot on at once.
+ */
+static bool
+window_open(Consumer *c)
+{
+	Datum		snapshot;
+	bool		isnull;
+	int64		low;
+
+	if (c->window_snapshot != (Datum) 0)
+		return true;
+	run_sql("SELECT eventstore.window_snapshot()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	snapshot = result_datum(1, &isnull);
+	SPI_freetuptable(SPI_tuptable);
+
+	if (c->done_snapshot == (Datum) 0)
+		low = c->start_after;
+	else
+	{
+		int			save_nestlevel;
+
+		if (datumIsEqual(snapshot, c->done_snapshot, false, -1))
+			return false;		/* no transaction has ended since */
+
+		/*
+		 * The lowest position in the window, found through the BRIN index on
+		 * xid and nothing else: "position + 0" keeps the planner off a min()
+		 * by primary key, "topic || ''" off the topic index, either of which
+		 * reads every event of the topic.  Sequential scans are off so that
+		 * the BRIN index serves even before the table has statistics.  The
+		 * arguments are known when the statement is planned.
+		 */
+		save_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		run_sql("SELECT pg_catalog.min(e.position OPERATOR(pg_catalog.+) 0)"
+				"         OPERATOR(pg_catalog.-) 1"
+				"  FROM eventstore.events e"
+				" WHERE e.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1)"
+				"   AND e.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2)"
+				"   AND (e.topic OPERATOR(pg_catalog.||) '') OPERATOR(pg_catalog.=) ANY ($3)"
+				"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
+				"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)",
+				3, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID},
+				(Datum[]) {c->done_snapshot, snapshot, c->topics},
+				NULL, SPI_OK_SELECT);
+		AtEOXact_GUC(true, save_nestlevel);
+		low = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										  &isnull));
+		SPI_freetuptable(SPI_tuptable);
+		if (isnull)
+		{
+			update_consumer(c, "done_snapshot = $2", 1, (Oid[]) {PG_SNAPSHOTOID},
+							&snapshot, NULL);
+			return false;
+		}
+	}
+	update_consumer(c, "window_snapshot = $2, window_after = $3", 2,
+					(Oid[]) {PG_SNAPSHOTOID, INT8OID},
+					(Datum[]) {snapshot, Int64GetDatum(low)}, NULL);
+	return true;
+}
+
+/* The window is drained: what it saw is now delivered. */
+static void
+window_close(Consumer *c)
+{
+	if (c->window_snapshot == (Datum) 0)
+		return;
+	update_consumer(c, "done_snapshot = window_snapshot, window_snapshot = NULL,"
+					" window_after = NULL", 0, NULL, NULL, NULL);
+}
+
+/* Takes the rows of the last result ("SELECT e FROM eventstore.events e") into b. */
+static void
+batch_from_result(Batch *b, BatchKind kind)
+{
+	b->kind = kind;
+	b->n = (int) SPI_processed;
+	b->events = palloc(Max(b->n, 1) * sizeof(StoredEvent));
+	b->rows = SPI_tuptable;
+	for (int i = 0; i < b->n; i++)
+	{
+		bool		isnull;
+
+		stored_event_from_row(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											1, &isnull),
+							  &b->events[i]);
+	}
+}
+
+/*
+ * The open window's events after window_after, up to position upto, at
+ * most limit of them, in position order.  Each page is planned with its
+ * real bounds.
+ */
+static void
+window_page(Consumer *c, int64 upto, int limit, Batch *b)
+{
+	Oid			argtypes[6] = {TEXTARRAYOID, INT8OID, INT8OID, PG_SNAPSHOTOID,
+	PG_SNAPSHOTOID, INT4OID};
+	Datum		values[6] = {c->topics, Int64GetDatum(c->window_after), Int64GetDatum(upto),
+	c->window_snapshot, c->done_snapshot, Int32GetDatum(limit)};
+
+	if (c->done_snapshot == (Datum) 0)
+		run_sql("SELECT e FROM eventstore.events e"
+				" WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
+				"   AND e.position OPERATOR(pg_catalog.>) $2"
+				"   AND e.position OPERATOR(pg_catalog.<=) $3"
+				"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
+				" ORDER BY e.position LIMIT $6",
+				6, argtypes, values, "    n ", SPI_OK_SELECT);
+	else
+		run_sql("SELECT e FROM eventstore.events e"
+				" WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
+				"   AND e.position OPERATOR(pg_catalog.>) $2"
+				"   AND e.position OPERATOR(pg_catalog.<=) $3"
+				"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
+				"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5)"
+				" ORDER BY e.position LIMIT $6",
+				6, argtypes, values, NULL, SPI_OK_SELECT);
+	batch_from_result(b, BATCH_WINDOW);
+}
+
+/*------------------------------------------------------------------------
+ * Batches
+ *------------------------------------------------------------------------
+ */
+
+/*
+ * The parked events of the consumer marked for replay (replay_parked), in
+ * position order, at most limit; with batch_id > 0 those of that leased
+ * batch instead.  Parked events that have been removed since (retention,
+ * erasure) are gone for good and are forgotten first.
+ */
+static void
+parked_batch(Consumer *c, int limit, int64 batch_id, Batch *b)
+{
+	Oid			argtypes[3] = {TEXTOID, INT4OID, INT8OID};
+	Datum		values[3] = {CStringGetTextDatum(c->name), Int32GetDatum(limit),
+	Int64GetDatum(batch_id)};
+
+	run_sql("DELETE FROM eventstore.parked p"
+			" WHERE p.consumer OPERATOR(pg_catalog.=) $1 AND p.replay"
+			"   AND NOT EXISTS (SELECT FROM eventstore.events e"
+			"                    WHERE e.id OPERATOR(pg_catalog.=) p.event_id)",
+			1, argtypes, values, NULL, SPI_OK_DELETE);
+	run_sql("SELECT e FROM eventstore.parked p"
+			"  JOIN eventstore.events e ON e.id OPERATOR(pg_catalog.=) p.event_id"
+			" WHERE p.consumer OPERATOR(pg_catalog.=) $1"
+			"   AND CASE WHEN $3 OPERATOR(pg_catalog.>) 0"
+			"            THEN p.batch_id OPERATOR(pg_catalog.=) $3 ELSE p.replay END"
+			" ORDER BY p.position LIMIT $2",
+			3, argtypes, values, NULL, SPI_OK_SELECT);
+	batch_from_result(b, BATCH_REPLAY);
+}
+
+/*
+ * The consumer's next batch of at most limit events: parked events asked
+ * for again first, else the next page of the open window, opening a new
+ * window when the current one is drained.  False when there is nothing.
+ */
+bool
+consumer_next_batch(Consumer *c, int limit, Batch *b)
+{
+	parked_batch(c, limit, 0, b);
+	if (b->n > 0)
+		return true;
+	batch_free(b);
+	for (int round = 0; round < 2; round++)
+	{
+		if (!window_open(c))
+			return false;
+		window_page(c, PG_INT64_MAX, limit, b);
+		b->drained = b->n < limit;
+		if (b->n > 0)
+			return true;
+		batch_free(b);
+		window_close(c);
+	}
+	return false;
+}
+
+/* The events of the batch leased to an outside consumer, again. */
+void
+consumer_leased_batch(Consumer *c, Batch *b)
+{
+	if (c->batch_kind == BATCH_WINDOW)
+		window_page(c, c->batch_upto, PG_INT32_MAX, b);
+	else
+		parked_batch(c, PG_INT32_MAX, c->batch_id, b);
+}
+
+/* Frees what a batch holds. */
+void
+batch_free(Batch *b)
+{
+	if (b->rows)
+		SPI_freetuptable(b->rows);
+	if (b->events)
+		pfree(b->events);
+	memset(b, 0, sizeof(Batch));
+}
+
+/* An interval of ms milliseconds, as text for a query argument. */
+static Datum
+ms_interval_datum(int64 ms)
+{
+	Interval   *result = palloc0(sizeof(Interval));
+
+	result->time = ms * 1000;
+	return IntervalPGetDatum(result);
+}
+
+/*
+ * Leases batch b to an outside consumer for eventstore.lease_timeout: it is
+ * the batch poll() returns until it is acked, nacked or the lease runs out.
+ */
+void
+consumer_lease_batch(Consumer *c, Batch *b)
+{
+	bool		window = b->kind == BATCH_WINDOW;
+
+	update_consumer(c, "batch_id = batch_id OPERATOR(pg_catalog.+) 1, batch_kind = $2,"
+					" batch_upto = $3, batch_attempt = 1,"
+					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $4,"
+					" last_run = pg_catalog.now()",
+					3, (Oid[]) {TEXTOID, INT8OID, INTERVALOID},
+					(Datum[]) {CStringGetTextDatum(window ? "window" : "replay"),
+				Int64GetDatum(b->n > 0 ? b->events[b->n - 1].position : 0),
+				ms_interval_datum(eventstore_lease_timeout_ms)},
+					window ? NULL : " n ");
+	if (!window)
+	{
+		Datum	   *ids = palloc(b->n * sizeof(Datum));
+
+		for (int i = 0; i < b->n; i++)
+			ids[i] = UUIDPGetDatum(&b->events[i].parts.id);
+		run_sql("UPDATE eventstore.parked SET batch_id = $2"
+				" WHERE consumer OPERATOR(pg_catalog.=) $1"
+				"   AND event_id OPERATOR(pg_catalog.=) ANY ($3)",
+				3, (Oid[]) {TEXTOID, INT8OID, UUIDARRAYOID},
+				(Datum[]) {CStringGetTextDatum(c->name), Int64GetDatum(c->batch_id),
+				PointerGetDatum(construct_array(ids, b->n, UUIDOID, UUID_LEN, false,
+												TYPALIGN_CHAR))},
+				NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
+ * Delivers the leased batch once more, after its lease ran out: one more
+ * attempt, a new lease.
+ */
+void
+consumer_renew_lease(Consumer *c)
+{
+	update_consumer(c, "batch_attempt = batch_attempt OPERATOR(pg_catalog.+) 1,"
+					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $2,"
+					" last_run = pg_catalog.now()",
+					1, (Oid[]) {INTERVALOID},
+					(Datum[]) {ms_interval_datum(eventstore_lease_timeout_ms)}, NULL);
+}
+
+/*
+ * Counts a failed delivery of the leased batch, with its error: the batch
+ * is held back for the backoff (its lease runs until then).
+ */
+void
+consumer_count_failure(Consumer *c, const char *error)
+{
+	update_consumer(c, "attempts = attempts OPERATOR(pg_catalog.+) 1, last_error = $2,"
+					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $3",
+					2, (Oid[]) {TEXTOID, INTERVALOID},
+					(Datum[]) {CStringGetTextDatum(error),
+				ms_interval_datum(consumer_retry_delay_ms(c->attempts + 1))},
+					NULL);
+}
+
+/* The consumer looked for work and found none. */
+void
+consumer_touch(Consumer *c)
+{
+	update_consumer(c, "last_run = pg_catalog.now()", 0, NULL, NULL, NULL);
+}
+
+/*
+ * The leased batch was delivered and neither acked nor nacked before its
+ * lease ran out: that counts as a failed attempt.
+ */
+void
+consumer_count_expired_lease(Consumer *c)
+{
+	update_consumer(c, "attempts = attempts OPERATOR(pg_catalog.+) 1,"
+					" last_error = pg_catalog.format('batch %s not acked within %s', batch_id, $2)",
+					1, (Oid[]) {INTERVALOID},
+					(Datum[]) {ms_interval_datum(eventstore_lease_timeout_ms)}, NULL);
+}
+
+/*
+ * Parks events [from, to) of batch b: each is recorded in eventstore.parked
+ * with attempts more attempts and the error, or, already parked (a replay
+ * that failed again), has them added.  It is no longer in a batch, and not
+ * delivered again until replay_parked() asks.
+ */
+void
+consumer_park(Consumer *c, Batch *b, int from, int to, int attempts, const char *error)
+{
+	Oid			argtypes[6] = {TEXTOID, UUIDOID, INT8OID, TEXTOID, INT4OID, TEXTOID};
+
+	for (int i = from; i < to; i++)
+	{
+		Datum		values[6] = {CStringGetTextDatum(c->name),
+			UUIDPGetDatum(&b->events[i].parts.id),
+			Int64GetDatum(b->events[i].position),
+			PointerGetDatum(b->events[i].topic),
+			Int32GetDatum(attempts),
+		CStringGetTextDatum(error)};
+
+		run_sql("INSERT INTO eventstore.parked AS p"
+				"       (consumer, event_id, position, topic, attempts, error)"
+				" VALUES ($1, $2, $3, $4, $5, $6)"
+				" ON CONFLICT ON CONSTRAINT parked_pkey DO UPDATE"
+				"   SET attempts = p.attempts OPERATOR(pg_catalog.+) excluded.attempts,"
+				"       error = excluded.error, parked_at = excluded.parked_at,"
+				"       replay = false, batch_id = NULL",
+				6, argtypes, values, NULL, SPI_OK_INSERT);
+	}
+}
+
+/*
+ * Records how a batch ended: its first done events were handled (or
+ * parked), of which handled were handled, and the consumer's failure count
+ * is now c->attempts.  A window batch moves the checkpoint past its done
+ * events, closing the window when drained and done; a replay batch removes
+ * its events handled from parked.  error, when not NULL, becomes
+ * last_error; retry_ms >= 0 makes the consumer wait that long.  Any lease
+ * ends.
+ */
+void
+consumer_record(Consumer *c, Batch *b, int done, int64 handled, const char *error,
+				int64 retry_ms)
+{
+	bool		window = b->kind == BATCH_WINDOW;
+	int64		last = window && done > 0 ? b->events[done - 1].position : 0;
+	char		nulls[5] = "    ";
+
+	if (!window && done > 0)
+	{
+		Datum	   *ids = palloc(done * sizeof(Datum));
+
+		for (int i = 0; i < done; i++)
+			ids[i] = UUIDPGetDatum(&b->events[i].parts.id);
+		run_sql("DELETE FROM eventstore.parked"
+				" WHERE consumer OPERATOR(pg_catalog.=) $1"
+				"   AND event_id OPERATOR(pg_catalog.=) ANY ($2) AND replay",
+				2, (Oid[]) {TEXTOID, UUIDARRAYOID},
+				(Datum[]) {CStringGetTextDatum(c->name),
+				PointerGetDatum(construct_array(ids, done, UUIDOID, UUID_LEN, false,
+												TYPALIGN_CHAR))},
+				NULL, SPI_OK_DELETE);
+	}
+	nulls[0] = last > 0 ? ' ' : 'n';
+	nulls[3] = error ? ' ' : 'n';
+	nulls[4] = retry_ms >= 0 ? ' ' : 'n';
+	update_consumer(c, "window_after = coalesce($2, window_after),"
+					" position = GREATEST(position, $2),"
+					" handled = handled OPERATOR(pg_catalog.+) $3,"
+					" attempts = $4,"
+					" last_error = coalesce($5, last_error),"
+					" retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) $6,"
+					" batch_kind = NULL, batch_upto = NULL, batch_attempt = 0,"
+					" leased_until = NULL, last_run = pg_catalog.now()",
+					5, (Oid[]) {INT8OID, INT8OID, INT4OID, TEXTOID, INTERVALOID},
+					(Datum[]) {Int64GetDatum(last), Int64GetDatum(handled),
+				Int32GetDatum(c->attempts),
+				error ? CStringGetTextDatum(error) : (Datum) 0,
+				ms_interval_datum(Max(retry_ms, 0))},
+					nulls);
+	if (window && b->drained && done == b->n)
+		window_close(c);
+}
