@@ -6,7 +6,7 @@
  * The library works loaded on demand (CREATE EXTENSION, then any call) and
  * preloaded through shared_preload_libraries; only the latter gets shared
  * memory and the dispatcher background worker, which make listener
- * notifications cheap (see notify.c).
+ * notifications cheap (see commit_hook.c and notify.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -105,6 +105,7 @@ void
 _PG_init(void)
 {
 	define_gucs();
-	notify_init();
+	shmem_init();
+	commit_hook_init();
 	dispatcher_register();
 }

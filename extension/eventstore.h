@@ -53,7 +53,8 @@ extern int	eventstore_retention_interval_ms;
 #define DELIVERY_NATTS 9
 
 /*
- * envelope.c: validation of the event envelope of EVENTS.md.
+ * envelope.c: validation of the event envelope (its rules are listed in
+ * the README, in the order they are checked).
  *
  * envelope_check() returns false and fills *err on the first rule broken;
  * on success it fills *parts (when not NULL) with the decomposed envelope.
@@ -173,13 +174,31 @@ extern void bulk_insert_events(const char *topic, const char *stream,
 							   EnvelopeParts **events, int n, int64 first_version,
 							   int64 *positions, bool *skipped);
 
-/* notify.c: telling listeners that a topic has new events. */
-extern void notify_init(void);
+/* shmem.c: the hooks that reserve and set up the shared memory below. */
+extern void shmem_init(void);
+
+/* commit_hook.c: what a committing transaction tells the dispatcher. */
+extern void commit_hook_init(void);
 extern void notify_topic_appended(const char *topic);
-extern void notify_worker_attach(int worker);
-extern bool notify_worker_take_work(void);
-extern bool notify_worker_consumers_changed(void);
-extern int	notify_dispatcher_collect(char (*names)[NAMEDATALEN], int max);
+
+/* notify.c: per-topic pending notifications, and the notifier task. */
+extern Size notify_shmem_size(void);
+extern void notify_shmem_attach(void *region, bool created);
+extern int	notify_topic_slot(const char *topic);
+extern bool notify_raise(int slot);
+extern TimestampTz notify_task_due(void);
+extern void notify_task_run(TimestampTz now);
+
+/* dispatcher_shmem.c: the dispatcher workers' registry. */
+extern Size dispatcher_shmem_size(void);
+extern void dispatcher_shmem_attach(void *region, bool created);
+extern Oid	dispatcher_database(void);
+extern void dispatcher_wake_notifier(void);
+extern void dispatcher_wake_consumers(void);
+extern void dispatcher_consumers_changed(void);
+extern void dispatcher_worker_attach(int worker);
+extern bool dispatcher_take_consumer_work(void);
+extern bool dispatcher_take_consumers_changed(void);
 
 /* upcast.c: events as their topic's current major version. */
 extern void check_function_runs_as(Oid fn, Oid role);
@@ -269,17 +288,26 @@ extern void check_consumer_role(Oid caller, Oid role, const char *action,
 extern int64 consumer_run(const char *name, int64 max_events);
 extern List *consumers_due(bool *any, TimestampTz *next_retry);
 
-/* retention.c: removing events older than their topic's retention. */
-typedef struct RetentionState
-{
-	TimestampTz pass_start;		/* when the last pass began (0: never) */
-	TimestampTz last_batch;		/* when its last batch ended */
-	bool		more;			/* expired events remain: the pass goes on */
-} RetentionState;
+/* retention.c: removing expired events, a task of dispatcher worker 0. */
+extern TimestampTz retention_task_due(void);
+extern void retention_task_run(TimestampTz now);
 
-extern TimestampTz retention_purge_due(RetentionState *state);
+/* summarize.c: summarizing the BRIN index on xid, a task of worker 0. */
+extern TimestampTz summarize_task_due(void);
+extern void summarize_task_run(TimestampTz now);
 
-/* dispatcher.c: the background worker. */
+/* dispatcher.c: the background workers and their transactions. */
 extern void dispatcher_register(void);
+extern void dispatcher_begin_transaction(const char *activity);
+extern void dispatcher_commit_transaction(void);
+extern ErrorData *dispatcher_catch_error(MemoryContext cxt);
+extern bool dispatcher_extension_installed(void);
+
+/* dispatcher_tasks.c: worker 0's periodic tasks. */
+extern TimestampTz dispatcher_run_due_tasks(bool have_consumers);
+
+/* dispatcher_rounds.c: a worker's round of in-database consumers. */
+extern bool dispatcher_run_consumers(int worker, MemoryContext round_cxt,
+									 bool *any, TimestampTz *next_retry);
 
 #endif							/* EVENTSTORE_H */

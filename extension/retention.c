@@ -1,10 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * retention.c
- *		Removing events older than their topic's retention, on a schedule.
+ *		Removing events older than their topic's retention, on a schedule:
+ *		the "retention" task of dispatcher worker 0 (dispatcher_tasks.c).
  *
- * Dispatcher worker 0 calls retention_purge_due() on every pass of its
- * loop.  Every eventstore.retention_interval it removes the expired events
+ * Every eventstore.retention_interval the task removes the expired events
  * with eventstore.purge_batch() (sql/eventstore--*.sql), PURGE_BATCH events
  * per transaction, so that no transaction holds many row locks or an old
  * snapshot for long (appends are never blocked by a DELETE, and a long
@@ -12,24 +12,27 @@
  * expired events remain, one batch runs every PURGE_PAUSE_MS: a batch
  * writes much WAL (full-page images of every page it touches), and
  * running them back to back took half the throughput of concurrent
- * appends on two cores (bench/RESULTS.md).  A failure (say, the extension
- * being dropped) is logged and retried at the next interval.
+ * appends on two cores (bench/RESULTS.md).  A failure ends the pass (the
+ * task runner logs it); the next pass starts at the next interval.
+ *
+ * The schedule's state is this process's own: only worker 0 runs the task.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
-#include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "eventstore.h"
 
 #define PURGE_BATCH 10000
 #define PURGE_PAUSE_MS 100
+
+static TimestampTz pass_start = 0;	/* when the last pass began (0: never) */
+static TimestampTz last_batch = 0;	/* when its last batch ended */
+static bool more = false;		/* expired events remain: the pass goes on */
 
 /* One batch in a transaction of its own; the number of events removed. */
 static int64
@@ -38,10 +41,7 @@ purge_one_batch(void)
 	int64		removed = 0;
 	bool		isnull;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "eventstore: removing expired events");
+	dispatcher_begin_transaction("eventstore: removing expired events");
 	SPI_connect();
 	/*
 	 * Nothing to do where the extension is not installed.  The operator is
@@ -56,55 +56,39 @@ purge_one_batch(void)
 		removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	dispatcher_commit_transaction();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return removed;
 }
 
 /*
- * Runs a purge batch when one is due, and returns when the next one is:
- * PURGE_PAUSE_MS after this one while expired events remain, else
- * eventstore.retention_interval after the pass began (read every time, so
- * that a reload applies at once).
+ * The "retention" task's schedule: PURGE_PAUSE_MS after the last batch
+ * while expired events remain, else eventstore.retention_interval after
+ * the last pass began (read every time, so that a reload applies at once);
+ * never while the interval is 0.
  */
 TimestampTz
-retention_purge_due(RetentionState *state)
+retention_task_due(void)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz due;
-	int64		removed = 0;
+	if (eventstore_retention_interval_ms <= 0)
+		return DT_NOEND;
+	return more ? TimestampTzPlusMilliseconds(last_batch, PURGE_PAUSE_MS)
+		: TimestampTzPlusMilliseconds(pass_start, eventstore_retention_interval_ms);
+}
 
-	due = state->more ? TimestampTzPlusMilliseconds(state->last_batch, PURGE_PAUSE_MS)
-		: TimestampTzPlusMilliseconds(state->pass_start, eventstore_retention_interval_ms);
-	if (now < due)
-		return due;
-	if (!state->more)
-		state->pass_start = now;
-	PG_TRY();
-	{
-		removed = purge_one_batch();
-		state->more = (removed == PURGE_BATCH);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+/* The "retention" task: one purge batch, starting a pass if none is on. */
+void
+retention_task_run(TimestampTz now)
+{
+	int64		removed;
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG,
-				(errmsg("eventstore: removing expired events failed: %s", edata->message)));
-		FreeErrorData(edata);
-		state->more = false;
-	}
-	PG_END_TRY();
+	if (!more)
+		pass_start = now;
+	more = false;				/* what a failure leaves: the pass ends */
+	removed = purge_one_batch();
+	more = (removed == PURGE_BATCH);
 	if (removed > 0)
 		ereport(DEBUG1,
 				(errmsg_internal("eventstore: removed " INT64_FORMAT " expired events", removed)));
-	state->last_batch = GetCurrentTimestamp();
-	return state->more ? TimestampTzPlusMilliseconds(state->last_batch, PURGE_PAUSE_MS)
-		: TimestampTzPlusMilliseconds(state->pass_start, eventstore_retention_interval_ms);
+	last_batch = GetCurrentTimestamp();
 }

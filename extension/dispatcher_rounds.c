@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * dispatcher_rounds.c
+ *		A dispatcher worker's round of in-database consumers.
+ *
+ * Every worker runs the in-database consumers: one batch per consumer per
+ * transaction, round after round while any of them made progress (the
+ * loop is in dispatcher.c).  A worker that finds a consumer's row locked
+ * skips it (another worker has it), so no two workers ever run the same
+ * consumer; worker i starts its rounds at the i-th consumer so that they
+ * spread out.  An error that escapes a consumer (its handler was dropped,
+ * say) is logged and recorded in the consumer's row, which backs off; the
+ * other consumers go on.  When there is no in-database consumer at all,
+ * commits do not trigger rounds; the fallback poll looks for new consumers.
+ *
+ * Which consumers are due, and running one batch, are consumer.c's
+ * (consumers_due(), consumer_run()); this file only calls them, each in a
+ * transaction of its own, and survives a DROP EXTENSION that commits while
+ * it lists or runs them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "eventstore.h"
+
+/* How long a consumer whose run failed outside its handler waits. */
+#define CONSUMER_ERROR_BACKOFF "10 seconds"
+
+/*
+ * The in-database consumers to run, or NIL when the extension is absent
+ * (or was dropped meanwhile); see consumers_due() for *any and *next_retry.
+ * Any other error ends the worker, which the postmaster starts again.
+ */
+static List *
+list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *volatile names = NIL;
+
+	*any = false;
+	*next_retry = 0;
+	PG_TRY();
+	{
+		dispatcher_begin_transaction("eventstore: listing consumers");
+		if (OidIsValid(get_extension_oid("eventstore", true)))
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			names = consumers_due(any, next_retry);
+			MemoryContextSwitchTo(old);
+		}
+		dispatcher_commit_transaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = dispatcher_catch_error(caller);
+
+		if (dispatcher_extension_installed())
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		names = NIL;
+		*any = false;
+		*next_retry = 0;
+	}
+	PG_END_TRY();
+	return names;
+}
+
+/*
+ * After an error that escaped a consumer's run: record it in the
+ * consumer's row and make the consumer wait before its next run.  Returns
+ * false when the consumer no longer exists (dropped since the round listed
+ * it, which is what the error was about then).
+ */
+static bool
+record_consumer_error(const char *name, const char *message)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(message)};
+	bool		found;
+
+	dispatcher_begin_transaction("eventstore: recording a consumer error");
+	SPI_connect();
+	found = SPI_execute_with_args("UPDATE eventstore.consumers"
+								  "   SET last_error = $2,"
+								  "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '" CONSUMER_ERROR_BACKOFF "'"
+								  " WHERE name OPERATOR(pg_catalog.=) $1",
+								  2, argtypes, values, NULL, false, 0) == SPI_OK_UPDATE &&
+		SPI_processed > 0;
+	SPI_finish();
+	dispatcher_commit_transaction();
+	return found;
+}
+
+/* One batch of one consumer in its own transaction; events taken. */
+static int64
+run_one_batch(const char *name)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *activity = psprintf("eventstore: running consumer %s", name);
+	int64		n = 0;
+
+	PG_TRY();
+	{
+		dispatcher_begin_transaction(activity);
+		n = consumer_run(name, 0);
+		dispatcher_commit_transaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = dispatcher_catch_error(cxt);
+
+		/*
+		 * A consumer dropped since the round began, or the whole extension,
+		 * is no failure.
+		 */
+		if (dispatcher_extension_installed() &&
+			record_consumer_error(name, edata->message))
+			ereport(LOG,
+					(errmsg("eventstore consumer \"%s\" failed: %s", name, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	pfree(activity);
+	return n;
+}
+
+/*
+ * One round: a batch of every due consumer, starting at the worker's own
+ * offset.  Returns whether any consumer took events; *any tells whether
+ * there is an in-database consumer at all, *next_retry when the first one
+ * that is backing off is due.
+ */
+bool
+dispatcher_run_consumers(int worker, MemoryContext round_cxt, bool *any,
+						 TimestampTz *next_retry)
+{
+	List	   *names;
+	int			n;
+	bool		progress = false;
+
+	MemoryContextReset(round_cxt);
+	names = list_consumers(round_cxt, any, next_retry);
+	n = list_length(names);
+	for (int k = 0; k < n; k++)
+	{
+		const char *name = list_nth(names, (k + worker) % n);
+
+		CHECK_FOR_INTERRUPTS();
+		if (run_one_batch(name) > 0)
+			progress = true;
+	}
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return progress;
+}
