@@ -641,3 +641,24 @@ consumer_record(Consumer *c, Batch *b, int done, int64 handled, const char *erro
 	if (window && b->drained && done == b->n)
 		window_close(c);
 }
+
+/*
+ * After an error that escaped a consumer's run (its handler's errors do
+ * not: they are counted and parked above), records it in the consumer's
+ * row and makes the consumer wait ten seconds before its next run, so that
+ * the dispatcher does not spin on it.  Returns false when the consumer no
+ * longer exists (dropped meanwhile, which is what the error was about
+ * then).
+ */
+bool
+consumer_record_error(const char *name, const char *message)
+{
+	run_sql("UPDATE eventstore.consumers"
+			"   SET last_error = $2,"
+			"       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '10 seconds'"
+			" WHERE name OPERATOR(pg_catalog.=) $1",
+			2, (Oid[]) {TEXTOID, TEXTOID},
+			(Datum[]) {CStringGetTextDatum(name), CStringGetTextDatum(message)},
+			NULL, SPI_OK_UPDATE);
+	return SPI_processed > 0;
+}

@@ -31,9 +31,6 @@
 
 #include "eventstore.h"
 
-/* How long a consumer whose run failed outside its handler waits. */
-#define CONSUMER_ERROR_BACKOFF "10 seconds"
-
 /*
  * The in-database consumers to run, or NIL when the extension is absent
  * (or was dropped meanwhile); see consumers_due() for *any and *next_retry.
@@ -75,26 +72,17 @@ list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
 }
 
 /*
- * After an error that escaped a consumer's run: record it in the
- * consumer's row and make the consumer wait before its next run.  Returns
- * false when the consumer no longer exists (dropped since the round listed
- * it, which is what the error was about then).
+ * After an error that escaped a consumer's run, in a transaction of its
+ * own: see consumer_record_error().
  */
 static bool
 record_consumer_error(const char *name, const char *message)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(message)};
 	bool		found;
 
 	dispatcher_begin_transaction("eventstore: recording a consumer error");
 	SPI_connect();
-	found = SPI_execute_with_args("UPDATE eventstore.consumers"
-								  "   SET last_error = $2,"
-								  "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '" CONSUMER_ERROR_BACKOFF "'"
-								  " WHERE name OPERATOR(pg_catalog.=) $1",
-								  2, argtypes, values, NULL, false, 0) == SPI_OK_UPDATE &&
-		SPI_processed > 0;
+	found = consumer_record_error(name, message);
 	SPI_finish();
 	dispatcher_commit_transaction();
 	return found;

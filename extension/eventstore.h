@@ -279,6 +279,7 @@ extern void consumer_park(Consumer *c, Batch *b, int from, int to, int attempts,
 						  const char *error);
 extern void consumer_record(Consumer *c, Batch *b, int done, int64 handled,
 							const char *error, int64 retry_ms);
+extern bool consumer_record_error(const char *name, const char *message);
 
 /* consumer_api.c: the SQL entry points of consumers, and who may use them. */
 extern void check_consumer_role(Oid caller, Oid role, const char *action,
