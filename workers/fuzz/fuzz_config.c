@@ -5,12 +5,13 @@
  * The input is the text of a configuration file, handed to config_parse()
  * (src/config.c), which is config_load() minus the reading of the file:
  * jansson's parser with JSON_REJECT_DUPLICATES, then every check of the
- * daemon's own: the top-level keys and their bounds, each consumer and its
- * handler ("type" through type_table.c, the command handler's open in
+ * daemon's own: the top-level keys and their bounds (json_unpack_ex and its
+ * messages rewritten in config_unpack.c), each consumer and its handler
+ * ("type" through plugin.c, the command handler's open in
  * handler_command.c), each outbox (outbox_config.c: function names,
- * channels) and its message handler (handler_smtp.c's open: host, port,
- * tls, addresses and domains through mail_format.c, and the curl handle,
- * which is made but never used: no network I/O).
+ * channels) and its sender (sender_smtp.c's open: host, port, tls,
+ * addresses and domains through mail_format.c, and the curl handle, which
+ * is made but never used: no network I/O).
  *
  * Besides what the sanitizers catch (memory errors, leaks of a half-built
  * configuration, undefined behaviour), the harness checks what the callers
@@ -23,7 +24,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "message.h"
+#include "plugin.h"
 
 #define NAME "fuzz.json"
 
@@ -45,9 +46,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void) argc;
 	(void) argv;
 	/* what main() does before loading a configuration: curl_global_init */
-	if (message_types_init(err, sizeof(err)) < 0)
+	if (plugins_init(err, sizeof(err)) < 0)
 		fail(err);
-	atexit(message_types_cleanup);
+	atexit(plugins_cleanup);
 	return 0;
 }
 
@@ -93,7 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const struct outbox *o = &c->outboxes[i];
 
 		if (o->name == NULL || o->name[0] == '\0' || o->claim == NULL ||
-			o->sent == NULL || o->failed == NULL || o->handler.type == NULL)
+			o->sent == NULL || o->failed == NULL || o->sender.type == NULL)
 			fail("an outbox with a missing part");
 		if (strchr(o->claim, '.') == NULL || strchr(o->sent, '.') == NULL ||
 			strchr(o->failed, '.') == NULL)

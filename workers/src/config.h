@@ -7,9 +7,11 @@
 
 #include <stddef.h>
 
-#include "handler.h"
+#include <jansson.h>
+
 #include "log.h"
 #include "outbox.h"
+#include "plugin.h"
 
 enum consumer_kind
 {
@@ -17,16 +19,22 @@ enum consumer_kind
 	CONSUMER_OUTSIDE			/* eventstore.poll() + a handler + ack/nack */
 };
 
+/* name first, as in struct outbox: config.c checks both lists alike */
 struct consumer
 {
-	char	   *name;
+	const char *name;
 	enum consumer_kind kind;
-	struct handler handler;		/* outside consumers only */
+	struct plugin handler;		/* outside consumers only */
 };
 
+/*
+ * The strings point into doc, the parsed file, which the configuration
+ * keeps until config_free.
+ */
 struct config
 {
-	char	   *conninfo;
+	json_t	   *doc;
+	const char *conninfo;
 	int			poll_interval_ms;
 	int			batch_size;
 	int			reconnect_min_ms;

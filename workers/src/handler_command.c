@@ -5,29 +5,31 @@
  *   "handler": {"type": "command", "command": ["/path/prog", "arg", ...],
  *               "timeout_ms": 60000}
  *
- * For each event the daemon forks and execs the command directly (execvp:
- * no shell, PATH searched when the name has no slash), writes the delivery
- * as one line of JSON to the child's stdin and closes it, and waits for the
- * child to exit.  Exit status 0 means the event is handled; any other
- * status, death by a signal, a failed exec or the timeout is a failure whose
- * text becomes the nack's error.  The child inherits stdout and stderr and
- * gets the delivery's coordinates in its environment as well
- * (EVENTSTORE_CONSUMER, EVENTSTORE_BATCH_ID, EVENTSTORE_POSITION,
- * EVENTSTORE_EVENT_ID, EVENTSTORE_ATTEMPT).
+ * For each event the daemon starts the command with posix_spawnp (no
+ * shell, PATH searched when the name has no slash), its stdin the read end
+ * of a pipe, writes the delivery into the pipe as one line of JSON and
+ * closes it, and waits for the child to exit.  Exit status 0 means the
+ * event is handled; any other status, death by a signal, a failed start or
+ * the timeout is a failure whose text becomes the nack's error.  The child
+ * inherits stdout and stderr, gets the signals the daemon catches or
+ * ignores back at their default and none blocked, and finds the delivery's
+ * coordinates in its environment as well (EVENTSTORE_CONSUMER,
+ * EVENTSTORE_BATCH_ID, EVENTSTORE_POSITION, EVENTSTORE_EVENT_ID,
+ * EVENTSTORE_ATTEMPT).  posix_spawnp itself reports a program that cannot
+ * be executed (glibc waits for the exec), so the error says why ("cannot
+ * execute ...: No such file or directory") instead of a bare exit status.
  *
  * Waiting: the stdin pipe is non-blocking and the wait polls it together
  * with the signal self-pipe, which SIGCHLD makes readable when the child
  * exits; waitpid(WNOHANG) is tried after every wake-up.  A child that exits
  * without reading all of its input is judged by its exit status alone
  * (EPIPE on the write is not an error: SIGPIPE is ignored in the daemon).
- * A failed exec is reported through a close-on-exec pipe, so the error says
- * why ("cannot execute ...: No such file or directory") instead of a bare
- * exit status.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,123 +38,77 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "handler.h"
+#include "config_unpack.h"
+#include "plugin.h"
 #include "signals.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
 
-struct command
-{
-	char	  **argv;			/* NULL-terminated */
-	int			timeout_ms;		/* 0: no limit */
+extern char **environ;
+
+static const char *const env_names[] = {
+	"EVENTSTORE_CONSUMER", "EVENTSTORE_BATCH_ID", "EVENTSTORE_POSITION",
+	"EVENTSTORE_EVENT_ID", "EVENTSTORE_ATTEMPT",
 };
 
-static void
-command_free(struct command *c)
+#define N_ENV (sizeof(env_names) / sizeof(env_names[0]))
+
+struct command
 {
-	if (c == NULL)
-		return;
-	if (c->argv != NULL)
-		for (char **a = c->argv; *a != NULL; a++)
-			free(*a);
-	free(c->argv);
-	free(c);
-}
+	int			timeout_ms;		/* 0: no limit */
+	char	   *argv[];			/* NULL-terminated; the document's strings */
+};
 
 static void *
 command_open(json_t *spec, const char *where, char *err, size_t errlen)
 {
 	struct command *c;
-	const char *key;
-	json_t	   *value;
-	json_t	   *argv;
+	const char *type;
+	json_t	   *argv = NULL;
+	json_int_t	timeout_ms = DEFAULT_TIMEOUT_MS;
 	size_t		argc;
 
-	json_object_foreach(spec, key, value)
-	{
-		if (strcmp(key, "type") != 0 && strcmp(key, "command") != 0 &&
-			strcmp(key, "timeout_ms") != 0)
-		{
-			snprintf(err, errlen, "%s.%s: unknown key for a command handler "
-					 "(known: type, command, timeout_ms)", where, key);
-			return NULL;
-		}
-	}
-
-	argv = json_object_get(spec, "command");
-	if (argv == NULL)
-	{
-		snprintf(err, errlen, "%s.command: missing", where);
+	if (config_unpack(spec, where, err, errlen, "{s?s s?o s?I}", "type", &type,
+					  "command", &argv, "timeout_ms", &timeout_ms) < 0 ||
+		config_range(timeout_ms, 0, 86400000, where, "timeout_ms", err, errlen) < 0)
 		return NULL;
-	}
-	if (!json_is_array(argv) || json_array_size(argv) == 0)
+	if (argv == NULL || json_array_size(argv) == 0)
 	{
-		snprintf(err, errlen, "%s.command: must be a non-empty array of strings "
-				 "(the program and its arguments)", where);
+		config_error(err, errlen, where, "command", argv == NULL ? "missing" :
+					 "must be a non-empty array of strings (the program and its arguments)");
 		return NULL;
 	}
 	argc = json_array_size(argv);
+	c = calloc(1, sizeof(*c) + (argc + 1) * sizeof(char *));
+	if (c == NULL)
+	{
+		config_error(err, errlen, where, NULL, "out of memory");
+		return NULL;
+	}
+	c->timeout_ms = (int) timeout_ms;
 	for (size_t i = 0; i < argc; i++)
 	{
 		json_t	   *arg = json_array_get(argv, i);
+		char		key[32];
 
-		if (!json_is_string(arg))
+		if (!json_is_string(arg) || (i == 0 && json_string_length(arg) == 0))
 		{
-			snprintf(err, errlen, "%s.command[%zu]: must be a string", where, i);
+			snprintf(key, sizeof(key), "command[%zu]", i);
+			config_error(err, errlen, where, key, json_is_string(arg) ?
+						 "must name a program" : "must be a string");
+			free(c);
 			return NULL;
 		}
-		if (i == 0 && json_string_length(arg) == 0)
-		{
-			snprintf(err, errlen, "%s.command[0]: must name a program", where);
-			return NULL;
-		}
-		if (strlen(json_string_value(arg)) != json_string_length(arg))
-		{
-			snprintf(err, errlen, "%s.command[%zu]: must not contain a NUL character",
-					 where, i);
-			return NULL;
-		}
-	}
-
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		goto oom;
-	c->timeout_ms = DEFAULT_TIMEOUT_MS;
-	value = json_object_get(spec, "timeout_ms");
-	if (value != NULL)
-	{
-		if (!json_is_integer(value) || json_integer_value(value) < 0 ||
-			json_integer_value(value) > 86400000)
-		{
-			snprintf(err, errlen, "%s.timeout_ms: must be an integer from 0 "
-					 "(no limit) to 86400000", where);
-			command_free(c);
-			return NULL;
-		}
-		c->timeout_ms = (int) json_integer_value(value);
-	}
-
-	c->argv = calloc(argc + 1, sizeof(char *));
-	if (c->argv == NULL)
-		goto oom;
-	for (size_t i = 0; i < argc; i++)
-	{
-		c->argv[i] = strdup(json_string_value(json_array_get(argv, i)));
-		if (c->argv[i] == NULL)
-			goto oom;
+		/* posix_spawnp takes char *const[] but writes nothing */
+		c->argv[i] = (char *) json_string_value(arg);
 	}
 	return c;
-
-oom:
-	command_free(c);
-	snprintf(err, errlen, "%s: out of memory", where);
-	return NULL;
 }
 
 static void
 command_close(void *state)
 {
-	command_free(state);
+	free(state);
 }
 
 static int
@@ -170,30 +126,102 @@ cloexec_pipe(int fds[2])
 	return 0;
 }
 
-/* In the child: never returns. */
 static void
-run_child(const struct command *c, const struct delivery *d, int in_fd, int err_fd)
+env_free(char **env)
 {
-	int			e;
-	ssize_t		ignored;
+	if (env == NULL)
+		return;
+	for (size_t i = 0; i < N_ENV; i++)
+		free(env[i]);
+	free(env);
+}
 
-	signals_reset_for_child();
-	if (in_fd == STDIN_FILENO)
-		fcntl(in_fd, F_SETFD, 0);
-	else if (dup2(in_fd, STDIN_FILENO) < 0)
-		goto fail;
-	if (setenv("EVENTSTORE_CONSUMER", d->consumer, 1) < 0 ||
-		setenv("EVENTSTORE_BATCH_ID", d->batch_id, 1) < 0 ||
-		setenv("EVENTSTORE_POSITION", d->position, 1) < 0 ||
-		setenv("EVENTSTORE_EVENT_ID", d->id, 1) < 0 ||
-		setenv("EVENTSTORE_ATTEMPT", d->attempt, 1) < 0)
-		goto fail;
-	execvp(c->argv[0], c->argv);
-fail:
-	e = errno;
-	ignored = write(err_fd, &e, sizeof(e));
-	(void) ignored;
-	_exit(127);
+/* 1 when entry, NAME=value, sets one of env_names. */
+static int
+sets_delivery_var(const char *entry)
+{
+	for (size_t i = 0; i < N_ENV; i++)
+	{
+		size_t		n = strlen(env_names[i]);
+
+		if (strncmp(entry, env_names[i], n) == 0 && entry[n] == '=')
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The child's environment: the delivery's variables, then the daemon's
+ * others.  NULL when out of memory.
+ */
+static char **
+child_env(const struct delivery *d)
+{
+	const char *values[N_ENV] = {d->consumer, d->batch_id, d->position, d->id, d->attempt};
+	size_t		n = 0;
+	size_t		k = N_ENV;
+	char	  **env;
+
+	while (environ[n] != NULL)
+		n++;
+	env = calloc(N_ENV + n + 1, sizeof(char *));
+	if (env == NULL)
+		return NULL;
+	for (size_t i = 0; i < N_ENV; i++)
+	{
+		size_t		len = strlen(env_names[i]) + strlen(values[i]) + 2;
+
+		env[i] = malloc(len);
+		if (env[i] == NULL)
+		{
+			env_free(env);
+			return NULL;
+		}
+		snprintf(env[i], len, "%s=%s", env_names[i], values[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!sets_delivery_var(environ[i]))
+			env[k++] = environ[i];
+	return env;
+}
+
+/*
+ * Starts the command with in_fd as its stdin (glibc clears close-on-exec
+ * when in_fd is 0 already).  Returns 0, or an errno value.
+ */
+static int
+spawn(const struct command *c, const struct delivery *d, int in_fd, pid_t *pid)
+{
+	posix_spawn_file_actions_t actions;
+	posix_spawnattr_t attr;
+	sigset_t	defaults;
+	sigset_t	none;
+	char	  **env;
+	int			rc;
+
+	if ((rc = posix_spawn_file_actions_init(&actions)) != 0)
+		return rc;
+	if ((rc = posix_spawnattr_init(&attr)) != 0)
+	{
+		posix_spawn_file_actions_destroy(&actions);
+		return rc;
+	}
+	signals_changed(&defaults);
+	sigemptyset(&none);
+	env = child_env(d);
+	rc = env == NULL ? ENOMEM : posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigdefault(&attr, &defaults);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	if (rc == 0)
+		rc = posix_spawnp(pid, c->argv[0], &actions, &attr, c->argv, env);
+	env_free(env);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&actions);
+	return rc;
 }
 
 static void
@@ -225,10 +253,9 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 {
 	const struct command *c = state;
 	int			in_pipe[2];
-	int			err_pipe[2];
-	int			exec_errno = 0;
 	ssize_t		r;
 	pid_t		pid;
+	int			rc;
 	int			status = 0;
 	int			exited = 0;
 	int			in_fd;
@@ -241,40 +268,12 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
 		return -1;
 	}
-	if (cloexec_pipe(err_pipe) < 0)
-	{
-		snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
-		close(in_pipe[0]);
-		close(in_pipe[1]);
-		return -1;
-	}
-
-	pid = fork();
-	if (pid < 0)
-	{
-		snprintf(err, errlen, "cannot fork: %s", strerror(errno));
-		close(in_pipe[0]);
-		close(in_pipe[1]);
-		close(err_pipe[0]);
-		close(err_pipe[1]);
-		return -1;
-	}
-	if (pid == 0)
-		run_child(c, d, in_pipe[0], err_pipe[1]);
-
+	rc = spawn(c, d, in_pipe[0], &pid);
 	close(in_pipe[0]);
-	close(err_pipe[1]);
-
-	/* EOF once exec succeeded (close-on-exec), an errno if it failed */
-	do
-		r = read(err_pipe[0], &exec_errno, sizeof(exec_errno));
-	while (r < 0 && errno == EINTR);
-	close(err_pipe[0]);
-	if (r == (ssize_t) sizeof(exec_errno))
+	if (rc != 0)
 	{
 		close(in_pipe[1]);
-		reap(pid, &status, 0);
-		snprintf(err, errlen, "cannot execute %s: %s", c->argv[0], strerror(exec_errno));
+		snprintf(err, errlen, "cannot execute %s: %s", c->argv[0], strerror(rc));
 		return -1;
 	}
 
@@ -365,8 +364,9 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 	return -1;
 }
 
-const struct handler_type command_handler_type = {
+const struct plugin_type command_handler = {
 	.name = "command",
+	.kind = PLUGIN_HANDLER,
 	.open = command_open,
 	.handle = command_handle,
 	.close = command_close,

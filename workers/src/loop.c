@@ -45,7 +45,7 @@
 #include <time.h>
 
 #include "clock.h"
-#include "consumer.h"
+#include "consumer_step.h"
 #include "db.h"
 #include "log.h"
 #include "loop.h"

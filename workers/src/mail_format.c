@@ -29,6 +29,12 @@
  * starts with a dot, and SMTP's end-of-data marker cannot occur in the
  * text, whether or not the transport dot-stuffs.  ("From " at the start of
  * a line is written =46rom for the same kind of reason: mbox mangling.)
+ *
+ * libcurl's MIME API (curl_mime_*, CURLOPT_MIMEPOST) does not build this
+ * message: for SMTP it always makes the message multipart/mixed, the text
+ * its one part, and its quoted-printable encoder leaves a leading dot and
+ * "From " as they are and writes a lone LF as =0A.  Neither does it encode
+ * headers (the Subject's encoded-words).
  */
 #include <stdio.h>
 #include <stdlib.h>

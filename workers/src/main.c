@@ -17,7 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
-#include "message.h"
+#include "plugin.h"
 #include "signals.h"
 
 #define WORKER_VERSION "0.1"
@@ -89,17 +89,17 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (message_types_init(err, sizeof(err)) < 0)
+	if (plugins_init(err, sizeof(err)) < 0)
 	{
 		log_error("%s", err);
-		message_types_cleanup();
+		plugins_cleanup();
 		return 1;
 	}
 	config = config_load(config_path, err, sizeof(err));
 	if (config == NULL)
 	{
 		log_error("%s", err);
-		message_types_cleanup();
+		plugins_cleanup();
 		return 2;
 	}
 	log_set_level(config->log_level);
@@ -108,7 +108,7 @@ main(int argc, char **argv)
 	{
 		log_error("cannot install signal handlers: %s", strerror(errno));
 		config_free(config);
-		message_types_cleanup();
+		plugins_cleanup();
 		signals_close();
 		return 1;
 	}
@@ -119,7 +119,7 @@ main(int argc, char **argv)
 	status = loop_run(config_path, &config, once);
 
 	config_free(config);
-	message_types_cleanup();
+	plugins_cleanup();
 	signals_close();
 	return status;
 }

@@ -16,16 +16,16 @@
  * names are quoted with PQescapeIdentifier.
  *
  * A step: claim(batch_size), then for each row, in the order claimed, the
- * message handler's send, then sent(id) or failed(id, reason).  A failure
- * never stops the batch: it is recorded and the next row is sent.  A reason
- * the handler marks as permanent (SEND_REFUSED: a recipient with a line
+ * sender's send, then sent(id) or failed(id, reason).  A failure never
+ * stops the batch: it is recorded and the next row is sent.  A reason the
+ * sender marks as permanent (SEND_REFUSED: a recipient with a line
  * break, say) starts with "permanent: ", for the database to park
  * the row at once if it likes; the daemon itself treats both kinds alike.
  *
  * Nothing is lost when the daemon dies or loses its connection: rows it
  * claimed but did not report come back when their lease runs out.  A row
- * sent but not yet marked sent is then sent again; the message handler
- * gives every copy the same Message-ID (derived from the row id) so that
+ * sent but not yet marked sent is then sent again; the sender gives every
+ * copy the same Message-ID (derived from the row id) so that
  * receivers can drop the repeat.  A stop request (SIGTERM) is looked at
  * between messages: the message in hand is finished and reported, the rest
  * of the batch is left to its lease.  When sent() or failed() itself fails,
@@ -89,17 +89,6 @@ statements_build(PGconn *conn, const struct outbox *o, struct statements *st)
 	return st->claim != NULL && st->sent != NULL && st->failed != NULL ? 0 : -1;
 }
 
-static enum step_result
-query_failed(enum db_status status, const struct db *db, const char *outbox,
-			 const char *what, struct run_stats *stats)
-{
-	if (status == DB_LOST)
-		return STEP_LOST;		/* the caller logs the loss once */
-	log_error("outbox=%s %s failed: %s", outbox, what, db->error);
-	stats->query_errors++;
-	return STEP_ERROR;
-}
-
 /* sent(id) or failed(id, why); STEP_WORKED when the report is recorded. */
 static enum step_result
 report(struct db *db, const struct outbox *o, const struct statements *st,
@@ -114,7 +103,7 @@ report(struct db *db, const struct outbox *o, const struct statements *st,
 					  params, &res);
 	if (status != DB_OK)
 	{
-		enum step_result r = query_failed(status, db, o->name, what, stats);
+		enum step_result r = step_query_failed(status, db, "outbox", o->name, what, stats);
 
 		log_warning("outbox=%s id=%s not marked %s: it comes back when its lease "
 					"runs out%s", o->name, id, what,
@@ -158,7 +147,7 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 	status = db_query(db, st.claim, 1, params, &batch);
 	if (status != DB_OK)
 	{
-		result = query_failed(status, db, o->name, "claim", stats);
+		result = step_query_failed(status, db, "outbox", o->name, "claim", stats);
 		goto out;
 	}
 	if (PQnfields(batch) != 5)
@@ -199,7 +188,7 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 		}
 
 		reason[0] = '\0';
-		sr = message_handler_send(&o->handler, &m, reason, sizeof(reason));
+		sr = plugin_send(&o->sender, &m, reason, sizeof(reason));
 		if (sr == SEND_OK)
 		{
 			log_info("outbox=%s id=%s attempt=%s sent", o->name, m.id,
@@ -212,7 +201,7 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 			continue;
 		}
 		snprintf(why, sizeof(why), "%s%s", sr == SEND_REFUSED ? "permanent: " : "",
-				 reason[0] != '\0' ? reason : "message handler failed");
+				 reason[0] != '\0' ? reason : "sender failed");
 		log_error("outbox=%s id=%s attempt=%s failed: %s", o->name, m.id,
 				  m.attempt[0] != '\0' ? m.attempt : "?", why);
 		stats->messages_failed++;

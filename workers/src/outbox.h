@@ -1,7 +1,7 @@
 /*
  * outbox.h
  *		Outboxes: rows the database hands out through three functions, sent
- *		by a message handler, then marked sent or failed.
+ *		by a sender, then marked sent or failed.
  */
 #ifndef WORKER_OUTBOX_H
 #define WORKER_OUTBOX_H
@@ -11,28 +11,29 @@
 #include <jansson.h>
 
 #include "db.h"
-#include "message.h"
+#include "plugin.h"
 #include "step.h"
 
+/* The strings point into the configuration's document (config.h). */
 struct outbox
 {
-	char	   *name;			/* for logs */
-	char	   *claim;			/* "schema.function", checked */
-	char	   *sent;
-	char	   *failed;
-	char	   *listen;			/* the NOTIFY channel that wakes it, or NULL */
+	const char *name;			/* for logs; first, as in struct consumer */
+	const char *claim;			/* "schema.function", checked */
+	const char *sent;
+	const char *failed;
+	const char *listen;			/* the NOTIFY channel that wakes it, or NULL */
 	int			batch_size;
-	struct message_handler handler;
+	struct plugin sender;
 };
 
 /*
- * Loads outboxes[index] from obj into *out (zeroed by the caller).  Returns
- * 0, or -1 with a message naming the key in err; outbox_free cleans up
- * either way.  (outbox_config.c)
+ * Loads the outbox at key path where from obj into out, a zeroed struct
+ * outbox (void *: config.c loads consumers and outboxes alike).  Returns 0,
+ * or -1 with a message naming the key in err; plugin_close(&sender) cleans
+ * up either way.  (outbox_config.c)
  */
-int			outbox_load(json_t *obj, size_t index, struct outbox *out,
+int			outbox_load(json_t *obj, const char *where, void *out,
 						char *err, size_t errlen);
-void		outbox_free(struct outbox *o);
 
 /*
  * One claim and its messages (outbox.c).  STEP_WORKED when the claim came

@@ -31,6 +31,8 @@ static int	pipe_fds[2] = {-1, -1};
 
 static const int caught[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
 
+#define N_CAUGHT (sizeof(caught) / sizeof(caught[0]))
+
 static void
 on_signal(int signo)
 {
@@ -73,7 +75,7 @@ signals_init(void)
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
-	for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+	for (size_t i = 0; i < N_CAUGHT; i++)
 		if (sigaction(caught[i], &sa, NULL) < 0)
 			return -1;
 
@@ -86,7 +88,9 @@ signals_init(void)
 void
 signals_close(void)
 {
-	signals_reset_for_child();
+	for (size_t i = 0; i < N_CAUGHT; i++)
+		signal(caught[i], SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
 	for (int i = 0; i < 2; i++)
 	{
 		if (pipe_fds[i] >= 0)
@@ -111,17 +115,10 @@ signals_drain(void)
 }
 
 void
-signals_reset_for_child(void)
+signals_changed(sigset_t *set)
 {
-	struct sigaction sa;
-	sigset_t	none;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
-		sigaction(caught[i], &sa, NULL);
-	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigemptyset(set);
+	for (size_t i = 0; i < N_CAUGHT; i++)
+		sigaddset(set, caught[i]);
+	sigaddset(set, SIGPIPE);
 }

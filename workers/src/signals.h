@@ -27,7 +27,11 @@ void		signals_close(void);
 int			signals_fd(void);
 void		signals_drain(void);
 
-/* In a forked child before exec: default dispositions, nothing blocked. */
-void		signals_reset_for_child(void);
+/*
+ * The signals whose disposition the daemon changes (caught or ignored),
+ * for a child process to get them back at their default
+ * (posix_spawnattr_setsigdefault).
+ */
+void		signals_changed(sigset_t *set);
 
 #endif

@@ -4,10 +4,13 @@
  *
  * A drain (loop.c) gives every consumer and every due outbox one step at a
  * time, round robin: a consumer's step is a run_consumer call or one batch
- * (consumer.c), an outbox's step is one claim and its messages (outbox.c).
+ * (consumer_step.c), an outbox's step is one claim and its messages
+ * (outbox.c).
  */
 #ifndef WORKER_STEP_H
 #define WORKER_STEP_H
+
+#include "db.h"
 
 enum step_result
 {
@@ -29,5 +32,14 @@ struct run_stats
 	long long	messages_failed;	/* outbox messages reported failed */
 	long long	query_errors;
 };
+
+/*
+ * What a step makes of a query that failed with status: STEP_LOST when the
+ * connection is gone (the caller logs the loss once), else STEP_ERROR,
+ * logged as "<kind>=<name> <what> failed: <error>" and counted.  (step.c)
+ */
+enum step_result step_query_failed(enum db_status status, const struct db *db,
+								   const char *kind, const char *name,
+								   const char *what, struct run_stats *stats);
 
 #endif

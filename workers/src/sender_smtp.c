@@ -1,16 +1,16 @@
 /*
- * handler_smtp.c
- *		The "smtp" message handler: each outbox message as an email, sent
- *		with libcurl.
+ * sender_smtp.c
+ *		The "smtp" sender: each outbox message as an email, sent with
+ *		libcurl.
  *
- *   "handler": {"type": "smtp", "host": "mail.example.org", "port": 587,
- *               "from": "noreply@example.org", "tls": "starttls",
- *               "username": "...", "password": "...",
- *               "timeout_ms": 10000, "message_id_domain": "example.org"}
+ *   "sender": {"type": "smtp", "host": "mail.example.org", "port": 587,
+ *              "from": "noreply@example.org", "tls": "starttls",
+ *              "username": "...", "password": "...",
+ *              "timeout_ms": 10000, "message_id_domain": "example.org"}
  *
- * open checks and copies the settings and makes the curl handle (no network
- * I/O).  send builds the message (mail_format.c: Message-ID <id@domain> from
- * the row id, so that receivers can drop a repeat) and hands it to libcurl:
+ * open checks the settings and makes the curl handle (no network I/O).
+ * send builds the message (mail_format.c: Message-ID <id@domain> from the
+ * row id, so that receivers can drop a repeat) and hands it to libcurl:
  * MAIL FROM the configured address, RCPT TO the recipient, DATA the message
  * through a read callback.  The handle is kept between messages, so one SMTP
  * connection serves many of them (libcurl drops it when it has gone stale).
@@ -41,8 +41,9 @@
 
 #include <curl/curl.h>
 
+#include "config_unpack.h"
 #include "mail_format.h"
-#include "message.h"
+#include "plugin.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
 
@@ -57,9 +58,9 @@ struct smtp
 {
 	CURL	   *curl;
 	char	   *url;			/* smtp[s]://host:port, for messages too */
-	char	   *from;
+	const char *from;			/* this and id_domain: the document's strings */
 	char	   *envelope_from;	/* "<from>" */
-	char	   *id_domain;
+	const char *id_domain;
 	char		curl_error[CURL_ERROR_SIZE];
 };
 
@@ -70,13 +71,6 @@ struct upload
 	size_t		len;
 	size_t		sent;
 };
-
-static const char *const smtp_keys[] = {
-	"type", "host", "port", "from", "tls", "username", "password",
-	"timeout_ms", "message_id_domain",
-};
-
-#define N_SMTP_KEYS (sizeof(smtp_keys) / sizeof(smtp_keys[0]))
 
 static int
 smtp_init(char *err, size_t errlen)
@@ -98,36 +92,17 @@ smtp_cleanup(void)
 }
 
 static void
-smtp_free(struct smtp *s)
+smtp_close(void *state)
 {
+	struct smtp *s = state;
+
 	if (s == NULL)
 		return;
 	if (s->curl != NULL)
 		curl_easy_cleanup(s->curl);
 	free(s->url);
-	free(s->from);
 	free(s->envelope_from);
-	free(s->id_domain);
 	free(s);
-}
-
-/* A string option: NULL when absent; *bad set (and err written) when wrong. */
-static const char *
-string_key(json_t *spec, const char *key, const char *where, int *bad,
-		   char *err, size_t errlen)
-{
-	json_t	   *value = json_object_get(spec, key);
-
-	if (value == NULL || *bad)
-		return NULL;
-	if (!json_is_string(value) || json_string_length(value) == 0 ||
-		strlen(json_string_value(value)) != json_string_length(value))
-	{
-		snprintf(err, errlen, "%s.%s: must be a non-empty string", where, key);
-		*bad = 1;
-		return NULL;
-	}
-	return json_string_value(value);
 }
 
 /* "host" may be a name, an IPv4 address or an IPv6 address (bracketed in URLs). */
@@ -139,25 +114,6 @@ host_valid(const char *host, int *ipv6)
 		return strspn(host, "0123456789abcdefABCDEF:.") == strlen(host) &&
 			strlen(host) <= 45;
 	return mail_domain_valid(host);
-}
-
-static int
-int_key(json_t *spec, const char *key, const char *where, long long min,
-		long long max, long long *out, char *err, size_t errlen)
-{
-	json_t	   *value = json_object_get(spec, key);
-
-	if (value == NULL)
-		return 0;
-	if (!json_is_integer(value) || json_integer_value(value) < min ||
-		json_integer_value(value) > max)
-	{
-		snprintf(err, errlen, "%s.%s: must be an integer from %lld to %lld",
-				 where, key, min, max);
-		return -1;
-	}
-	*out = json_integer_value(value);
-	return 0;
 }
 
 /* Everything that does not change between messages. */
@@ -190,98 +146,72 @@ set_fixed_options(struct smtp *s, enum smtp_tls tls, const char *username,
 static void *
 smtp_open(json_t *spec, const char *where, char *err, size_t errlen)
 {
-	const char *key;
-	json_t	   *value;
-	int			bad = 0;
-	int			ipv6;
-	const char *host;
-	const char *from;
-	const char *tls_name;
-	const char *username;
-	const char *password;
-	const char *id_domain;
+	const char *type;
+	const char *host = NULL;
+	const char *from = NULL;
+	const char *tls_name = "starttls";
+	const char *username = NULL;
+	const char *password = NULL;
+	const char *id_domain = NULL;
 	const char *problem;
-	enum smtp_tls tls = TLS_STARTTLS;
-	long long	port = 0;
-	long long	timeout_ms = DEFAULT_TIMEOUT_MS;
+	json_int_t	port = 0;
+	json_int_t	timeout_ms = DEFAULT_TIMEOUT_MS;
+	enum smtp_tls tls;
+	int			ipv6;
 	struct smtp *s;
 	size_t		n;
 
-	json_object_foreach(spec, key, value)
-	{
-		size_t		i;
-
-		for (i = 0; i < N_SMTP_KEYS && strcmp(key, smtp_keys[i]) != 0; i++)
-			;
-		if (i == N_SMTP_KEYS)
-		{
-			snprintf(err, errlen, "%s.%s: unknown key for an smtp handler (known: "
-					 "type, host, port, from, tls, username, password, timeout_ms, "
-					 "message_id_domain)", where, key);
-			return NULL;
-		}
-	}
-
-	host = string_key(spec, "host", where, &bad, err, errlen);
-	from = string_key(spec, "from", where, &bad, err, errlen);
-	tls_name = string_key(spec, "tls", where, &bad, err, errlen);
-	username = string_key(spec, "username", where, &bad, err, errlen);
-	password = string_key(spec, "password", where, &bad, err, errlen);
-	id_domain = string_key(spec, "message_id_domain", where, &bad, err, errlen);
-	if (bad)
+	if (config_unpack(spec, where, err, errlen, "{s?s s?s s?I s?s s?s s?s s?s s?I s?s}",
+					  "type", &type, "host", &host, "port", &port, "from", &from,
+					  "tls", &tls_name, "username", &username, "password", &password,
+					  "timeout_ms", &timeout_ms, "message_id_domain", &id_domain) < 0 ||
+		(json_object_get(spec, "port") != NULL &&
+		 config_range(port, 1, 65535, where, "port", err, errlen) < 0) ||
+		config_range(timeout_ms, 1, 3600000, where, "timeout_ms", err, errlen) < 0)
 		return NULL;
-
-	if (host == NULL)
+	if (host == NULL || !host_valid(host, &ipv6))
 	{
-		snprintf(err, errlen, "%s.host: missing (the SMTP server's name or address)", where);
+		config_error(err, errlen, where, "host", host == NULL ? "missing (the SMTP "
+					 "server's name or address)" : "must be a host name or an IP address");
 		return NULL;
 	}
-	if (!host_valid(host, &ipv6))
+	problem = from == NULL ? "missing (the sender's address)" : mail_address_problem(from);
+	if (problem != NULL)
 	{
-		snprintf(err, errlen, "%s.host: must be a host name or an IP address", where);
+		config_error(err, errlen, where, "from", "%s", problem);
 		return NULL;
 	}
-	if (from == NULL)
+	if (strcmp(tls_name, "off") == 0)
+		tls = TLS_OFF;
+	else if (strcmp(tls_name, "starttls") == 0)
+		tls = TLS_STARTTLS;
+	else if (strcmp(tls_name, "implicit") == 0)
+		tls = TLS_IMPLICIT;
+	else
 	{
-		snprintf(err, errlen, "%s.from: missing (the sender's address)", where);
+		config_error(err, errlen, where, "tls", "must be \"off\", \"starttls\" or "
+					 "\"implicit\", not \"%s\"", tls_name);
 		return NULL;
 	}
-	if ((problem = mail_address_problem(from)) != NULL)
-	{
-		snprintf(err, errlen, "%s.from: %s", where, problem);
-		return NULL;
-	}
-	if (tls_name != NULL)
-	{
-		if (strcmp(tls_name, "off") == 0)
-			tls = TLS_OFF;
-		else if (strcmp(tls_name, "starttls") == 0)
-			tls = TLS_STARTTLS;
-		else if (strcmp(tls_name, "implicit") == 0)
-			tls = TLS_IMPLICIT;
-		else
-		{
-			snprintf(err, errlen, "%s.tls: must be \"off\", \"starttls\" or "
-					 "\"implicit\", not \"%s\"", where, tls_name);
-			return NULL;
-		}
-	}
-	if (int_key(spec, "port", where, 1, 65535, &port, err, errlen) < 0 ||
-		int_key(spec, "timeout_ms", where, 1, 3600000, &timeout_ms, err, errlen) < 0)
-		return NULL;
 	if (port == 0)
 		port = tls == TLS_OFF ? 25 : tls == TLS_STARTTLS ? 587 : 465;
 	if ((username == NULL) != (password == NULL))
 	{
-		snprintf(err, errlen, "%s.%s: missing (username and password go together)",
-				 where, username == NULL ? "username" : "password");
+		config_error(err, errlen, where, username == NULL ? "username" : "password",
+					 "missing (username and password go together)");
+		return NULL;
+	}
+	if (username != NULL && (username[0] == '\0' || password[0] == '\0'))
+	{
+		config_error(err, errlen, where, username[0] == '\0' ? "username" : "password",
+					 "must be a non-empty string");
 		return NULL;
 	}
 	if (id_domain == NULL)
 		id_domain = strrchr(from, '@') + 1;
 	else if (!mail_domain_valid(id_domain))
 	{
-		snprintf(err, errlen, "%s.message_id_domain: must be a domain name", where);
+		config_error(err, errlen, where, "message_id_domain", "must be a domain name");
 		return NULL;
 	}
 
@@ -291,27 +221,26 @@ smtp_open(json_t *spec, const char *where, char *err, size_t errlen)
 	n = strlen(host) + 32;
 	s->url = malloc(n);
 	s->envelope_from = malloc(strlen(from) + 3);
-	s->from = strdup(from);
-	s->id_domain = strdup(id_domain);
+	s->from = from;
+	s->id_domain = id_domain;
 	s->curl = curl_easy_init();
-	if (s->url == NULL || s->envelope_from == NULL || s->from == NULL ||
-		s->id_domain == NULL || s->curl == NULL)
+	if (s->url == NULL || s->envelope_from == NULL || s->curl == NULL)
 		goto oom;
-	snprintf(s->url, n, "%s://%s%s%s:%lld", tls == TLS_IMPLICIT ? "smtps" : "smtp",
+	snprintf(s->url, n, "%s://%s%s%s:%" JSON_INTEGER_FORMAT, tls == TLS_IMPLICIT ? "smtps" : "smtp",
 			 ipv6 ? "[" : "", host, ipv6 ? "]" : "", port);
 	sprintf(s->envelope_from, "<%s>", from);
 	if (set_fixed_options(s, tls, username, password, (long) timeout_ms) < 0)
 	{
-		snprintf(err, errlen, "%s: libcurl refuses the settings (is it built with "
-				 "SMTP and TLS?)", where);
-		smtp_free(s);
+		config_error(err, errlen, where, NULL, "libcurl refuses the settings (is it built "
+					 "with SMTP and TLS?)");
+		smtp_close(s);
 		return NULL;
 	}
 	return s;
 
 oom:
-	smtp_free(s);
-	snprintf(err, errlen, "%s: out of memory", where);
+	smtp_close(s);
+	config_error(err, errlen, where, NULL, "out of memory");
 	return NULL;
 }
 
@@ -415,14 +344,9 @@ smtp_send(void *state, const struct outbox_message *m, char *err, size_t errlen)
 	return result;
 }
 
-static void
-smtp_close(void *state)
-{
-	smtp_free(state);
-}
-
-const struct message_handler_type smtp_message_handler_type = {
+const struct plugin_type smtp_sender = {
 	.name = "smtp",
+	.kind = PLUGIN_SENDER,
 	.init = smtp_init,
 	.cleanup = smtp_cleanup,
 	.open = smtp_open,

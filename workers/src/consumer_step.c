@@ -1,5 +1,5 @@
 /*
- * consumer.c
+ * consumer_step.c
  *		Driving one consumer one step: a run_consumer call or one batch.
  *
  * An in_database consumer's step is one autocommitted
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "consumer.h"
+#include "consumer_step.h"
 #include "log.h"
 
 #define RUN_CONSUMER_SQL "SELECT eventstore.run_consumer($1, $2)"
@@ -36,33 +36,29 @@
 #define ACK_SQL "SELECT eventstore.ack($1, $2)"
 #define NACK_SQL "SELECT eventstore.nack($1, $2, $3)"
 
-static enum step_result
-query_failed(enum db_status status, const struct db *db, const char *consumer,
-			 const char *what, struct run_stats *stats)
+/* sql (run_consumer or poll) with the consumer's name and batch_size. */
+static enum db_status
+query_batch(struct db *db, const char *sql, const struct consumer *c, int batch_size,
+			PGresult **res)
 {
-	if (status == DB_LOST)
-		return STEP_LOST;		/* the caller logs the loss once */
-	log_error("consumer=%s %s failed: %s", consumer, what, db->error);
-	stats->query_errors++;
-	return STEP_ERROR;
+	char		max[16];
+	const char *params[2] = {c->name, max};
+
+	snprintf(max, sizeof(max), "%d", batch_size);
+	return db_query(db, sql, 2, params, res);
 }
 
 static enum step_result
 step_in_database(struct db *db, const struct consumer *c, int batch_size,
 				 struct run_stats *stats)
 {
-	char		max[16];
-	const char *params[2];
 	PGresult   *res;
 	enum db_status status;
 	long long	handled;
 
-	snprintf(max, sizeof(max), "%d", batch_size);
-	params[0] = c->name;
-	params[1] = max;
-	status = db_query(db, RUN_CONSUMER_SQL, 2, params, &res);
+	status = query_batch(db, RUN_CONSUMER_SQL, c, batch_size, &res);
 	if (status != DB_OK)
-		return query_failed(status, db, c->name, "run_consumer", stats);
+		return step_query_failed(status, db, "consumer", c->name, "run_consumer", stats);
 	if (PQntuples(res) != 1 || PQnfields(res) != 1)
 	{
 		log_error("consumer=%s run_consumer returned %d rows of %d columns, "
@@ -85,7 +81,7 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
 
 /*
  * Acks a batch (why NULL) or nacks it with why.  STEP_WORKED or STEP_NACKED,
- * or what query_failed() makes of a failed query (the batch is then
+ * or what step_query_failed() makes of a failed query (the batch is then
  * redelivered when its lease runs out).
  */
 static enum step_result
@@ -101,7 +97,8 @@ finish_batch(struct db *db, const char *consumer, const char *batch_id,
 					  params, &res);
 	if (status != DB_OK)
 	{
-		enum step_result r = query_failed(status, db, consumer, what, stats);
+		enum step_result r = step_query_failed(status, db, "consumer", consumer, what,
+												   stats);
 
 		log_warning("consumer=%s batch=%s not %sed: it will be redelivered",
 					consumer, batch_id, what);
@@ -121,9 +118,7 @@ static enum step_result
 step_outside(struct db *db, const struct consumer *c, int batch_size,
 			 struct run_stats *stats)
 {
-	char		max[16];
 	char		why[512];
-	const char *params[2];
 	PGresult   *batch;
 	enum db_status status;
 	enum step_result result;
@@ -131,12 +126,9 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 	int			n;
 	int			done = 0;
 
-	snprintf(max, sizeof(max), "%d", batch_size);
-	params[0] = c->name;
-	params[1] = max;
-	status = db_query(db, POLL_SQL, 2, params, &batch);
+	status = query_batch(db, POLL_SQL, c, batch_size, &batch);
 	if (status != DB_OK)
-		return query_failed(status, db, c->name, "poll", stats);
+		return step_query_failed(status, db, "consumer", c->name, "poll", stats);
 	n = PQntuples(batch);
 	if (n == 0)
 	{
@@ -160,7 +152,7 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 			.json_len = (size_t) PQgetlength(batch, done, 4),
 		};
 
-		if (handler_handle(&c->handler, &d, why, sizeof(why)) < 0)
+		if (plugin_handle(&c->handler, &d, why, sizeof(why)) < 0)
 		{
 			if (why[0] == '\0')
 				snprintf(why, sizeof(why), "handler failed");

@@ -1,9 +1,9 @@
 /*
- * consumer.h
+ * consumer_step.h
  *		Driving one consumer one step: a run_consumer call or one batch.
  */
-#ifndef WORKER_CONSUMER_H
-#define WORKER_CONSUMER_H
+#ifndef WORKER_CONSUMER_STEP_H
+#define WORKER_CONSUMER_STEP_H
 
 #include "config.h"
 #include "db.h"

@@ -1,0 +1,17 @@
+/*
+ * step.c
+ *		What a consumer's or an outbox's step makes of a failed query.
+ */
+#include "log.h"
+#include "step.h"
+
+enum step_result
+step_query_failed(enum db_status status, const struct db *db, const char *kind,
+				  const char *name, const char *what, struct run_stats *stats)
+{
+	if (status == DB_LOST)
+		return STEP_LOST;
+	log_error("%s=%s %s failed: %s", kind, name, what, db->error);
+	stats->query_errors++;
+	return STEP_ERROR;
+}
