@@ -73,7 +73,8 @@ import threading
 import time
 import traceback
 
-import schemas
+sys.dont_write_bytecode = True     # no test/__pycache__ left in the work tree
+import schemas  # noqa: E402
 
 SEED = int(os.environ.get("FUZZ_SEED", "20240613"))
 CASES = int(os.environ.get("FUZZ_CASES", "100000"))

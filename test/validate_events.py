@@ -33,6 +33,7 @@ import sys
 import jsonschema
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True     # no test/__pycache__ left in the work tree
 import schemas  # noqa: E402  (test/ is not a package)
 
 MAX_ERRORS_PER_EVENT = 3
