@@ -988,9 +988,9 @@ GRANT EXECUTE ON FUNCTION public.es_ctest_upcaster3(jsonb) TO PUBLIC;
 
 ------------------------------------------------------------------------------
 -- The admin -> superuser escalation through a handler calling
--- create_consumer (found in a review, shown with a demo script) is closed: code running as
--- mallory in a superuser's session (as in a dispatcher worker) creates
--- consumers for mallory only
+-- create_consumer (found in a review) is closed: code running as mallory
+-- in a superuser's session (as in a dispatcher worker) creates consumers
+-- for mallory only
 ------------------------------------------------------------------------------
 
 SET LOCAL ROLE es_ctest_mallory;
