@@ -25,10 +25,6 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "1..12"
 
-caught_up() {
-	wait_for 30 "SELECT bool_and(lag_events = 0 AND attempts = 0 AND parked = 0)
-	               FROM eventstore.consumer_status WHERE name LIKE 'birdwatch\_%'"
-}
 # events SQL FILE: the rows of SQL (topic, position, envelope) as JSON lines.
 events() {
 	q "SELECT json_build_object('topic', topic, 'position', position, 'envelope', envelope)
@@ -68,14 +64,14 @@ story() {
 	                                      'time', '2019-05-01T08:00:00Z')))" >/dev/null || return 1
 	# score (ScoreModel), outbox rows (Notifier): by run_consumer here, by
 	# the dispatcher if it is quicker
-	run_birdwatch && caught_up || return 1
+	run_birdwatch && birdwatch_caught_up || return 1
 	# notification: the outbox claimed and reported sent, as the daemon does
 	wait_for 30 "SELECT count(*) = 3 FROM birdwatch.outbox" || return 1
 	q "SELECT count(birdwatch.email_sent(id)) FROM birdwatch.claim_emails(10)" >/dev/null || return 1
 	# gdpr twice, one of them with an audit delete
 	q "SELECT birdwatch.delete_user('$bob_id');
 	   SELECT birdwatch.forget_me('$carol_token');" >/dev/null || return 1
-	run_birdwatch && caught_up
+	run_birdwatch && birdwatch_caught_up
 }
 story
 ok $? "birdwatch installed in $db, the story played, every consumer caught up without a failure"
