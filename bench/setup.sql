@@ -5,7 +5,7 @@
 CREATE EXTENSION IF NOT EXISTS eventstore;
 SELECT eventstore.create_topic('bench');
 
--- The envelope template: a tick event (EVENTS.md) of 309 bytes as text.
+-- The envelope template: a tick event (docs/events.md) of 309 bytes as text.
 -- IMMUTABLE and a single SELECT, so the planner inlines and folds it to a
 -- constant: it costs both sides the same.
 CREATE FUNCTION bench_envelope() RETURNS jsonb

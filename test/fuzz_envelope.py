@@ -23,10 +23,11 @@ The oracle (nothing in it comes from extension/*.c):
      is counted as refused, not compared.  Refused documents are generated
      on purpose, not filtered: that the server refuses them cleanly and
      goes on is part of the test.
-  2. The rules: test/envelope.schema.json (JSON Schema 2020-12, evaluated by
-     jsonschema's Draft202012Validator) plus two checks the schema cannot
-     make, kept apart: rfc3339_date_time (the schema's format "date-time",
-     plugged in as a FormatChecker) and the size limit
+  2. The rules: docs/schemas/envelope.schema.json (JSON Schema 2020-12,
+     evaluated by jsonschema's Draft202012Validator through test/schemas.py)
+     plus two checks the schema cannot make, kept apart: rfc3339_date_time
+     (the schema's format "date-time", plugged in as a FormatChecker by
+     test/schemas.py) and the size limit
      eventstore.max_event_bytes, which is about the jsonb value: its size is
      measured by the server (pg_column_size of the parsed jsonb, less the
      varlena header) and compared here with the limit in force.
@@ -61,7 +62,6 @@ which it re-creates the extension eventstore.  stdlib and jsonschema only.
 """
 
 import collections
-import datetime
 import json
 import os
 import random
@@ -73,7 +73,8 @@ import threading
 import time
 import traceback
 
-import jsonschema
+sys.dont_write_bytecode = True     # no test/__pycache__ left in the work tree
+import schemas  # noqa: E402
 
 SEED = int(os.environ.get("FUZZ_SEED", "20240613"))
 CASES = int(os.environ.get("FUZZ_CASES", "100000"))
@@ -82,7 +83,6 @@ MAX_INT32 = 2147483647
 # Nesting up to this depth must parse whatever max_stack_depth is (the
 # default 2MB allows over 10,000 levels).
 MUST_PARSE_DEPTH = 1000
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envelope.schema.json")
 ENVELOPE_MEMBERS = ("id", "type", "version", "data", "metadata")
 
 # ---------------------------------------------------------------------------
@@ -209,43 +209,8 @@ def parse_like_jsonb(raw):
 # Oracle, part 2: the rules
 # ---------------------------------------------------------------------------
 
-# RFC 3339 section 5.6 date-time; "T" and "Z" may be lower case.  [0-9], not
-# \d: \d matches other scripts' digits.
-DATE_TIME_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]"
-    r"([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
-    r"([Zz]|[+-]([0-9]{2}):([0-9]{2}))")
-
-
-def rfc3339_date_time(s):
-    """RFC 3339 date-time with a real calendar date; True for non-strings
-    (the schema's "type" judges those)."""
-    if not isinstance(s, str):
-        return True
-    m = DATE_TIME_RE.fullmatch(s)
-    if not m:
-        return False
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    # datetime has no year 0; year 0 is a leap year like 2000 (proleptic
-    # Gregorian, divisible by 400), so it has the same calendar.
-    try:
-        datetime.date(year if year > 0 else 2000, month, day)
-    except ValueError:
-        return False
-    if hour > 23 or minute > 59 or second > 60:
-        return False
-    if m.group(9) is not None and (int(m.group(9)) > 23 or int(m.group(10)) > 59):
-        return False
-    return True
-
-
 def load_schema_validator():
-    with open(SCHEMA_PATH, encoding="utf-8") as f:
-        schema = json.load(f)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    checker = jsonschema.FormatChecker(formats=())
-    checker.checks("date-time")(rfc3339_date_time)
-    return jsonschema.Draft202012Validator(schema, format_checker=checker)
+    return schemas.validator("envelope.schema.json")
 
 
 def broken_fields(validator, doc, size, limit):

@@ -1,12 +1,12 @@
 -- test/pgtap/birdwatch_roles.sql: the role matrix of birdwatch.
 --
--- Rules (sql/birdwatch--0.1.sql, header and grants; ../shared/EVENTS.md):
--- every service of EVENTS.md is a role and owns its functions, so that a
+-- Rules (sql/birdwatch--0.1.sql, header and grants; docs/events.md):
+-- every service of the system is a role and owns its functions, so that a
 -- SECURITY DEFINER function acts with exactly its service's privileges;
 -- tables belong to the extension's owner and are granted table by table;
 -- nothing is granted to PUBLIC.  Personal data (birdwatch.users, tokens) is
 -- UserAPI's alone; the score secret is the ScoreModel's alone to read; each
--- service appends to and consumes exactly its topics of EVENTS.md (per-topic
+-- service appends to and consumes exactly its topics of docs/events.md (per-topic
 -- grants in eventstore.topics); AdminAPI's changes are recorded as audit
 -- events that name the acting role.
 --
@@ -441,7 +441,7 @@ SET client_min_messages = warning;
 GRANT birdwatch_admin_api TO bw_test_admin;
 RESET client_min_messages;
 
--- A valid envelope of each topic, of its current version and EVENTS.md
+-- A valid envelope of each topic, of its current version and docs/events.md
 -- shape (the id is replaced at each use), so that a refused append is
 -- refused for the privilege, not the envelope.
 CREATE TEMP TABLE bw_test_env (topic text PRIMARY KEY, env jsonb NOT NULL);

@@ -1,7 +1,7 @@
 -- test/pgtap/consumer_privileges.sql: structure, roles and privileges of the
 -- consumer part of eventstore (consumers, parked events, upcasters, poll/ack).
 --
--- Rules (/tmp/consumer-api.md, "Roles", and the ownership model of
+-- Rules (README.md, "Roles and privileges", and the ownership model of
 -- extension/consumer_access.c): eventstore_reader polls, acks and nacks
 -- outside consumers and sees their status; eventstore_admin creates, drops,
 -- resets and runs consumers and registers upcasters; the consumer tables are
@@ -251,7 +251,7 @@ SELECT is(
 -- Privileges in the catalogue: EXECUTE on the consumer API
 ------------------------------------------------------------------------------
 
--- Each role gets exactly its functions (/tmp/consumer-api.md, "Roles").
+-- Each role gets exactly its functions (README.md, "Roles and privileges").
 SELECT function_privs_are('eventstore', f, a, r,
                           CASE WHEN r = ANY (granted) THEN ARRAY['EXECUTE'] ELSE '{}' END::name[])
   FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole'], ARRAY['eventstore_admin']),
@@ -960,9 +960,9 @@ GRANT EXECUTE ON FUNCTION public.es_ctest_upcaster3(jsonb) TO PUBLIC;
 
 ------------------------------------------------------------------------------
 -- The admin -> superuser escalation through a handler calling
--- create_consumer (/tmp/esdemo/demo*.sql) is closed: code running as
--- mallory in a superuser's session (as in a dispatcher worker) creates
--- consumers for mallory only
+-- create_consumer (found in a review) is closed: code running as mallory
+-- in a superuser's session (as in a dispatcher worker) creates consumers
+-- for mallory only
 ------------------------------------------------------------------------------
 
 SET LOCAL ROLE es_ctest_mallory;

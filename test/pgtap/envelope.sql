@@ -1,4 +1,4 @@
--- test/pgtap/envelope.sql: the event envelope of EVENTS.md as
+-- test/pgtap/envelope.sql: the event envelope of docs/events.md as
 -- eventstore.validate, eventstore.is_valid, append and append_batch check it.
 --
 -- Invalid envelopes are table-driven (cases below): each must raise SQLSTATE
@@ -14,7 +14,7 @@ RESET client_min_messages;
 -- Helpers
 ------------------------------------------------------------------------------
 
--- A valid envelope (the tick event of EVENTS.md).
+-- A valid envelope (the tick event of docs/events.md).
 CREATE FUNCTION pg_temp.b() RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT '{"id": "123e4567-e89b-12d3-a456-426614174000",
              "type": "new",
@@ -230,12 +230,12 @@ INSERT INTO bad (descr, doc, detail) VALUES
 
 CREATE TEMP TABLE good (n serial, descr text, doc jsonb);
 INSERT INTO good (descr, doc) VALUES
-('the tick example of EVENTS.md',          pg_temp.b()),
+('the tick example of docs/events.md',     pg_temp.b()),
 ('time with lower-case t and z',           pg_temp.t('1985-04-12t23:20:50z')),
 ('time with offset +05:30',                pg_temp.t('1985-04-12T23:20:50+05:30')),
 ('time with offset -00:00',                pg_temp.t('1985-04-12T23:20:50-00:00')),
 ('time with offset +23:59',                pg_temp.t('1985-04-12T23:20:50+23:59')),
-('time with fraction .52 and +02:00 (EVENTS.md)', pg_temp.t('1985-04-12T23:20:50.52+02:00')),
+('time with fraction .52 and +02:00',      pg_temp.t('1985-04-12T23:20:50.52+02:00')),
 ('time with a fraction of many digits',    pg_temp.t('1985-04-12T23:20:50.123456789012345678901234567890Z')),
 ('time with a one-digit fraction',         pg_temp.t('1985-04-12T23:20:50.0Z')),
 ('leap day 2024-02-29',                    pg_temp.t('2024-02-29T12:00:00Z')),

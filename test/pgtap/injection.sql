@@ -1,5 +1,5 @@
--- test/pgtap/injection.sql: names cannot inject SQL (issue 6, item 3, with
--- privilege_audit.sql).
+-- test/pgtap/injection.sql: names cannot inject SQL (part of the privilege
+-- audit of the 1.0 release, with privilege_audit.sql).
 --
 -- Every function that takes a topic, consumer, stream, subject or role name
 -- is called with names made of quotes, semicolons, comment markers and

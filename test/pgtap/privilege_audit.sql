@@ -1,5 +1,5 @@
--- test/pgtap/privilege_audit.sql: the privilege audit of both extensions
--- (issue 6, item 3).  Name injection is audited in test/pgtap/injection.sql.
+-- test/pgtap/privilege_audit.sql: the privilege audit of both extensions,
+-- made for the 1.0 release.  Name injection is audited in test/pgtap/injection.sql.
 --
 -- What it audits, catalogue-driven, so that nothing new escapes it:
 --

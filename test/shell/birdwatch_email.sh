@@ -151,7 +151,7 @@ q "SELECT count(*) = 8 FROM eventstore.read('notification', 0, 100) e JOIN birdw
                                    \"source_event\": {\"name\": \"rate\", \"type\": \"update\"}},
                         \"metadata\": {\"source\": \"services/Notifier\"}}'" >"$tmp/ev"
 [ "$(cat "$tmp/ev")" = t ]
-ok $? "every notification event names its outbox row's user and source event, as EVENTS.md shapes it"
+ok $? "every notification event names its outbox row's user and source event, as docs/events.md shapes it"
 
 # An old rate 1.0 event: the owner comes from the ticks store.
 q "SELECT eventstore.append('rate', jsonb_build_object(

@@ -7,6 +7,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
+. test/fixtures.sh
 db=${PGDATABASE:-eventstore_test}
 email='alice.q7431@birds.example.org'
 name='Alice Quux-Zyxwv'
@@ -14,10 +15,6 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "1..10"
 
-caught_up() {
-	wait_for 30 "SELECT bool_and(lag_events = 0 AND attempts = 0 AND parked = 0)
-	               FROM eventstore.consumer_status WHERE name LIKE 'birdwatch\_%'"
-}
 # dump FILE: the whole database, data included, as plain SQL.
 dump() { pg_dump -d "$db" -f "$1"; }
 
@@ -33,7 +30,7 @@ q "SELECT birdwatch.tick('$alice_token', 'https://birds.example.org/alice/owl.jp
    SELECT birdwatch.rate('$bob_token', 'https://birds.example.org/alice/owl.jpg', 5);
    SELECT birdwatch.tick('$bob_token', 'https://birds.example.org/bob/heron.jpg');
    SELECT birdwatch.rate('$alice_token', 'https://birds.example.org/bob/heron.jpg', 4);" >/dev/null
-caught_up
+birdwatch_caught_up
 ok $? "the consumers have handled the story"
 
 token_hash=$(q "SELECT encode(sha256(convert_to('$alice_token', 'UTF8')), 'hex')")
@@ -44,7 +41,7 @@ ok $? "before: pg_dump holds Alice's email, display name and token hash"
 ok $? "before: her login events are stored"
 
 q "SELECT birdwatch.forget_me('$alice_token')" >/dev/null
-caught_up
+birdwatch_caught_up
 wait_for 30 "SELECT count(*) = 0 FROM birdwatch.users WHERE id = '$alice_id'"
 ok $? "forget_me, then one pass of the consumers: her user row is gone"
 dump "$tmp/after.sql"
@@ -61,7 +58,7 @@ ok $? "after: no per-user statistic and no pending email of hers"
 
 # Replay every consumer from the start.
 q "SELECT eventstore.reset_consumer(name, 0) FROM eventstore.consumers WHERE name LIKE 'birdwatch\_%'" >/dev/null
-caught_up
+birdwatch_caught_up
 ok $? "every consumer replayed from position 0 without a failure"
 dump "$tmp/replayed.sql"
 ! grep -qiF "$email" "$tmp/replayed.sql" && ! grep -qF "$name" "$tmp/replayed.sql" &&

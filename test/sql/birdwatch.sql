@@ -1,5 +1,5 @@
 -- birdwatch: every service call with its refusals, the exact shape of every
--- event of EVENTS.md, upcasting of stored rate 1.0 events, the consumers
+-- event of docs/events.md, upcasting of stored rate 1.0 events, the consumers
 -- (run here with run_consumer: this database has no dispatcher), replay
 -- without duplicate effects, and erasure.
 SET client_min_messages = warning;
@@ -13,7 +13,7 @@ RESET client_min_messages;
 \set SHOW_CONTEXT never
 
 -- An event's structure: ids and times replaced by the placeholders of
--- EVENTS.md, so that it can be compared with the contract as written.
+-- docs/events.md, so that it can be compared with the contract as written.
 CREATE FUNCTION shape(envelope jsonb) RETURNS jsonb LANGUAGE sql AS $$
     SELECT regexp_replace(
                regexp_replace(envelope::text,

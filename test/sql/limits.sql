@@ -1,4 +1,4 @@
--- Limits and bad input (issue 6): what the store accepts at its edges and
+-- Limits and bad input: what the store accepts at its edges and
 -- how it refuses the rest.
 --   1. event size: eventstore.max_event_bytes, just under and just over,
 --      huge strings, many keys, stream and topic name lengths;
