@@ -3,7 +3,7 @@
  * envelope.c
  *		Validation of the event envelope, and the validate/is_valid functions.
  *
- * The envelope (EVENTS.md) is a JSON object with exactly the members id,
+ * The envelope (docs/events.md) is a JSON object with exactly the members id,
  * type, version, data and metadata; metadata must hold a string source and
  * an RFC 3339 time and may hold more.  The input is already parsed jsonb, so
  * members are looked up in the binary container directly; nothing is
