@@ -3,8 +3,10 @@
 # version of each extension, put data in it, then ALTER EXTENSION ... UPDATE
 # one step at a time along the upgrade scripts in sql/, up to the control
 # file's default_version.  After every step the data is unchanged; at the
-# end the installation is the same as a fresh CREATE EXTENSION (every
-# member object's definition, owner and privileges), and it goes on working
+# end the installation is the same as a fresh CREATE EXTENSION, which runs
+# the install script make builds from the current source (sql/<ext>/*.sql):
+# every object, with its definition, owner, privileges, comment and
+# membership, compared by test/upgrade_check.sql.  And it goes on working
 # where the old one stopped: a consumer continues from its checkpoint and
 # handles each event once, birdwatch takes new ticks and ratings and its
 # consumers count them once.
@@ -18,6 +20,12 @@ cd "$(dirname "$0")/../.."
 fresh=upgrade_fresh
 chain=upgrade_chain
 db=$chain
+sharedir=$(pg_config --sharedir)/extension
+tmp=$(mktemp -d)
+drop_databases() {
+	psql -XAtq -c "DROP DATABASE IF EXISTS $fresh" -c "DROP DATABASE IF EXISTS $chain" >/dev/null 2>&1
+}
+trap 'rm -rf "$tmp"; drop_databases' EXIT
 
 # oldest_version EXT: the version of the one full install script
 oldest_version() {
@@ -55,15 +63,14 @@ total_steps=0
 for e in "${extensions[@]}"; do
 	total_steps=$((total_steps + $(steps_of "$e" | wc -l) - 1))
 done
-echo "1..$((4 + total_steps * 2 + 10))"
+echo "1..$((4 + total_steps * 2 + 11))"
 
-psql -XAtq -c "DROP DATABASE IF EXISTS $fresh" -c "DROP DATABASE IF EXISTS $chain" >/dev/null 2>&1
+drop_databases
 createdb "$fresh" && createdb "$chain"
 for d in "$fresh" "$chain"; do
 	psql -XAtq -v ON_ERROR_STOP=1 -d "$d" -f test/upgrade_check.sql >/dev/null ||
 		{ echo "Bail out! test/upgrade_check.sql does not load"; exit 1; }
 done
-trap 'psql -XAtq -c "DROP DATABASE IF EXISTS $fresh" -c "DROP DATABASE IF EXISTS $chain" >/dev/null 2>&1' EXIT
 
 for e in "${extensions[@]}"; do
 	last=$(steps_of "$e" | tail -1)
@@ -121,17 +128,29 @@ for e in "${extensions[@]}"; do
 	done
 done
 
-# The same versions, created in one go.
+# The current versions, created from the current source: with no VERSION,
+# CREATE EXTENSION runs <ext>--<default_version>.sql, which make built from
+# sql/<ext>/*.sql.
 psql -XAtq -v ON_ERROR_STOP=1 -d "$fresh" -c "SET client_min_messages = warning;
-    CREATE EXTENSION birdwatch CASCADE" >/dev/null
+    CREATE EXTENSION eventstore; CREATE EXTENSION pgcrypto; CREATE EXTENSION birdwatch" >/dev/null
+built=""
+for e in "${extensions[@]}"; do
+	v=$(default_version "$e")
+	(LC_ALL=C; cat sql/"$e"/*.sql) >"$tmp/source.sql"
+	[ "$(psql -XAtq -d "$fresh" -c "SELECT extversion FROM pg_extension WHERE extname = '$e'")" = "$v" ] &&
+		[ -s "$tmp/source.sql" ] && cmp -s "$e--$v.sql" "$sharedir/$e--$v.sql" &&
+		tail -c "$(wc -c <"$tmp/source.sql")" "$sharedir/$e--$v.sql" | cmp -s - "$tmp/source.sql" ||
+		built="$built $e"
+done
+[ -z "$built" ]
+ok $? "a fresh CREATE EXTENSION installs default_version from the script built from sql/<ext>/*.sql, as installed${built:+ (not so for:$built; run make install)}"
+
+# Each installation as text: every object of both extensions, then the
+# configuration rows their scripts wrote.
 catalog_of() {
 	psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "
 	    SELECT upgrade_check.catalog(extname) FROM pg_extension
 	     WHERE extname IN ('eventstore', 'birdwatch') ORDER BY extname;
-	    SELECT format('extension %s version %s config %s schema acl %s', x.extname, x.extversion,
-	                  x.extconfig::regclass[], n.nspacl)
-	      FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
-	     WHERE x.extname IN ('eventstore', 'birdwatch') ORDER BY 1;
 	    -- the configuration the extension scripts wrote, not this test
 	    SELECT format('topic %s', (t.name, t.current_major, t.current_minor, t.retention,
 	                               t.appenders, t.readers, t.erasers))
@@ -143,11 +162,9 @@ catalog_of() {
 	    SELECT format('protection %s', (p.topic, p.subject_path, p.paths))
 	      FROM eventstore.protections p WHERE p.topic <> 'visits' ORDER BY 1"
 }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; psql -XAtq -c "DROP DATABASE IF EXISTS $fresh" -c "DROP DATABASE IF EXISTS $chain" >/dev/null 2>&1' EXIT
 catalog_of "$fresh" >"$tmp/fresh" && catalog_of "$chain" >"$tmp/chain" &&
 	[ -s "$tmp/fresh" ] && diff -u "$tmp/fresh" "$tmp/chain" >"$tmp/diff"
-ok $? "the upgraded installation equals a fresh one: $(grep -c '^[^ ]' "$tmp/fresh") member objects and configuration rows compared"
+ok $? "the upgraded installation equals a fresh one: $(grep -c '^[^ ]' "$tmp/fresh") objects, extensions, roles and configuration rows compared"
 [ -s "$tmp/diff" ] && sed 's/^/# /' "$tmp/diff" | head -40
 
 # It goes on where the old version stopped.
@@ -180,5 +197,6 @@ ok $? "each tick scored once and each rating of another's image queued for email
 ok $? "statistics count the ticks and ratings of both versions once ($(q "SELECT birdwatch.overview()"))"
 [ "$(q "SELECT count(*) FROM eventstore.consumer_status WHERE lag_events > 0 OR parked > 0")" = 0 ]
 ok $? "every consumer has caught up, nothing parked"
+
 
 exit $((fails > 0))
