@@ -13,19 +13,28 @@
 #
 # The steps are found from the file names (ext--A--B.sql), so a new release
 # only adds its script: this test then walks one step more.
+#
+# The comparison must be able to fail: for each extension, a copy of its
+# newest upgrade script with one statement left out is installed under a
+# version of its own (1.1broken), a database is updated through it, and the
+# same comparison must report a difference.
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
 . test/fixtures.sh
 fresh=upgrade_fresh
 chain=upgrade_chain
+broken=upgrade_broken       # upgrade_broken_<ext>: the failing comparisons
 db=$chain
 sharedir=$(pg_config --sharedir)/extension
 tmp=$(mktemp -d)
+installed_copies=()         # the broken scripts this test installs in $sharedir
 drop_databases() {
-	psql -XAtq -c "DROP DATABASE IF EXISTS $fresh" -c "DROP DATABASE IF EXISTS $chain" >/dev/null 2>&1
+	psql -XAtq -c "DROP DATABASE IF EXISTS $fresh" -c "DROP DATABASE IF EXISTS $chain" \
+	     -c "DROP DATABASE IF EXISTS ${broken}_eventstore" \
+	     -c "DROP DATABASE IF EXISTS ${broken}_birdwatch" >/dev/null 2>&1
 }
-trap 'rm -rf "$tmp"; drop_databases' EXIT
+trap 'rm -rf "$tmp"; rm -f "${installed_copies[@]}"; drop_databases' EXIT
 
 # oldest_version EXT: the version of the one full install script
 oldest_version() {
@@ -63,7 +72,7 @@ total_steps=0
 for e in "${extensions[@]}"; do
 	total_steps=$((total_steps + $(steps_of "$e" | wc -l) - 1))
 done
-echo "1..$((4 + total_steps * 2 + 11))"
+echo "1..$((4 + total_steps * 2 + 13))"
 
 drop_databases
 createdb "$fresh" && createdb "$chain"
@@ -198,5 +207,136 @@ ok $? "statistics count the ticks and ratings of both versions once ($(q "SELECT
 [ "$(q "SELECT count(*) FROM eventstore.consumer_status WHERE lag_events > 0 OR parked > 0")" = 0 ]
 ok $? "every consumer has caught up, nothing parked"
 
+# The comparison can fail.  For each extension, the newest upgrade script
+# that changes the catalog (CREATE, ALTER, DROP, COMMENT, GRANT or REVOKE)
+# is copied with its last such statement left out, and installed as going
+# from its version A to "Bbroken"; the scripts after it are copied along
+# the "broken" versions up to "<newest>broken".  A newest script without
+# such a statement (1.0--1.1 when it was first written held none) is passed
+# over: then an older step is the broken one, 0.1 -> 1.0 at the oldest.
+# A database updated to "<newest>broken" by this path must differ from the
+# fresh one, the version lines aside.
+
+# drop_last_change SCRIPT COPY: writes SCRIPT without its last statement
+# that changes the catalog to COPY, and prints that statement's first line;
+# fails, writing nothing, when SCRIPT has none.  Statements are split at
+# top-level semicolons, past comments, quoted strings and identifiers and
+# dollar quotes (function bodies are $$ quoted here, never BEGIN ATOMIC);
+# psql's backslash commands are lines of their own.
+drop_last_change() {
+	/usr/bin/python3 - "$1" "$2" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+n, i, start, spans = len(text), 0, None, []
+def skip_comment(i):                 # /* ... */, nested
+    depth = 0
+    while i < n:
+        if text.startswith('/*', i): depth += 1; i += 2
+        elif text.startswith('*/', i):
+            depth -= 1; i += 2
+            if depth == 0: return i
+        else: i += 1
+    return n
+while i < n:
+    c = text[i]
+    if text.startswith('--', i):
+        i = text.find('\n', i); i = n if i < 0 else i
+    elif text.startswith('/*', i):
+        i = skip_comment(i)
+    elif start is None and c.isspace():
+        i += 1
+    elif start is None and c == '\\':
+        i = text.find('\n', i); i = n if i < 0 else i
+    else:
+        if start is None: start = i
+        prev = text[i - 1] if i else ' '
+        if c == "'":
+            escapes = prev in 'Ee' and not (i > 1 and re.match(r'[\w$]', text[i - 2]))
+            i += 1
+            while i < n:
+                if escapes and text[i] == '\\': i += 2
+                elif text.startswith("''", i): i += 2
+                elif text[i] == "'": break
+                else: i += 1
+            i += 1
+        elif c == '"':
+            i = text.find('"', i + 1) + 1 or n
+        elif c == '$' and not re.match(r'[\w$]', prev) and re.match(r'\$([A-Za-z_]\w*)?\$', text[i:]):
+            tag = re.match(r'\$([A-Za-z_]\w*)?\$', text[i:]).group(0)
+            j = text.find(tag, i + len(tag))
+            i = n if j < 0 else j + len(tag)
+        elif c == ';':
+            spans.append((start, i + 1)); start = None; i += 1
+        else:
+            i += 1
+if start is not None: spans.append((start, n))
+changes = [s for s in spans
+           if re.match(r'(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE)\b', text[s[0]:s[1]], re.I)]
+if not changes: sys.exit(1)
+a, b = changes[-1]
+open(sys.argv[2], 'w').write(text[:a] + '-- (one statement left out by test/shell/upgrade.sh)' + text[b:])
+print(text[a:b].split('\n')[0])
+PY
+}
+
+# broken_path EXT: installs the broken path of EXT (see above) and sets
+# from (the version to update from), to (the broken version at its end),
+# script (the script copied) and dropped (the statement left out).
+broken_path() {
+	local e=$1 versions k i copy
+	mapfile -t versions < <(steps_of "$e")
+	for ((k = ${#versions[@]} - 1; k >= 1; k--)); do
+		script=$e--${versions[k - 1]}--${versions[k]}.sql
+		copy=$sharedir/$e--${versions[k - 1]}--${versions[k]}broken.sql
+		installed_copies+=("$copy")
+		dropped=$(drop_last_change "sql/$script" "$copy") && break
+	done
+	[ "$k" -ge 1 ] || return 1
+	for ((i = k + 1; i < ${#versions[@]}; i++)); do
+		copy=$sharedir/$e--${versions[i - 1]}broken--${versions[i]}broken.sql
+		installed_copies+=("$copy")
+		cp "sql/$e--${versions[i - 1]}--${versions[i]}.sql" "$copy" || return 1
+	done
+	from=${versions[k - 1]}
+	to=${versions[${#versions[@]} - 1]}broken
+}
+
+# compare_broken EXT: the assertion, in a database where EXT came along
+# its broken path and the other extension was created fresh (eventstore
+# first, as always).  birdwatch may fail to install on a broken eventstore:
+# then it is missing, which the comparison reports as well.
+compare_broken() {
+	local e=$1 db_e=${broken}_$1 before after="" from to script dropped
+	if ! broken_path "$e"; then
+		ok 1 "$e: the comparison fails for an update through a script without one of its statements (no script has a statement to leave out)"
+		return
+	fi
+	case $e in
+	eventstore)
+		before="CREATE EXTENSION eventstore VERSION '$(oldest_version eventstore)';
+		        ALTER EXTENSION eventstore UPDATE TO '$from';
+		        ALTER EXTENSION eventstore UPDATE TO '$to'"
+		after="CREATE EXTENSION pgcrypto; CREATE EXTENSION birdwatch" ;;
+	birdwatch)
+		before="CREATE EXTENSION eventstore; CREATE EXTENSION pgcrypto;
+		        CREATE EXTENSION birdwatch VERSION '$(oldest_version birdwatch)';
+		        ALTER EXTENSION birdwatch UPDATE TO '$from';
+		        ALTER EXTENSION birdwatch UPDATE TO '$to'" ;;
+	esac
+	createdb "$db_e" &&
+		psql -XAtq -v ON_ERROR_STOP=1 -d "$db_e" -f test/upgrade_check.sql >/dev/null &&
+		psql -XAtq -v ON_ERROR_STOP=1 -d "$db_e" -c "SET client_min_messages = warning; $before" >/dev/null &&
+		{ [ -z "$after" ] || psql -XAtq -d "$db_e" -c "SET client_min_messages = warning; $after" >/dev/null 2>&1 || :; } &&
+		[ "$(psql -XAtq -d "$db_e" -c "SELECT extversion FROM pg_extension WHERE extname = '$e'")" = "$to" ] &&
+		catalog_of "$db_e" >"$tmp/broken_$e" &&
+		! diff -u <(grep -v '^extension [a-z_]* version ' "$tmp/fresh") \
+			<(grep -v '^extension [a-z_]* version ' "$tmp/broken_$e") >"$tmp/broken_$e.diff"
+	ok $? "$e: the comparison fails for an update through $script without its last catalog change ($dropped ...): $(grep -c '^[-+][^-+]' "$tmp/broken_$e.diff" 2>/dev/null) lines differ"
+	sed -n '3,12s/^/# /p' "$tmp/broken_$e.diff" 2>/dev/null
+}
+
+for e in "${extensions[@]}"; do
+	compare_broken "$e"
+done
 
 exit $((fails > 0))
