@@ -1,0 +1,46 @@
+-- sql/eventstore/90_grants.sql: privileges.  Nothing for PUBLIC; each role
+-- gets exactly its functions.  Runs last, after every object exists.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA eventstore FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA eventstore FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM PUBLIC;
+REVOKE ALL ON TYPE event, delivery FROM PUBLIC;
+REVOKE ALL ON SCHEMA eventstore FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA eventstore
+    TO eventstore_writer, eventstore_reader, eventstore_admin;
+GRANT USAGE ON TYPE event TO eventstore_writer, eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION validate(jsonb), is_valid(jsonb)
+    TO eventstore_writer, eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION append(text, jsonb, text, bigint),
+                          append_batch(text, jsonb[], text, bigint)
+    TO eventstore_writer;
+GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
+                          read_stream(text, text, bigint, integer),
+                          get(uuid)
+    TO eventstore_reader;
+GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
+                          set_retention(text, interval), purge_expired(), publish_archive(),
+                          erase_stream(text, text),
+                          grant_topic(text, text, regrole), revoke_topic(text, text, regrole)
+    TO eventstore_admin;
+GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;
+
+GRANT USAGE ON TYPE delivery TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION poll(text, integer), ack(text, bigint), nack(text, bigint, text),
+                          upcast(event)
+    TO eventstore_reader;
+GRANT EXECUTE ON FUNCTION derived_id(uuid, text)
+    TO eventstore_writer, eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole),
+                          drop_consumer(text), reset_consumer(text, bigint),
+                          run_consumer(text, integer), replay_parked(text, uuid),
+                          create_upcaster(text, integer, integer, regprocedure),
+                          set_topic_version(text, text)
+    TO eventstore_admin;
+GRANT EXECUTE ON FUNCTION undelivered(text) TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION unprotect(event) TO eventstore_reader;
+GRANT EXECUTE ON FUNCTION protect_fields(text, text, text[]), forget_subject(text)
+    TO eventstore_admin;
+GRANT SELECT ON protections TO eventstore_reader, eventstore_writer, eventstore_admin;
+GRANT SELECT ON consumer_status, parked, upcasters TO eventstore_reader, eventstore_admin;
