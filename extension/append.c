@@ -48,7 +48,6 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/xid8.h"
 
 #include "eventstore.h"
 
@@ -215,36 +214,25 @@ static int
 insert_one(AppendRequest *req, int i, int64 stream_version)
 {
 	static SPIPlanPtr plan = NULL;
-	EnvelopeParts *e = &req->events[i];
-	Datum		values[10];
-	char		nulls[10];
+	StoredEvent row = {0};
+	Datum		values[NUM_EVENT_COLUMNS];
+	char		nulls[NUM_EVENT_COLUMNS];
 	bool		isnull;
 
 	if (plan == NULL)
 	{
-		Oid			argtypes[10] = {UUIDOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-		JSONBOID, JSONBOID, TEXTOID, INT8OID, XID8OID};
+		Oid			argtypes[NUM_EVENT_COLUMNS];
+		char	   *sql = stored_event_insert_sql(argtypes);
 
-		plan = prepare_plan(
-			"INSERT INTO eventstore.events (id, topic, type, version_major, version_minor,"
-			" data, metadata, stream, stream_version, xid)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-			" ON CONFLICT (id) DO NOTHING RETURNING position",
-			10, argtypes);
+		plan = prepare_plan(sql, NUM_EVENT_COLUMNS - 1, argtypes);
 	}
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(&e->id);
-	values[1] = CStringGetTextDatum(req->topic);
-	values[2] = PointerGetDatum(e->type);
-	values[3] = Int32GetDatum(e->version_major);
-	values[4] = Int32GetDatum(e->version_minor);
-	values[5] = JsonbPGetDatum(e->data);
-	values[6] = JsonbPGetDatum(e->metadata);
-	values[7] = req->stream ? CStringGetTextDatum(req->stream) : (Datum) 0;
-	nulls[7] = req->stream ? ' ' : 'n';
-	values[8] = Int64GetDatum(stream_version);
-	nulls[8] = req->stream ? ' ' : 'n';
-	values[9] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	row.topic = cstring_to_text(req->topic);
+	row.stream = req->stream ? cstring_to_text(req->stream) : NULL;
+	row.stream_version = stream_version;
+	row.parts = req->events[i];
+	row.recorded_at = GetCurrentTransactionStartTimestamp();
+	row.xid = GetTopFullTransactionId();
+	stored_event_insert_args(&row, values, nulls);
 	run_plan(plan, values, nulls, SPI_OK_INSERT_RETURNING);
 
 	if (SPI_processed == 0)

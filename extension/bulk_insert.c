@@ -40,7 +40,6 @@
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/xid8.h"
 
 #include "eventstore.h"
 

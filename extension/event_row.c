@@ -15,7 +15,9 @@
  *   by an upgrade shift nothing;
  * - stored_event_decode() and stored_event_encode() turn a row's values
  *   into a StoredEvent and back (event_lookup.c and bulk_insert.c work on
- *   table slots, the consumer engine on whole rows fetched through SPI);
+ *   table slots, the consumer engine on whole rows fetched through SPI),
+ *   and stored_event_insert_sql() is the statement append.c stores a
+ *   single event with;
  * - stored_event_envelope() rebuilds the envelope as appended,
  *   stored_event_values() lays an event out as eventstore.event (the first
  *   attributes of eventstore.delivery too), and stored_event_datum() makes
@@ -32,6 +34,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -42,9 +45,24 @@
 
 #include "eventstore.h"
 
-static const char *const event_column_names[NUM_EVENT_COLUMNS] = {
-	"position", "id", "topic", "type", "version_major", "version_minor",
-	"data", "metadata", "stream", "stream_version", "recorded_at", "xid"
+/* Each EventColumn's name and type, in EventColumn order. */
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			event_columns[NUM_EVENT_COLUMNS] = {
+	{"position", INT8OID},
+	{"id", UUIDOID},
+	{"topic", TEXTOID},
+	{"type", TEXTOID},
+	{"version_major", INT4OID},
+	{"version_minor", INT4OID},
+	{"data", JSONBOID},
+	{"metadata", JSONBOID},
+	{"stream", TEXTOID},
+	{"stream_version", INT8OID},
+	{"recorded_at", TIMESTAMPTZOID},
+	{"xid", XID8OID}
 };
 
 /*
@@ -61,11 +79,11 @@ event_columns_map(TupleDesc desc, int *att)
 		{
 			Form_pg_attribute a = TupleDescAttr(desc, i);
 
-			if (!a->attisdropped && strcmp(NameStr(a->attname), event_column_names[c]) == 0)
+			if (!a->attisdropped && strcmp(NameStr(a->attname), event_columns[c].name) == 0)
 				att[c] = i;
 		}
 		if (att[c] < 0)
-			report_altered_events(psprintf("Column \"%s\" is missing.", event_column_names[c]));
+			report_altered_events(psprintf("Column \"%s\" is missing.", event_columns[c].name));
 	}
 }
 
@@ -127,15 +145,10 @@ stored_event_from_row(Datum row, StoredEvent *s)
 	pfree(isnull);
 }
 
-/*
- * Lays s out as a row of the table in values/isnull (natts entries, att
- * from events_columns()); the columns of no EventColumn are left NULL.
- */
-void
-stored_event_encode(const StoredEvent *s, int natts, Datum *values, bool *isnull)
+/* Lays s out in values/isnull (natts entries) at the attributes att[]. */
+static void
+encode_columns(const StoredEvent *s, const int *att, int natts, Datum *values, bool *isnull)
 {
-	const int  *att = events_columns();
-
 	memset(isnull, true, natts * sizeof(bool));
 #define SET(col, value) (values[att[col]] = (value), isnull[att[col]] = false)
 	SET(COL_POSITION, Int64GetDatum(s->position));
@@ -154,6 +167,66 @@ stored_event_encode(const StoredEvent *s, int natts, Datum *values, bool *isnull
 	SET(COL_RECORDED_AT, TimestampTzGetDatum(s->recorded_at));
 	SET(COL_XID, FullTransactionIdGetDatum(s->xid));
 #undef SET
+}
+
+/*
+ * Lays s out as a row of the table in values/isnull (natts entries, att
+ * from events_columns()); the columns of no EventColumn are left NULL.
+ */
+void
+stored_event_encode(const StoredEvent *s, int natts, Datum *values, bool *isnull)
+{
+	encode_columns(s, events_columns(), natts, values, isnull);
+}
+
+/*
+ * The statement that stores one event unless its id is stored already:
+ * INSERT of every column but position (an identity column) ... ON CONFLICT
+ * (id) DO NOTHING RETURNING position.  argtypes gets the types of its
+ * NUM_EVENT_COLUMNS - 1 arguments, which stored_event_insert_args() fills.
+ */
+char *
+stored_event_insert_sql(Oid *argtypes)
+{
+	StringInfoData columns;
+	StringInfoData params;
+	int			n = 0;
+
+	initStringInfo(&columns);
+	initStringInfo(&params);
+	for (int c = 0; c < NUM_EVENT_COLUMNS; c++)
+	{
+		if (c == COL_POSITION)
+			continue;
+		appendStringInfo(&columns, "%s%s", n > 0 ? ", " : "", event_columns[c].name);
+		appendStringInfo(&params, "%s$%d", n > 0 ? ", " : "", n + 1);
+		argtypes[n++] = event_columns[c].type;
+	}
+	return psprintf("INSERT INTO eventstore.events (%s) VALUES (%s)"
+					" ON CONFLICT (id) DO NOTHING RETURNING position",
+					columns.data, params.data);
+}
+
+/* The arguments of stored_event_insert_sql()'s statement for s. */
+void
+stored_event_insert_args(const StoredEvent *s, Datum *values, char *nulls)
+{
+	Datum		row[NUM_EVENT_COLUMNS];
+	bool		isnull[NUM_EVENT_COLUMNS];
+	int			identity[NUM_EVENT_COLUMNS];
+	int			n = 0;
+
+	/* laid out as EventColumns, then bound in that order */
+	for (int c = 0; c < NUM_EVENT_COLUMNS; c++)
+		identity[c] = c;
+	encode_columns(s, identity, NUM_EVENT_COLUMNS, row, isnull);
+	for (int c = 0; c < NUM_EVENT_COLUMNS; c++)
+	{
+		if (c == COL_POSITION)
+			continue;
+		values[n] = row[c];
+		nulls[n++] = isnull[c] ? 'n' : ' ';
+	}
 }
 
 static void

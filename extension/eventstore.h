@@ -159,6 +159,8 @@ extern void stored_event_decode(const Datum *values, const bool *isnull, bool co
 extern void stored_event_from_row(Datum row, StoredEvent *s);
 extern void stored_event_encode(const StoredEvent *s, int natts, Datum *values,
 								bool *isnull);
+extern char *stored_event_insert_sql(Oid *argtypes);
+extern void stored_event_insert_args(const StoredEvent *s, Datum *values, char *nulls);
 extern Jsonb *stored_event_envelope(const StoredEvent *s);
 extern void stored_event_values(const StoredEvent *s, Jsonb *envelope, Datum *values,
 								bool *nulls);
