@@ -104,3 +104,14 @@ soak: deps
 FUZZ_SECONDS ?= 300
 fuzz: deps
 	@$(MAKE) --no-print-directory -C workers fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# Packages.  build/ holds what deb makes, ignored by git through a
+# .gitignore of its own.
+#   make deb    the Debian packages postgresql-15-eventstore and
+#               eventstore-worker (debian/), built from a copy of the tree
+#               by debian/build-debs, into build/deb/
+.PHONY: deb build-dir
+build-dir:
+	@mkdir -p build && echo '*' >build/.gitignore
+deb: deps build-dir
+	@debian/build-debs build/deb
