@@ -123,3 +123,21 @@ soak: deps
 FUZZ_SECONDS ?= 300
 fuzz: deps
 	@$(MAKE) --no-print-directory -C workers fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# Packages.  build/ holds what deb and dist make, ignored by git through a
+# .gitignore of its own.
+#   make deb    the Debian packages postgresql-15-eventstore and
+#               eventstore-worker (debian/), built from a copy of the tree
+#               by debian/build-debs, into build/deb/
+#   make dist   the PGXN release build/eventstore-<version>.zip, the version
+#               of META.json: git archive of HEAD (commit first)
+# (the first "version" of META.json is the release's, before "provides")
+DIST_VERSION = $(shell grep -m1 '"version"' META.json | sed 's/.*: *"\([^"]*\)".*/\1/')
+.PHONY: deb dist build-dir
+build-dir:
+	@mkdir -p build && echo '*' >build/.gitignore
+deb: deps build-dir
+	@debian/build-debs build/deb
+dist: build-dir
+	git archive --format=zip --prefix=eventstore-$(DIST_VERSION)/ \
+		-o build/eventstore-$(DIST_VERSION).zip HEAD

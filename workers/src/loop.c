@@ -31,6 +31,10 @@
  * reconnect: progress lives in the database, and the first drain after a
  * connect catches up on whatever was notified while the connection was down.
  *
+ * The service manager hears of it (readiness.c): READY=1 when the first
+ * connection is made, a STATUS= line at each connect and loss, STOPPING=1
+ * at a graceful stop.
+ *
  * In --once mode the loop connects once (no retries), drains once and ends;
  * the exit status is 1 if the connection failed or was lost, or a query
  * failed, and 0 otherwise, even when handlers failed: their batches were
@@ -50,6 +54,7 @@
 #include "log.h"
 #include "loop.h"
 #include "outbox.h"
+#include "readiness.h"
 #include "schedule.h"
 #include "signals.h"
 
@@ -299,6 +304,7 @@ loop_run(const char *config_path, struct config **config, int once)
 			if (st != DB_OK)
 			{
 				log_error("cannot connect: %s", db.error);
+				readiness_disconnected(db.error);
 				if (once)
 				{
 					status = 1;
@@ -308,6 +314,7 @@ loop_run(const char *config_path, struct config **config, int once)
 				continue;
 			}
 			log_connected(&db);
+			readiness_connected(PQdb(db.conn));
 			delay = (*config)->reconnect_min_ms;
 			/* what was notified while disconnected is unknown */
 			schedule_all_due(&sc);
@@ -318,6 +325,7 @@ loop_run(const char *config_path, struct config **config, int once)
 		if (drained == DRAIN_LOST)
 		{
 			log_error("connection lost: %s", db.error);
+			readiness_disconnected(db.error);
 			db_close(&db);
 			if (once)
 			{
@@ -343,12 +351,15 @@ loop_run(const char *config_path, struct config **config, int once)
 		if (st == DB_LOST)
 		{
 			log_error("connection lost: %s", db.error);
+			readiness_disconnected(db.error);
 			schedule_retry(&next_attempt, &delay, (*config)->reconnect_max_ms);
 		}
 		else if (notified)
 			log_debug("woken by a notification");
 	}
 
+	if (stop_requested)
+		readiness_stopping();
 	db_close(&db);
 	free(sc.due);
 	log_info("%s: %lld event(s) handled, %lld failed, %lld batch(es) acked, "
