@@ -281,7 +281,8 @@ window_open(Consumer *c)
 	{
 		int			save_nestlevel;
 
-		if (datumIsEqual(snapshot, c->done_snapshot, false, -1))
+		/* as values: the stored one may have a short varlena header */
+		if (datum_image_eq(snapshot, c->done_snapshot, false, -1))
 			return false;		/* no transaction has ended since */
 
 		/*
