@@ -203,20 +203,27 @@ check_consumer_caller(FunctionCallInfo fcinfo, AsOwner *as, const char *action)
 							text_to_cstring(PG_GETARG_TEXT_PP(0)));
 }
 
-/*
- * Locks an outside consumer for a batch call after checking the caller:
- * a NULL name reads as no consumer at all.
- */
-static void
-lock_outside(FunctionCallInfo fcinfo, Consumer *c)
+/* The consumer name in the first argument, checked (42602, also for NULL). */
+static char *
+consumer_name_arg(FunctionCallInfo fcinfo)
 {
+	char	   *name;
+
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid consumer name"),
 				 errdetail("Consumer name NULL must match ^[a-z][a-z0-9_]*$ and be at most 63 characters.")));
-	check_consumer_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	(void) consumer_lock(text_to_cstring(PG_GETARG_TEXT_PP(0)), CONSUMER_OUTSIDE, false, c);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	check_consumer_name(name);
+	return name;
+}
+
+/* Locks the outside consumer named by the first argument for a batch call. */
+static void
+lock_outside(FunctionCallInfo fcinfo, Consumer *c)
+{
+	(void) consumer_lock(consumer_name_arg(fcinfo), CONSUMER_OUTSIDE, false, c);
 }
 
 /*
@@ -387,17 +394,12 @@ eventstore_nack(PG_FUNCTION_ARGS)
 Datum
 eventstore_lock_consumer(PG_FUNCTION_ARGS)
 {
+	char	   *name = consumer_name_arg(fcinfo);
 	char	   *kind = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Consumer	c;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("invalid consumer name"),
-				 errdetail("Consumer name NULL must match ^[a-z][a-z0-9_]*$ and be at most 63 characters.")));
-	check_consumer_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	SPI_connect();
-	(void) consumer_lock(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+	(void) consumer_lock(name,
 						 kind == NULL ? CONSUMER_ANY
 						 : strcmp(kind, "outside") == 0 ? CONSUMER_OUTSIDE
 						 : CONSUMER_IN_DATABASE,
@@ -411,23 +413,14 @@ eventstore_lock_consumer(PG_FUNCTION_ARGS)
  * the SQL consumer functions of releases before 1.1, which still name them
  * while an installation is being upgraded.
  */
-static Interval *
-ms_interval(int64 ms)
-{
-	Interval   *result = palloc0(sizeof(Interval));
-
-	result->time = ms * 1000;
-	return result;
-}
-
 Datum
 eventstore_lease_timeout(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INTERVAL_P(ms_interval(eventstore_lease_timeout_ms));
+	PG_RETURN_DATUM(ms_interval_datum(eventstore_lease_timeout_ms));
 }
 
 Datum
 eventstore_retry_delay(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INTERVAL_P(ms_interval(consumer_retry_delay_ms(PG_GETARG_INT32(0))));
+	PG_RETURN_DATUM(ms_interval_datum(consumer_retry_delay_ms(PG_GETARG_INT32(0))));
 }

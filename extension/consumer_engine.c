@@ -465,8 +465,8 @@ batch_free(Batch *b)
 	memset(b, 0, sizeof(Batch));
 }
 
-/* An interval of ms milliseconds, as text for a query argument. */
-static Datum
+/* An interval of ms milliseconds, as a Datum. */
+Datum
 ms_interval_datum(int64 ms)
 {
 	Interval   *result = palloc0(sizeof(Interval));

@@ -269,6 +269,7 @@ extern bool consumer_lock(const char *name, ConsumerKind kind, bool skip_locked,
 						  Consumer *c);
 extern void consumer_check_topics(Consumer *c);
 extern int64 consumer_retry_delay_ms(int attempts);
+extern Datum ms_interval_datum(int64 ms);
 extern bool consumer_next_batch(Consumer *c, int limit, Batch *b);
 extern void consumer_leased_batch(Consumer *c, Batch *b);
 extern void batch_free(Batch *b);
