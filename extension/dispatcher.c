@@ -154,6 +154,7 @@ eventstore_dispatcher_main(Datum arg)
 	bool		work = true;	/* run a round first */
 	bool		have_consumers = true;
 	bool		installed = true;
+	char	   *dbname;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -176,8 +177,10 @@ eventstore_dispatcher_main(Datum arg)
 		dispatcher_worker_found_absent();
 		leave("the extension is not installed");
 	}
-	elog(LOG, "eventstore dispatcher %d started in database \"%s\"",
-		 worker, get_database_name(MyDatabaseId));
+	dispatcher_begin_transaction("eventstore: starting");
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	dispatcher_commit_transaction();
+	elog(LOG, "eventstore dispatcher %d started in database \"%s\"", worker, dbname);
 
 	for (;;)
 	{
