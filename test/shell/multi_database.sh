@@ -13,14 +13,14 @@
 # failure.  Then DROP EXTENSION in mdb_a makes its workers leave while
 # mdb_b's go on, and DROP DATABASE mdb_b without FORCE succeeds at once
 # although its workers were connected, while the test database's dispatch
-# goes on.  Settings are put back (with a restart) at the end, also when
-# the script dies.
+# goes on.  Last, the old name eventstore.database.  Settings are put
+# back (with a restart) at the end, also when the script dies.
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
 db=${PGDATABASE:-eventstore_test}
 main=$db
-echo "1..10"
+echo "1..11"
 
 data_dir=$(q "SHOW data_directory")
 owner=$(stat -c %U "$data_dir")
@@ -37,7 +37,7 @@ workers_in() {	# SQL: the dispatcher workers connected to database $1
 	echo "SELECT count(*) FROM pg_stat_activity
 	       WHERE backend_type = 'eventstore dispatcher' AND datname = '$1'"
 }
-gucs="'eventstore.databases', 'eventstore.max_topic_slots'"
+gucs="'eventstore.databases', 'eventstore.database', 'eventstore.max_topic_slots'"
 saved_gucs=$(q "SELECT format('ALTER SYSTEM SET %s = %L', name, setting)
                   FROM pg_file_settings
                  WHERE sourcefile LIKE '%/postgresql.auto.conf' AND name IN ($gucs)
@@ -51,6 +51,7 @@ finish() {
 	q "SELECT eventstore.drop_consumer('mdb_main')" >/dev/null 2>&1
 	q "DROP SCHEMA IF EXISTS mdb_test CASCADE" >/dev/null 2>&1
 	q "ALTER SYSTEM RESET eventstore.databases" >/dev/null
+	q "ALTER SYSTEM RESET eventstore.database" >/dev/null
 	q "ALTER SYSTEM RESET eventstore.max_topic_slots" >/dev/null
 	while read -r stmt; do
 		[ -n "$stmt" ] && q "$stmt" >/dev/null
@@ -189,5 +190,14 @@ failures=$(tail -c +$((log_start + 1)) "$pg_log" | grep -E "ERROR|FATAL|terminat
 diag "$(tail -c +$((log_start + 1)) "$pg_log" | grep -E "ERROR|FATAL|terminated by signal" | tail -5)"
 [ "$failures" -eq 0 ]
 ok $? "no dispatcher or launcher failure in the server log ($failures)"
+
+# ---------------------------------------------------------------------------
+# 11. The old one-database setting still works, and wins, on a reload: a
+# database it names keeps a worker even without the extension (mdb_c), the
+# others lose theirs.
+q "ALTER SYSTEM SET eventstore.database = 'mdb_c'" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+wait_for 15 "SELECT ($(workers_in mdb_c)) = 1 AND ($(workers_in mdb_a)) = 0 AND ($(workers_in "$main")) = 0"
+ok $? "eventstore.database = 'mdb_c' on a reload: mdb_c $(q "$(workers_in mdb_c)"), mdb_a $(q "$(workers_in mdb_a)"), $main $(q "$(workers_in "$main")") worker(s)"
 
 exit $((fails > 0))
