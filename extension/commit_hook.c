@@ -5,12 +5,13 @@
  *		tells the dispatcher once it commits.
  *
  * An append (append.c) calls notify_topic_appended() for each topic it
- * stored events in.  In the dispatcher's database, with the library
+ * stored events in.  In a database the dispatcher serves, with the library
  * preloaded, the transaction only remembers the topic's slot (notify.c);
  * at commit (XactCallback, after the commit is visible) it raises each
- * slot's flag, wakes the notifier (dispatcher worker 0) when a flag went
- * up, and raises the consumer work flag, which wakes every dispatcher
- * worker when it goes up (dispatcher_shmem.c).  That is one atomic swap
+ * slot's flag, wakes the database's notifier (its dispatcher worker 0)
+ * when a flag went up, and raises the database's consumer work flag, which
+ * wakes every dispatcher worker of that database, and no other, when it
+ * goes up (dispatcher_shmem.c).  That is one atomic swap
  * per topic and one per commit, and a latch set only on a 0 -> 1
  * transition: the commit path takes no lock but a spinlock to copy latch
  * pointers when it does wake someone.
@@ -19,11 +20,14 @@
  * that appended them: a rolled-back subtransaction forgets its topics, a
  * committed one hands them to its parent, so a rollback never notifies.
  * All of this is backend-local (TopTransactionContext); the shared state
- * and its locking are described in notify.c and dispatcher_shmem.c.
+ * and its locking are described in notify.c and dispatcher_shmem.c.  The
+ * end of a transaction also ends its holds on databases and sends its
+ * requests to the launcher (dispatcher_utility.c).
  *
  * Fallback: without shared memory (library not preloaded), when the session
- * is not in the dispatcher's database, when the dispatcher is not running,
- * or when the topic slots are all taken, the append queues an ordinary
+ * is in a database the dispatcher does not serve (or not yet: its worker 0
+ * is not running), or when the topic slots (eventstore.max_topic_slots)
+ * are all taken, the append queues an ordinary
  * transactional NOTIFY (Async_Notify), which PostgreSQL sends at commit and
  * drops on rollback.  Correct, but slow under concurrency; documented in
  * the README.
@@ -88,7 +92,7 @@ remember_slot(int slot)
 void
 notify_topic_appended(const char *topic)
 {
-	if (dispatcher_database() == MyDatabaseId)
+	if (dispatcher_serves_own_database())
 	{
 		int			slot = notify_topic_slot(topic);
 
@@ -145,11 +149,13 @@ commit_hook_xact_callback(XactEvent event, void *arg)
 			if (consumers_changed)
 				dispatcher_consumers_changed();
 			consumers_changed = false;
+			dispatcher_utility_xact_end(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			pending_topics = NIL;
 			consumers_changed = false;
+			dispatcher_utility_xact_end(false);
 			break;
 		default:
 			break;

@@ -4,15 +4,25 @@
  *		The dispatcher background workers: registration, their main loop,
  *		and the transactions they run their jobs in.
  *
- * Registered when the library is preloaded: eventstore.workers of them
- * (bgw_type "eventstore dispatcher"), all connected to the database named
- * by eventstore.database.  Each announces itself in the registry
- * (dispatcher_shmem.c) and waits on its latch, which committing appenders
- * set (commit_hook.c), with eventstore.poll_interval as the fallback.
+ Started by the launcher (dispatcher_launcher.c): eventstore.workers of
+ * them (bgw_type "eventstore dispatcher") in each database it serves, told
+ * the database, their registry entry and their number.  Each announces
+ * itself in its database's entry of the registry (dispatcher_shmem.c) and
+ * waits on its latch, which committing appenders in that database set
+ * (commit_hook.c), with eventstore.poll_interval as the fallback.
+ *
+ * A worker exits quietly (status 0, so the launcher does not start it
+ * again soon) when a statement holds its database (DROP DATABASE,
+ * dispatcher_utility.c), and, in a database it serves because every
+ * database is served ('*'), when the extension is not installed there:
+ * at start, or after a round found it gone (DROP EXTENSION).  A database
+ * named in eventstore.databases keeps its workers without the extension,
+ * waiting for it, as the one database of earlier releases did.
  *
  * A pass of the loop:
  * 1. reset the latch, handle SIGTERM (die(): the worker exits at the next
- *    CHECK_FOR_INTERRUPTS) and SIGHUP (reload the configuration);
+ *    CHECK_FOR_INTERRUPTS; DROP DATABASE WITH (FORCE) sends it) and SIGHUP
+ *    (reload the configuration); leave if the database is held;
  * 2. worker 0 only: run its due periodic tasks (dispatcher_tasks.c:
  *    sending NOTIFYs, summarizing the BRIN index, removing expired events);
  * 3. every worker: a round of in-database consumers (dispatcher_rounds.c)
@@ -23,7 +33,7 @@
  *
  * Errors: a task's failure is logged and the worker goes on
  * (dispatcher_tasks.c), so is a consumer's (dispatcher_rounds.c); one in
- * listing the consumers ends the worker, which the postmaster starts again
+ * listing the consumers ends the worker, which the launcher starts again
  * a second later, unless the extension was dropped meanwhile.
  *
  * The workers commit asynchronously.  A consumer's effects and its
@@ -37,7 +47,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "storage/ipc.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -53,29 +65,6 @@
 #include "eventstore.h"
 
 PGDLLEXPORT void eventstore_dispatcher_main(Datum arg);
-
-void
-dispatcher_register(void)
-{
-	BackgroundWorker worker;
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	for (int i = 0; i < eventstore_workers; i++)
-	{
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 1;
-		worker.bgw_main_arg = Int32GetDatum(i);
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "eventstore");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "eventstore_dispatcher_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "eventstore dispatcher %d", i);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "eventstore dispatcher");
-		RegisterBackgroundWorker(&worker);
-	}
-}
 
 /* Starts a transaction with a snapshot, showing activity in pg_stat_activity. */
 void
@@ -145,28 +134,53 @@ wait_until(TimestampTz when)
 	return Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), when), 1);
 }
 
+/* Leaves quietly: the launcher sees status 0 and does not restart it soon. */
+static void
+leave(const char *why)
+{
+	elog(DEBUG1, "eventstore dispatcher leaves database %u: %s", MyDatabaseId, why);
+	proc_exit(0);
+}
+
 void
 eventstore_dispatcher_main(Datum arg)
 {
-	int			worker = DatumGetInt32(arg);
+	int			entry = DatumGetInt32(arg) / MAX_DISPATCHER_WORKERS;
+	int			worker = DatumGetInt32(arg) % MAX_DISPATCHER_WORKERS;
+	DispatcherWorkerArgs args;
 	MemoryContext round_cxt;
 	TimestampTz next_poll = 0;
 	TimestampTz next_retry = 0;
 	bool		work = true;	/* run a round first */
 	bool		have_consumers = true;
+	bool		installed = true;
+	char	   *dbname;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(eventstore_database, NULL, 0);
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	if (dispatcher_database_held(args.dboid))
+		leave("held for a statement");
+	if (!dispatcher_launcher_is(args.generation))
+		leave("its launcher is gone");
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", MyBgworkerEntry->bgw_name, PGC_USERSET, PGC_S_SESSION);
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore dispatcher round",
 									  ALLOCSET_DEFAULT_SIZES);
-	dispatcher_worker_attach(worker);
-	elog(LOG, "eventstore dispatcher %d started in database \"%s\"",
-		 worker, eventstore_database);
+	if (!dispatcher_worker_attach(entry, worker))
+		leave("its registry entry went to another database");
+	if (args.discover && !dispatcher_extension_installed())
+	{
+		dispatcher_worker_found_absent();
+		leave("the extension is not installed");
+	}
+	dispatcher_begin_transaction("eventstore: starting");
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	dispatcher_commit_transaction();
+	elog(LOG, "eventstore dispatcher %d started in database \"%s\"", worker, dbname);
 
 	for (;;)
 	{
@@ -176,6 +190,10 @@ eventstore_dispatcher_main(Datum arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		process_config_reload();
+		if (dispatcher_database_held(MyDatabaseId))
+			leave("held for a statement");
+		if (!dispatcher_launcher_is(args.generation))
+			leave("its launcher is gone");
 
 		/*
 		 * A round when woken by a commit that appended (every worker's
@@ -195,7 +213,12 @@ eventstore_dispatcher_main(Datum arg)
 			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													eventstore_poll_interval);
 			work = dispatcher_run_consumers(worker, round_cxt, &have_consumers,
-											&next_retry);
+											&next_retry, &installed);
+			if (!installed && args.discover)
+			{
+				dispatcher_worker_found_absent();
+				leave("the extension was dropped");
+			}
 			if (work)
 				continue;		/* more may be waiting */
 		}

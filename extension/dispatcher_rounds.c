@@ -34,16 +34,17 @@
 /*
  * The in-database consumers to run, or NIL when the extension is absent
  * (or was dropped meanwhile); see consumers_due() for *any and *next_retry.
- * Any other error ends the worker, which the postmaster starts again.
+ * Any other error ends the worker, which the launcher starts again.
  */
 static List *
-list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
+list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry, bool *installed)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *volatile names = NIL;
 
 	*any = false;
 	*next_retry = 0;
+	*installed = false;
 	PG_TRY();
 	{
 		dispatcher_begin_transaction("eventstore: listing consumers");
@@ -51,6 +52,7 @@ list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);
 
+			*installed = true;
 			names = consumers_due(any, next_retry);
 			MemoryContextSwitchTo(old);
 		}
@@ -64,6 +66,7 @@ list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry)
 			ReThrowError(edata);
 		FreeErrorData(edata);
 		names = NIL;
+		*installed = false;
 		*any = false;
 		*next_retry = 0;
 	}
@@ -125,18 +128,18 @@ run_one_batch(const char *name)
  * One round: a batch of every due consumer, starting at the worker's own
  * offset.  Returns whether any consumer took events; *any tells whether
  * there is an in-database consumer at all, *next_retry when the first one
- * that is backing off is due.
+ * that is backing off is due, *installed whether the extension is there.
  */
 bool
 dispatcher_run_consumers(int worker, MemoryContext round_cxt, bool *any,
-						 TimestampTz *next_retry)
+						 TimestampTz *next_retry, bool *installed)
 {
 	List	   *names;
 	int			n;
 	bool		progress = false;
 
 	MemoryContextReset(round_cxt);
-	names = list_consumers(round_cxt, any, next_retry);
+	names = list_consumers(round_cxt, any, next_retry, installed);
 	n = list_length(names);
 	for (int k = 0; k < n; k++)
 	{

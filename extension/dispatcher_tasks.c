@@ -25,7 +25,7 @@
  *   `wakes` ends the worker's wait at that time (returned to the loop);
  *   the others wait for a pass that happens anyway: "summarize" matters
  *   only to consumer rounds, which wake the worker themselves.
- * A task marked `with_consumers` runs only while the dispatcher's database
+ * A task marked `with_consumers` runs only while the worker's database
  * has in-database consumers.
  *
  * A task runs in transactions of its own.  An error that escapes it is

@@ -5,8 +5,9 @@
  *
  * The library works loaded on demand (CREATE EXTENSION, then any call) and
  * preloaded through shared_preload_libraries; only the latter gets shared
- * memory and the dispatcher background worker, which make listener
- * notifications cheap (see commit_hook.c and notify.c).
+ * memory, the dispatcher's launcher and its workers in every database
+ * served, which make listener notifications cheap and run in-database
+ * consumers (see commit_hook.c, notify.c and dispatcher_launcher.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -16,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "eventstore.h"
 
@@ -24,11 +26,28 @@ PG_MODULE_MAGIC;
 int			eventstore_max_event_bytes = 1024 * 1024;
 int			eventstore_notify_interval = 10;
 char	   *eventstore_database = NULL;
+char	   *eventstore_databases = NULL;
 int			eventstore_workers = 1;
+int			eventstore_max_topic_slots = 1024;
 int			eventstore_poll_interval = 1000;
 int			eventstore_lease_timeout_ms = 30 * 1000;
 int			eventstore_retry_delay_ms = 1000;
 int			eventstore_retention_interval_ms = 3600 * 1000;
+
+/* eventstore.databases: a list of names, '*' among them or not. */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *names = NIL;
+	bool		ok = SplitGUCList(raw, ',', &names);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(raw);
+	return ok;
+}
 
 static void
 define_gucs(void)
@@ -47,26 +66,41 @@ define_gucs(void)
 							10, 0, 60 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("eventstore.databases",
+							   "Databases the dispatcher serves: a comma-separated list of names, or * for every database with the extension.",
+							   "Appends in other databases notify listeners with a NOTIFY per transaction.",
+							   &eventstore_databases,
+							   "*",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_databases, NULL, NULL);
+	DefineCustomStringVariable("eventstore.database",
+							   "Old name of eventstore.databases for one database; wins when set.",
+							   NULL,
+							   &eventstore_database,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
 	/*
-	 * The dispatcher's own settings take effect at server start only, and
+	 * The dispatcher's sizes take effect at server start only, and
 	 * PostgreSQL refuses to define such settings in a library loaded later
 	 * (CREATE EXTENSION or LOAD without shared_preload_libraries): the
 	 * dispatcher does not run then anyway.
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{
-		DefineCustomStringVariable("eventstore.database",
-								   "Database the dispatcher background worker connects to.",
-								   "Appends in other databases notify listeners with a NOTIFY per transaction.",
-								   &eventstore_database,
-								   "postgres",
-								   PGC_POSTMASTER, 0,
-								   NULL, NULL, NULL);
 		DefineCustomIntVariable("eventstore.workers",
-								"Number of dispatcher background workers running in-database consumers.",
+								"Number of dispatcher background workers per database, running in-database consumers.",
 								"No two workers ever run the same consumer at once.",
 								&eventstore_workers,
 								1, 1, MAX_DISPATCHER_WORKERS,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+		DefineCustomIntVariable("eventstore.max_topic_slots",
+								"Number of (database, topic) pairs whose notifications the dispatcher sends.",
+								"Appends to further topics notify listeners with a NOTIFY per transaction.",
+								&eventstore_max_topic_slots,
+								1024, 0, 1024 * 1024,
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 	}
@@ -107,5 +141,6 @@ _PG_init(void)
 	define_gucs();
 	shmem_init();
 	commit_hook_init();
+	dispatcher_utility_init();
 	dispatcher_register();
 }

@@ -29,7 +29,9 @@ extern PGDLLEXPORT void _PG_init(void);
 extern int	eventstore_max_event_bytes;
 extern int	eventstore_notify_interval;
 extern char *eventstore_database;
+extern char *eventstore_databases;
 extern int	eventstore_workers;
+extern int	eventstore_max_topic_slots;
 extern int	eventstore_poll_interval;
 extern int	eventstore_lease_timeout_ms;
 extern int	eventstore_retry_delay_ms;
@@ -191,16 +193,35 @@ extern bool notify_raise(int slot);
 extern TimestampTz notify_task_due(void);
 extern void notify_task_run(TimestampTz now);
 
-/* dispatcher_shmem.c: the dispatcher workers' registry. */
+/* dispatcher_shmem.c: the dispatcher's registry of databases. */
 extern Size dispatcher_shmem_size(void);
 extern void dispatcher_shmem_attach(void *region, bool created);
-extern Oid	dispatcher_database(void);
+extern int	dispatcher_max_databases(void);
+extern bool dispatcher_serves_own_database(void);
 extern void dispatcher_wake_notifier(void);
 extern void dispatcher_wake_consumers(void);
 extern void dispatcher_consumers_changed(void);
-extern void dispatcher_worker_attach(int worker);
+extern void dispatcher_request_launcher(void);
+extern bool dispatcher_take_launcher_request(void);
+extern uint32 dispatcher_launcher_attach(void);
+extern bool dispatcher_launcher_is(uint32 generation);
+extern void dispatcher_wake_database(Oid dboid);
+extern Oid	dispatcher_entry_database(int entry);
+extern bool dispatcher_entry_absent(int entry);
+extern int	dispatcher_claim_entry(Oid dboid);
+extern void dispatcher_free_entry(int entry);
+extern bool dispatcher_worker_attach(int entry, int worker);
+extern void dispatcher_worker_found_absent(void);
 extern bool dispatcher_take_consumer_work(void);
 extern bool dispatcher_take_consumers_changed(void);
+extern bool dispatcher_database_held(Oid dboid);
+extern bool dispatcher_hold_database(Oid dboid, int timeout_ms);
+extern bool dispatcher_database_has_workers(Oid dboid);
+extern void dispatcher_release_held(void);
+
+/* dispatcher_utility.c: statements the dispatcher makes way for. */
+extern void dispatcher_utility_init(void);
+extern void dispatcher_utility_xact_end(bool committed);
 
 /* upcast.c: events as their topic's current major version. */
 extern void check_function_runs_as(Oid fn, Oid role);
@@ -300,8 +321,18 @@ extern void retention_task_run(TimestampTz now);
 extern TimestampTz summarize_task_due(void);
 extern void summarize_task_run(TimestampTz now);
 
-/* dispatcher.c: the background workers and their transactions. */
+/* dispatcher_launcher.c: the launcher, starting every database's workers. */
 extern void dispatcher_register(void);
+
+/* What the launcher tells a dispatcher worker (in its bgw_extra). */
+typedef struct DispatcherWorkerArgs
+{
+	Oid			dboid;			/* the database to serve */
+	bool		discover;		/* found by '*': leave if no extension */
+	uint32		generation;		/* of the launcher that started it */
+} DispatcherWorkerArgs;
+
+/* dispatcher.c: the per-database workers and their transactions. */
 extern void dispatcher_begin_transaction(const char *activity);
 extern void dispatcher_commit_transaction(void);
 extern ErrorData *dispatcher_catch_error(MemoryContext cxt);
@@ -312,6 +343,7 @@ extern TimestampTz dispatcher_run_due_tasks(bool have_consumers);
 
 /* dispatcher_rounds.c: a worker's round of in-database consumers. */
 extern bool dispatcher_run_consumers(int worker, MemoryContext round_cxt,
-									 bool *any, TimestampTz *next_retry);
+									 bool *any, TimestampTz *next_retry,
+									 bool *installed);
 
 #endif							/* EVENTSTORE_H */

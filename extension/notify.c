@@ -8,8 +8,8 @@
  * Every committing NOTIFY takes one cluster-wide lock (the notification
  * queue's), which caps appends at about a third of what plain inserts
  * reach.  So when the library is preloaded, a transaction that appended in
- * the dispatcher's database raises, once committed, a flag per topic here
- * (commit_hook.c), and dispatcher worker 0 runs the "notify" task
+ * a database the dispatcher serves raises, once committed, a flag per topic
+ * here (commit_hook.c), and that database's worker 0 runs the "notify" task
  * (dispatcher_tasks.c): one NOTIFY eventstore, '<topic>' per flagged topic,
  * at most once per eventstore.notify_interval, so that a burst of commits
  * costs one NOTIFY per topic per interval.  A notification is a hint, not
@@ -28,8 +28,11 @@
  *   commits after it raises the flag again.  Nothing is ever missed, and a
  *   burst of commits costs the notifier one wake-up.
  *
- * Topics beyond MAX_TOPIC_SLOTS get no slot: their appends notify
- * themselves (commit_hook.c's fallback), as the README says.
+ * The table has eventstore.max_topic_slots slots (PGC_POSTMASTER, 1024 by
+ * default), shared by every database the dispatcher serves.  Topics beyond
+ * them get no slot: their appends notify themselves (commit_hook.c's
+ * fallback), as the README says.  Each database's notifier (its worker 0)
+ * sends the NOTIFYs of its own database's slots only.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,8 +50,6 @@
 
 #include "eventstore.h"
 
-#define MAX_TOPIC_SLOTS 1024
-
 /* Topics one run of the notifier can notify; more wait for the next run. */
 #define MAX_TOPICS_PER_RUN 256
 
@@ -62,8 +63,9 @@ typedef struct TopicSlot
 typedef struct TopicSlots
 {
 	slock_t		mutex;
+	int			maxslots;		/* eventstore.max_topic_slots at start */
 	int			nslots;
-	TopicSlot	slots[MAX_TOPIC_SLOTS];
+	TopicSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } TopicSlots;
 
 typedef struct SlotCacheEntry
@@ -82,7 +84,8 @@ static char (*topics)[NAMEDATALEN] = NULL;
 Size
 notify_shmem_size(void)
 {
-	return sizeof(TopicSlots);
+	return add_size(offsetof(TopicSlots, slots),
+					mul_size(eventstore_max_topic_slots, sizeof(TopicSlot)));
 }
 
 void
@@ -92,7 +95,8 @@ notify_shmem_attach(void *region, bool created)
 	if (!created)
 		return;
 	SpinLockInit(&shared->mutex);
-	for (int i = 0; i < MAX_TOPIC_SLOTS; i++)
+	shared->maxslots = eventstore_max_topic_slots;
+	for (int i = 0; i < shared->maxslots; i++)
 		pg_atomic_init_u32(&shared->slots[i].pending, 0);
 }
 
@@ -133,7 +137,7 @@ notify_topic_slot(const char *topic)
 			break;
 		}
 	}
-	if (slot < 0 && shared->nslots < MAX_TOPIC_SLOTS)
+	if (slot < 0 && shared->nslots < shared->maxslots)
 	{
 		slot = shared->nslots++;
 		shared->slots[slot].dboid = MyDatabaseId;

@@ -7,8 +7,8 @@
  * Two files own a region of shared memory each, and only they know its
  * layout and its locking (see their headers):
  * - notify.c: the pending-notification slot of every (database, topic);
- * - dispatcher_shmem.c: the dispatcher workers' registry (their database,
- *   latches and work flags).
+ * - dispatcher_shmem.c: the dispatcher's registry (the databases served,
+ *   their workers' latches and work flags, the launcher's latch).
  *
  * Only a preloaded library gets shared memory.  Here one shmem_request_hook
  * asks every owner for its size, and one shmem_startup_hook creates (or,
