@@ -1,0 +1,240 @@
+#!/bin/bash
+# The Prometheus monitoring of contrib/prometheus: Debian's
+# prometheus-postgres-exporter with queries.yaml reports the store's state
+# as it is, logged in as a monitoring role (pg_monitor and
+# eventstore_reader), and the alert rules pass promtool's checks and unit
+# tests.
+#
+# A topic prom_t with three consumers: prom_in (in-database, its handler
+# fails for the events n = 7, 42 and 93, parked at once with max_attempts
+# 1), prom_stuck (in-database, fails on every event: it retries the first
+# one) and prom_out (outside, never polled).  100 events are appended, the
+# dispatcher runs prom_in until it is caught up, and one append with a bad
+# envelope is refused.  Then the exporter runs on a free port against this
+# cluster, and its /metrics must show: prom_out 100 events behind, prom_in
+# caught up with 3 parked and 97 handled, prom_stuck failing, a dispatcher
+# worker and the launcher, and (with eventstore.stats) 100 appended and
+# the refusal.  The exporter is stopped and the test's objects dropped at
+# the end, also when the script dies.
+set -u
+cd "$(dirname "$0")/../.."
+. test/tap.sh
+db=${PGDATABASE:-eventstore_test}
+echo "1..16"
+
+dir=contrib/prometheus
+for cmd in prometheus-postgres-exporter promtool curl; do
+	command -v "$cmd" >/dev/null || bail "$cmd is not installed (scripts/install-deps installs it)"
+done
+
+tmp=$(mktemp -d)
+exporter_pid=""
+role=prom_monitor
+secret="prom-$RANDOM$RANDOM"
+
+stop_exporter() {
+	[ -n "$exporter_pid" ] || return 0
+	kill "$exporter_pid" 2>/dev/null
+	wait "$exporter_pid" 2>/dev/null
+	exporter_pid=""
+}
+
+finish() {
+	set +e
+	stop_exporter
+	psql -XAtq >/dev/null 2>&1 <<SQL
+SET client_min_messages = warning;
+SELECT eventstore.drop_consumer(name) FROM eventstore.consumers WHERE name LIKE 'prom\_%';
+DROP SCHEMA IF EXISTS prom_test CASCADE;
+DROP ROLE IF EXISTS $role;
+SQL
+	rm -rf "$tmp"
+}
+trap finish EXIT
+
+# ---------------------------------------------------------------------------
+# 1, 2. The rule file and its unit tests, without a database.
+out=$(promtool check rules "$dir/alerts.yml" 2>&1)
+ok $? "promtool check rules $dir/alerts.yml: $(grep -o 'SUCCESS.*' <<<"$out" || echo failed)"
+[ "${out/SUCCESS/}" = "$out" ] && diag "$out"
+
+out=$(promtool test rules "$dir/alerts_test.yml" 2>&1)
+ok $? "promtool test rules $dir/alerts_test.yml: the lag, parked and no-dispatcher alerts fire and stay silent when they should"
+grep -q SUCCESS <<<"$out" || diag "$out"
+
+# ---------------------------------------------------------------------------
+# The store's state.
+psql -XAtq -v ON_ERROR_STOP=1 >/dev/null <<SQL || bail "setup failed"
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS eventstore;
+DROP SCHEMA IF EXISTS prom_test CASCADE;
+DROP ROLE IF EXISTS $role;
+CREATE ROLE $role LOGIN PASSWORD '$secret' IN ROLE pg_monitor, eventstore_reader;
+CREATE SCHEMA prom_test;
+CREATE FUNCTION prom_test.envelope(n integer) RETURNS jsonb
+LANGUAGE sql AS \$\$
+    SELECT jsonb_build_object('id', gen_random_uuid(), 'type', 'counted', 'version', '1.0',
+                              'data', jsonb_build_object('n', n),
+                              'metadata', jsonb_build_object('source', 'prometheus.sh',
+                                                             'time', '2026-01-01T00:00:00Z'))
+\$\$;
+CREATE FUNCTION prom_test.handle(e eventstore.event) RETURNS void
+LANGUAGE plpgsql AS \$\$
+BEGIN
+    IF (e.envelope -> 'data' ->> 'n')::integer IN (7, 42, 93) THEN
+        RAISE EXCEPTION 'event % refused', e.envelope -> 'data' ->> 'n';
+    END IF;
+END
+\$\$;
+CREATE FUNCTION prom_test.stuck(e eventstore.event) RETURNS void
+LANGUAGE plpgsql AS \$\$
+BEGIN
+    RAISE EXCEPTION 'prom_stuck fails on every event';
+END
+\$\$;
+SELECT eventstore.create_topic('prom_t');
+SELECT eventstore.create_consumer('prom_in', '{prom_t}', 'prom_test.handle(eventstore.event)',
+                                  max_attempts => 1);
+SELECT eventstore.create_consumer('prom_stuck', '{prom_t}', 'prom_test.stuck(eventstore.event)',
+                                  max_attempts => 1000);
+SELECT eventstore.create_consumer('prom_out', '{prom_t}');
+SQL
+
+q "SELECT eventstore.append('prom_t', prom_test.envelope(n)) FROM generate_series(1, 100) n" >/dev/null ||
+	bail "the 100 appends failed"
+wait_for 60 "SELECT lag_events = 0 AND parked = 3 FROM eventstore.consumer_status WHERE name = 'prom_in'" ||
+	bail "prom_in did not catch up: $(q "SELECT format('lag=%s parked=%s error=%s', lag_events, parked, last_error)
+	                                        FROM eventstore.consumer_status WHERE name = 'prom_in'")"
+wait_for 30 "SELECT attempts >= 1 FROM eventstore.consumer_status WHERE name = 'prom_stuck'" ||
+	bail "prom_stuck never failed"
+# A bad envelope (no type): refused with 22023.
+q "SELECT eventstore.append('prom_t', prom_test.envelope(0) - 'type')" >/dev/null 2>&1 &&
+	bail "an envelope without a type was appended"
+
+# eventstore.stats comes with extension version 1.2: without it the
+# exporter gets a copy of the queries without the stats namespaces.
+has_stats=$(q "SELECT to_regclass('eventstore.stats') IS NOT NULL AND to_regclass('eventstore.stats_refused') IS NOT NULL")
+queries=$dir/queries.yaml
+if [ "$has_stats" != t ]; then
+	queries=$tmp/queries.yaml
+	awk '/^[a-z_]+:/ { keep = ($1 != "eventstore:" && $1 != "eventstore_append:") } keep' \
+		"$dir/queries.yaml" >"$queries"
+	no_stats="eventstore.stats and eventstore.stats_refused do not exist in this version of the extension"
+fi
+
+# ---------------------------------------------------------------------------
+# 3. The exporter, on a free port, as the monitoring role.
+while :; do
+	port=$((20000 + RANDOM % 20000))
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+done
+# A clean environment: the exporter's driver (lib/pq) reads the PG*
+# variables too, and panics on some (PGSYSCONFDIR, which pg_virtualenv sets).
+env -i PATH="$PATH" \
+	DATA_SOURCE_NAME="host=${PGHOST:-localhost} port=${PGPORT:-5432} dbname=$db user=$role password=$secret sslmode=disable" \
+	prometheus-postgres-exporter --extend.query-path="$queries" \
+	--web.listen-address="127.0.0.1:$port" --disable-default-metrics --disable-settings-metrics \
+	--no-collector.database --no-collector.bgwriter --log.level=info \
+	>"$tmp/exporter.log" 2>&1 &
+exporter_pid=$!
+wait_until 30 curl -sf -o "$tmp/metrics" "http://127.0.0.1:$port/metrics"
+served=$?
+ok $served "prometheus-postgres-exporter serves /metrics on 127.0.0.1:$port with $queries"
+[ $served -ne 0 ] && diag "$(cat "$tmp/exporter.log"; curl -sS "http://127.0.0.1:$port/metrics" 2>&1 | head -20)"
+# The queries ran at the first scrape: their errors would show in the log.
+errors=$(grep -E 'level=(error|warn)|err=' "$tmp/exporter.log")
+up=$(grep -E '^pg_up ' "$tmp/metrics" | cut -d' ' -f2)
+scrape_error=$(grep -E '^pg_exporter_last_scrape_error ' "$tmp/metrics" | cut -d' ' -f2)
+[ "$up" = 1 ] && [ "$scrape_error" = 0 ] && [ -z "$errors" ]
+ok $? "the exporter reaches the database as $role and every query succeeds (pg_up $up, last_scrape_error $scrape_error)"
+[ -n "$errors" ] && diag "$(cat "$tmp/exporter.log")"
+
+# metric NAME LABEL=VALUE...: the value of the one series of NAME with
+# these labels, else "none".
+metric() {
+	local name=$1 lines l
+	shift
+	lines=$(grep -E "^$name[{ ]" "$tmp/metrics")
+	for l in "$@"; do
+		lines=$(grep -F "${l%%=*}=\"${l#*=}\"" <<<"$lines")
+	done
+	if [ -n "$lines" ] && [ "$(wc -l <<<"$lines")" -eq 1 ]; then echo "${lines##* }"; else echo none; fi
+}
+# num VALUE AWK-CONDITION: VALUE is a number meeting the condition on v
+num() { awk -v v="$1" "BEGIN { exit !(v ~ /^-?[0-9.e+]+\$/ && ($2)) }"; }
+this="database=$db"
+
+# ---------------------------------------------------------------------------
+# 5-10. Consumers, dispatcher.
+lag=$(metric eventstore_consumer_lag_events "$this" consumer=prom_out kind=outside)
+lag_s=$(metric eventstore_consumer_lag_seconds "$this" consumer=prom_out)
+[ "$lag" = 100 ] && num "$lag_s" "v > 0"
+ok $? "the outside consumer never polled lags 100 events ($lag), the oldest $lag_s s old"
+
+in_lag=$(metric eventstore_consumer_lag_events "$this" consumer=prom_in kind=in-database)
+in_parked=$(metric eventstore_consumer_parked "$this" consumer=prom_in)
+in_handled=$(metric eventstore_consumer_handled_total "$this" consumer=prom_in)
+[ "$in_lag" = 0 ] && [ "$in_parked" = 3 ] && [ "$in_handled" = 97 ]
+ok $? "the in-database consumer is caught up (lag $in_lag) with 3 parked events ($in_parked) and 97 handled ($in_handled)"
+
+grep -qE '^# TYPE eventstore_consumer_handled_total counter$' "$tmp/metrics" &&
+	grep -qE '^# TYPE eventstore_consumer_lag_events gauge$' "$tmp/metrics"
+ok $? "handled_total is a counter, lag_events a gauge"
+
+stuck_attempts=$(metric eventstore_consumer_attempts "$this" consumer=prom_stuck)
+stuck_error=$(metric eventstore_consumer_last_error "$this" consumer=prom_stuck)
+out_error=$(metric eventstore_consumer_last_error "$this" consumer=prom_out)
+num "$stuck_attempts" "v >= 1" && [ "$stuck_error" = 1 ] && [ "$out_error" = 0 ]
+ok $? "the failing consumer shows its attempts ($stuck_attempts) and last_error 1, the outside one last_error 0 ($out_error)"
+
+in_age=$(metric eventstore_consumer_last_run_age_seconds "$this" consumer=prom_in)
+out_age=$(metric eventstore_consumer_last_run_age_seconds "$this" consumer=prom_out)
+num "$in_age" "v >= 0 && v < 120" && [ "$out_age" = NaN ]
+ok $? "seconds since the last run: $in_age for the in-database consumer, NaN for the one never polled ($out_age)"
+
+workers=$(metric eventstore_dispatcher_workers "$this")
+launcher=$(metric eventstore_dispatcher_launcher_running "$this")
+num "$workers" "v >= 1" && [ "$launcher" = 1 ]
+ok $? "dispatcher workers in $db: $workers, launcher running: $launcher"
+
+# ---------------------------------------------------------------------------
+# 11-13. eventstore.stats.
+if [ "$has_stats" = t ]; then
+	appended=$(metric eventstore_appended_total "$this" topic=prom_t)
+	parked_total=$(metric eventstore_parked_total "$this" topic=prom_t)
+	[ "$appended" = 100 ] && [ "$parked_total" = 3 ]
+	ok $? "stats of prom_t: 100 appended ($appended), 3 parked ($parked_total)"
+	refused=$(metric eventstore_append_refused_total "$this" topic=prom_t sqlstate_class=22)
+	[ "$refused" = 1 ]
+	ok $? "the refused append counts in class 22 of prom_t ($refused)"
+	grep -qE '^# TYPE eventstore_appended_total counter$' "$tmp/metrics" &&
+		grep -qE '^# TYPE eventstore_append_refused_total counter$' "$tmp/metrics"
+	ok $? "the stats are exported as counters"
+else
+	skip "stats of prom_t: 100 appended, 3 parked" "$no_stats"
+	skip "the refused append counts in class 22 of prom_t" "$no_stats"
+	skip "the stats are exported as counters" "$no_stats"
+fi
+
+# ---------------------------------------------------------------------------
+# 14. promtool's lint of the scraped text: no problem at all.
+out=$(promtool check metrics <"$tmp/metrics" 2>&1)
+ok $? "promtool check metrics finds no problem in the scraped metrics"
+[ -n "$out" ] && diag "$out"
+
+# 15. Every metric of queries.yaml is there (none silently dropped).
+missing=""
+for m in eventstore_consumer_{lag_events,lag_seconds,parked,attempts,handled_total,last_error,last_run_age_seconds} \
+	eventstore_dispatcher_{workers,launcher_running}; do
+	grep -qE "^$m\{" "$tmp/metrics" || missing="$missing $m"
+done
+[ -z "$missing" ]
+ok $? "every consumer and dispatcher metric of queries.yaml is exported"
+[ -n "$missing" ] && diag "missing:$missing"
+
+# 16. Stopped: the port is free again.
+stop_exporter
+! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+ok $? "the exporter is stopped and its port is free"
+
+exit $((fails > 0))
