@@ -495,6 +495,18 @@ append_events(AppendRequest *req)
 	as_owner_end(&as);
 	if (stored > 0)
 		notify_topic_appended(req->topic);
+	stats_count(req->topic, strlen(req->topic), STATS_APPENDED, stored);
+	stats_count(req->topic, strlen(req->topic), STATS_DUPLICATES, req->nevents - stored);
+	if (req->is_batch)
+		stats_count(req->topic, strlen(req->topic), STATS_BATCHES, 1);
+}
+
+/* In an append's PG_CATCH: counts the error as a refusal of its topic. */
+static void
+count_refusal(FunctionCallInfo fcinfo)
+{
+	stats_count_current_error(PG_ARGISNULL(0) ? NULL :
+							  text_to_cstring(PG_GETARG_TEXT_PP(0)));
 }
 
 /* Checks the arguments common to append and append_batch. */
@@ -559,14 +571,23 @@ eventstore_append(PG_FUNCTION_ARGS)
 {
 	AppendRequest req;
 
-	init_request(&req, fcinfo, 1);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("invalid event envelope"),
-				 errdetail("The event is NULL.")));
-	check_event(&req, 0, PG_GETARG_JSONB_P(1), 0);
-	append_events(&req);
+	PG_TRY();
+	{
+		init_request(&req, fcinfo, 1);
+		if (PG_ARGISNULL(1))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("invalid event envelope"),
+					 errdetail("The event is NULL.")));
+		check_event(&req, 0, PG_GETARG_JSONB_P(1), 0);
+		append_events(&req);
+	}
+	PG_CATCH();
+	{
+		count_refusal(fcinfo);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	PG_RETURN_INT64(req.positions[0]);
 }
 
@@ -580,31 +601,40 @@ eventstore_append_batch(PG_FUNCTION_ARGS)
 	int			n;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("events must not be null"),
-				 errdetail("Argument \"events\" is NULL.")));
-	array = PG_GETARG_ARRAYTYPE_P(1);
-	if (ARR_NDIM(array) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("events must be a one-dimensional array"),
-				 errdetail("Argument \"events\" has %d dimensions.", ARR_NDIM(array))));
-	deconstruct_array(array, JSONBOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-
-	init_request(&req, fcinfo, n);
-	req.is_batch = true;
-	for (int i = 0; i < n; i++)
+	PG_TRY();
 	{
-		if (nulls[i])
+		if (PG_ARGISNULL(1))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("invalid event envelope"),
-					 errdetail("Event %d of the batch is NULL.", i + 1)));
-		check_event(&req, i, DatumGetJsonbP(elems[i]), i + 1);
+					 errmsg("events must not be null"),
+					 errdetail("Argument \"events\" is NULL.")));
+		array = PG_GETARG_ARRAYTYPE_P(1);
+		if (ARR_NDIM(array) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("events must be a one-dimensional array"),
+					 errdetail("Argument \"events\" has %d dimensions.", ARR_NDIM(array))));
+		deconstruct_array(array, JSONBOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+
+		init_request(&req, fcinfo, n);
+		req.is_batch = true;
+		for (int i = 0; i < n; i++)
+		{
+			if (nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("invalid event envelope"),
+						 errdetail("Event %d of the batch is NULL.", i + 1)));
+			check_event(&req, i, DatumGetJsonbP(elems[i]), i + 1);
+		}
+		append_events(&req);
 	}
-	append_events(&req);
+	PG_CATCH();
+	{
+		count_refusal(fcinfo);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	for (int i = 0; i < n; i++)

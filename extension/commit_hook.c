@@ -103,6 +103,7 @@ notify_topic_appended(const char *topic)
 		}
 	}
 	Async_Notify(EVENTSTORE_CHANNEL, topic);
+	stats_count(topic, strlen(topic), STATS_NOTIFICATIONS, 1);
 	remember_slot(FALLBACK_SLOT);
 }
 

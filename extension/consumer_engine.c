@@ -587,6 +587,7 @@ consumer_park(Consumer *c, Batch *b, int from, int to, int attempts, const char 
 				"       error = excluded.error, parked_at = excluded.parked_at,"
 				"       replay = false, batch_id = NULL",
 				6, argtypes, values, NULL, SPI_OK_INSERT);
+		stats_count_text(b->events[i].topic, STATS_PARKED, 1);
 	}
 }
 

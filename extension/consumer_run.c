@@ -74,6 +74,7 @@ handle_range(Runner *r, Batch *b, int from, int to, char **error)
 		{
 			bool		isnull;
 
+			stats_count_text(b->events[current].topic, STATS_HANDLER_CALLS, 1);
 			(void) call_as_role(r->handler, r->c.run_as,
 								stored_event_datum(&b->events[current], r->event_desc),
 								false, &isnull);
@@ -93,6 +94,7 @@ handle_range(Runner *r, Batch *b, int from, int to, char **error)
 			PG_RE_THROW();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		stats_count_text(b->events[current].topic, STATS_HANDLER_FAILURES, 1);
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
 		*error = edata->message ? pstrdup(edata->message) : pstrdup("handler failed");

@@ -140,6 +140,8 @@ dispatcher_run_consumers(int worker, MemoryContext round_cxt, bool *any,
 
 	MemoryContextReset(round_cxt);
 	names = list_consumers(round_cxt, any, next_retry, installed);
+	if (*installed)
+		stats_count(NULL, 0, STATS_DISPATCHER_ROUNDS, 1);
 	n = list_length(names);
 	for (int k = 0; k < n; k++)
 	{

@@ -103,6 +103,13 @@ define_gucs(void)
 								1024, 0, 1024 * 1024,
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
+		DefineCustomIntVariable("eventstore.stats_max",
+								"Number of (database, topic) pairs eventstore.stats keeps counters for.",
+								"Further topics are counted in their database's row without a topic.",
+								&eventstore_stats_max,
+								1000, 16, 1024 * 1024,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 	}
 	DefineCustomIntVariable("eventstore.poll_interval",
 							"Longest time the dispatcher workers sleep before looking for consumer work.",
@@ -125,6 +132,13 @@ define_gucs(void)
 							1000, 0, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("eventstore.track_stats",
+							 "Counts appends, notifications, dispatcher rounds and handler calls in eventstore.stats.",
+							 NULL,
+							 &eventstore_track_stats,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("eventstore.retention_interval",
 							"How often the dispatcher removes events older than their topic's retention.",
 							"0 turns the automatic removal off; eventstore.purge_expired() still works.",

@@ -36,6 +36,8 @@ extern int	eventstore_poll_interval;
 extern int	eventstore_lease_timeout_ms;
 extern int	eventstore_retry_delay_ms;
 extern int	eventstore_retention_interval_ms;
+extern int	eventstore_stats_max;
+extern bool eventstore_track_stats;
 
 /* Most dispatcher workers eventstore.workers can ask for. */
 #define MAX_DISPATCHER_WORKERS 8
@@ -192,6 +194,28 @@ extern int	notify_topic_slot(const char *topic);
 extern bool notify_raise(int slot);
 extern TimestampTz notify_task_due(void);
 extern void notify_task_run(TimestampTz now);
+
+/* stats.c: cumulative counters per (database, topic), eventstore.stats. */
+typedef enum StatsCounter
+{
+	STATS_APPENDED,				/* events stored */
+	STATS_DUPLICATES,			/* events discarded as already stored */
+	STATS_BATCHES,				/* append_batch calls */
+	STATS_NOTIFICATIONS,		/* NOTIFYs sent or queued */
+	STATS_DISPATCHER_ROUNDS,	/* rounds of a dispatcher worker */
+	STATS_HANDLER_CALLS,		/* in-database handler calls, per event */
+	STATS_HANDLER_FAILURES,		/* those that raised an error */
+	STATS_PARKED,				/* events parked */
+	STATS_PURGED,				/* events removed by retention */
+	STATS_NCOUNTERS
+} StatsCounter;
+
+extern Size stats_shmem_size(void);
+extern void stats_shmem_attach(void *region, bool created);
+extern void stats_count(const char *topic, int len, StatsCounter counter, uint64 n);
+extern void stats_count_text(text *topic, StatsCounter counter, uint64 n);
+extern void stats_count_refused(const char *topic, int sqlerrcode);
+extern void stats_count_current_error(const char *topic);
 
 /* dispatcher_shmem.c: the dispatcher's registry of databases. */
 extern Size dispatcher_shmem_size(void);

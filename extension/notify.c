@@ -222,7 +222,10 @@ notify_task_run(TimestampTz now)
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, "NOTIFY eventstore");
 	for (int i = 0; i < n; i++)
+	{
 		Async_Notify(EVENTSTORE_CHANNEL, topics[i]);
+		stats_count(topics[i], strlen(topics[i]), STATS_NOTIFICATIONS, 1);
+	}
 	CommitTransactionCommand();
 	if (eventstore_notify_interval > 0)
 		next_notify = TimestampTzPlusMilliseconds(now, eventstore_notify_interval);

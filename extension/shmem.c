@@ -4,11 +4,12 @@
  *		What the extension keeps in shared memory, and the one pair of hooks
  *		that reserves and sets it up.
  *
- * Two files own a region of shared memory each, and only they know its
+ * Three files own a region of shared memory each, and only they know its
  * layout and its locking (see their headers):
  * - notify.c: the pending-notification slot of every (database, topic);
  * - dispatcher_shmem.c: the dispatcher's registry (the databases served,
- *   their workers' latches and work flags, the launcher's latch).
+ *   their workers' latches and work flags, the launcher's latch);
+ * - stats.c: the cumulative counters of eventstore.stats.
  *
  * Only a preloaded library gets shared memory.  Here one shmem_request_hook
  * asks every owner for its size, and one shmem_startup_hook creates (or,
@@ -42,6 +43,7 @@ typedef struct ShmemOwner
 static const ShmemOwner owners[] = {
 	{"eventstore notify", notify_shmem_size, notify_shmem_attach},
 	{"eventstore dispatcher", dispatcher_shmem_size, dispatcher_shmem_attach},
+	{"eventstore stats", stats_shmem_size, stats_shmem_attach},
 };
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;

@@ -52,6 +52,7 @@ BEGIN
              WHERE t.name = ANY (c.topics)
         )
         SELECT count(*) INTO n FROM gone;
+        PERFORM eventstore.stats_count_purged(t.name, n);
         removed := removed + n;
     END LOOP;
     RETURN removed;

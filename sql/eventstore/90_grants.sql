@@ -44,3 +44,7 @@ GRANT EXECUTE ON FUNCTION protect_fields(text, text, text[]), forget_subject(tex
     TO eventstore_admin;
 GRANT SELECT ON protections TO eventstore_reader, eventstore_writer, eventstore_admin;
 GRANT SELECT ON consumer_status, parked, upcasters TO eventstore_reader, eventstore_admin;
+GRANT USAGE ON SCHEMA eventstore TO pg_monitor;
+GRANT SELECT ON stats, stats_refused TO eventstore_reader, eventstore_admin, pg_monitor;
+GRANT EXECUTE ON FUNCTION stats_counters() TO eventstore_reader, eventstore_admin, pg_monitor;
+GRANT EXECUTE ON FUNCTION stats_reset() TO eventstore_admin;

@@ -297,7 +297,10 @@ SELECT set_eq(
           'undelivered eventstore_admin',
           -- crypto-shredding (checked in detail by privileges.sql)
           'protect_fields eventstore_admin', 'forget_subject eventstore_admin',
-          'unprotect eventstore_reader'],
+          'unprotect eventstore_reader',
+          -- statistics
+          'stats_counters eventstore_reader', 'stats_counters eventstore_admin',
+          'stats_reset eventstore_admin'],
     'EXECUTE on the functions of eventstore: exactly the listed (function, role) pairs, nothing for PUBLIC'
 );
 

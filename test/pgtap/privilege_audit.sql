@@ -77,6 +77,8 @@ $$;
 CREATE TEMP TABLE pa_roles (role text PRIMARY KEY);
 INSERT INTO pa_roles
 SELECT 'PUBLIC' UNION ALL SELECT 'pa_nobody'
+-- pg_monitor, PostgreSQL's role for monitoring, reads eventstore.stats
+UNION ALL SELECT 'pg_monitor'
 UNION ALL SELECT rolname FROM pg_roles WHERE rolname ~ '^(eventstore|birdwatch)_';
 
 CREATE TEMP TABLE pa_expected (ext text, fn text PRIMARY KEY, secdef boolean, execute text[]);
@@ -110,6 +112,8 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.run_consumer(text,integer)', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.set_retention(text,interval)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.set_topic_version(text,text)', true, '{eventstore_admin}'),
+    ('eventstore', 'eventstore.stats_counters()', false, '{birdwatch_export,eventstore_admin,eventstore_reader,pg_monitor}'),
+    ('eventstore', 'eventstore.stats_reset()', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.undelivered(text)', true, '{birdwatch_admin_api,birdwatch_export,eventstore_admin,eventstore_reader}'),
     ('eventstore', 'eventstore.unprotect(eventstore.event)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
     ('eventstore', 'eventstore.upcast(eventstore.event)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
@@ -133,6 +137,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.refresh_archive()', false, '{}'),
     ('eventstore', 'eventstore.register_consumer(text,text[],regprocedure,integer,integer,regrole)', false, '{}'),
     ('eventstore', 'eventstore.register_upcaster(text,integer,integer,regprocedure,regrole)', false, '{}'),
+    ('eventstore', 'eventstore.stats_count_purged(text,bigint)', false, '{}'),
     ('eventstore', 'eventstore.subject_key(text)', false, '{}'),
     ('eventstore', 'eventstore.topic_privilege_column(text)', false, '{}'),
     ('eventstore', 'eventstore.topic_privilege_functions(text)', false, '{}'),
@@ -230,7 +235,7 @@ SELECT is_empty(
        WHERE g.grantee <> p.proowner
          AND (g.grantee = 0 OR g.grantee::regrole::text NOT IN (SELECT role FROM pa_roles))
        ORDER BY 1$$,
-    'no function ACL names PUBLIC or a role outside the eventstore_* and birdwatch_* roles'
+    'no function ACL names PUBLIC or a role outside the eventstore_* and birdwatch_* roles and pg_monitor'
 );
 SELECT is_empty(
     $$SELECT a.fn || ' is owned by ' || p.proowner::regrole::text
