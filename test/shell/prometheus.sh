@@ -13,8 +13,8 @@
 # envelope is refused.  Then the exporter runs on a free port against this
 # cluster, and its /metrics must show: prom_out 100 events behind, prom_in
 # caught up with 3 parked and 97 handled, prom_stuck failing, a dispatcher
-# worker and the launcher, and (with eventstore.stats) 100 appended and
-# the refusal.  The exporter is stopped and the test's objects dropped at
+# worker and the launcher, and from eventstore.stats 100 appended, 3
+# parked, the handler calls and failures and the refusal.  The exporter is stopped and the test's objects dropped at
 # the end, also when the script dies.
 set -u
 cd "$(dirname "$0")/../.."
@@ -111,16 +111,7 @@ wait_for 30 "SELECT attempts >= 1 FROM eventstore.consumer_status WHERE name = '
 q "SELECT eventstore.append('prom_t', prom_test.envelope(0) - 'type')" >/dev/null 2>&1 &&
 	bail "an envelope without a type was appended"
 
-# eventstore.stats comes with extension version 1.2: without it the
-# exporter gets a copy of the queries without the stats namespaces.
-has_stats=$(q "SELECT to_regclass('eventstore.stats') IS NOT NULL AND to_regclass('eventstore.stats_refused') IS NOT NULL")
 queries=$dir/queries.yaml
-if [ "$has_stats" != t ]; then
-	queries=$tmp/queries.yaml
-	awk '/^[a-z_]+:/ { keep = ($1 != "eventstore:" && $1 != "eventstore_append:") } keep' \
-		"$dir/queries.yaml" >"$queries"
-	no_stats="eventstore.stats and eventstore.stats_refused do not exist in this version of the extension"
-fi
 
 # ---------------------------------------------------------------------------
 # 3. The exporter, on a free port, as the monitoring role.
@@ -199,22 +190,20 @@ ok $? "dispatcher workers in $db: $workers, launcher running: $launcher"
 
 # ---------------------------------------------------------------------------
 # 11-13. eventstore.stats.
-if [ "$has_stats" = t ]; then
-	appended=$(metric eventstore_appended_total "$this" topic=prom_t)
-	parked_total=$(metric eventstore_parked_total "$this" topic=prom_t)
-	[ "$appended" = 100 ] && [ "$parked_total" = 3 ]
-	ok $? "stats of prom_t: 100 appended ($appended), 3 parked ($parked_total)"
-	refused=$(metric eventstore_append_refused_total "$this" topic=prom_t sqlstate_class=22)
-	[ "$refused" = 1 ]
-	ok $? "the refused append counts in class 22 of prom_t ($refused)"
-	grep -qE '^# TYPE eventstore_appended_total counter$' "$tmp/metrics" &&
-		grep -qE '^# TYPE eventstore_append_refused_total counter$' "$tmp/metrics"
-	ok $? "the stats are exported as counters"
-else
-	skip "stats of prom_t: 100 appended, 3 parked" "$no_stats"
-	skip "the refused append counts in class 22 of prom_t" "$no_stats"
-	skip "the stats are exported as counters" "$no_stats"
-fi
+appended=$(metric eventstore_appended_total "$this" topic=prom_t)
+parked_total=$(metric eventstore_parked_total "$this" topic=prom_t)
+calls=$(metric eventstore_handler_calls_total "$this" topic=prom_t)
+failures=$(metric eventstore_handler_failures_total "$this" topic=prom_t)
+rounds=$(metric eventstore_dispatcher_rounds_total "$this" topic=)
+[ "$appended" = 100 ] && [ "$parked_total" = 3 ] && num "$calls" "v >= 101" &&
+	num "$failures" "v >= 4" && num "$rounds" "v >= 1"
+ok $? "stats: prom_t 100 appended ($appended), 3 parked ($parked_total), $calls handler calls, $failures failures; $rounds dispatcher rounds (topic '')"
+refused=$(metric eventstore_append_refused_total "$this" topic=prom_t sqlstate_class=22)
+[ "$refused" = 1 ]
+ok $? "the refused append counts in class 22 of prom_t ($refused)"
+grep -qE '^# TYPE eventstore_appended_total counter$' "$tmp/metrics" &&
+	grep -qE '^# TYPE eventstore_append_refused_total counter$' "$tmp/metrics"
+ok $? "the stats are exported as counters"
 
 # ---------------------------------------------------------------------------
 # 14. promtool's lint of the scraped text: no problem at all.
@@ -225,11 +214,13 @@ ok $? "promtool check metrics finds no problem in the scraped metrics"
 # 15. Every metric of queries.yaml is there (none silently dropped).
 missing=""
 for m in eventstore_consumer_{lag_events,lag_seconds,parked,attempts,handled_total,last_error,last_run_age_seconds} \
-	eventstore_dispatcher_{workers,launcher_running}; do
+	eventstore_dispatcher_{workers,launcher_running} eventstore_append_refused_total \
+	eventstore_{appended,duplicates,batches,notifications,dispatcher_rounds}_total \
+	eventstore_{handler_calls,handler_failures,parked,purged}_total eventstore_stats_reset_timestamp_seconds; do
 	grep -qE "^$m\{" "$tmp/metrics" || missing="$missing $m"
 done
 [ -z "$missing" ]
-ok $? "every consumer and dispatcher metric of queries.yaml is exported"
+ok $? "every metric of queries.yaml is exported"
 [ -n "$missing" ] && diag "missing:$missing"
 
 # 16. Stopped: the port is free again.
