@@ -14,13 +14,15 @@
 # cluster, and its /metrics must show: prom_out 100 events behind, prom_in
 # caught up with 3 parked and 97 handled, prom_stuck failing, a dispatcher
 # worker and the launcher, and from eventstore.stats 100 appended, 3
-# parked, the handler calls and failures and the refusal.  The exporter is stopped and the test's objects dropped at
-# the end, also when the script dies.
+# parked, the handler calls and failures and the refusal.  Then one
+# exporter with the connection strings of two databases reports each
+# one's consumers.  The exporter is stopped and the test's objects
+# dropped at the end, also when the script dies.
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
 db=${PGDATABASE:-eventstore_test}
-echo "1..16"
+echo "1..17"
 
 dir=contrib/prometheus
 for cmd in prometheus-postgres-exporter promtool curl; do
@@ -48,6 +50,7 @@ SELECT eventstore.drop_consumer(name) FROM eventstore.consumers WHERE name LIKE 
 DROP SCHEMA IF EXISTS prom_test CASCADE;
 DROP ROLE IF EXISTS $role;
 SQL
+	q "DROP DATABASE IF EXISTS prom_second WITH (FORCE)" >/dev/null 2>&1
 	rm -rf "$tmp"
 }
 trap finish EXIT
@@ -119,16 +122,22 @@ while :; do
 	port=$((20000 + RANDOM % 20000))
 	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
 done
-# A clean environment: the exporter's driver (lib/pq) reads the PG*
-# variables too, and panics on some (PGSYSCONFDIR, which pg_virtualenv sets).
-env -i PATH="$PATH" \
-	DATA_SOURCE_NAME="host=${PGHOST:-localhost} port=${PGPORT:-5432} dbname=$db user=$role password=$secret sslmode=disable" \
-	prometheus-postgres-exporter --extend.query-path="$queries" \
-	--web.listen-address="127.0.0.1:$port" --disable-default-metrics --disable-settings-metrics \
-	--no-collector.database --no-collector.bgwriter --log.level=info \
-	>"$tmp/exporter.log" 2>&1 &
-exporter_pid=$!
-wait_until 30 curl -sf -o "$tmp/metrics" "http://127.0.0.1:$port/metrics"
+dsn() { echo "host=${PGHOST:-localhost} port=${PGPORT:-5432} dbname=$1 user=$role password=$secret sslmode=disable"; }
+# start_exporter DATA_SOURCE_NAME: only the metrics of queries.yaml (the
+# default ones collide when two connections go to one server), then waits
+# for a scrape into $tmp/metrics.  A clean environment: the exporter's
+# driver (lib/pq) reads the PG* variables too, and panics on some
+# (PGSYSCONFDIR, which pg_virtualenv sets).
+start_exporter() {
+	env -i PATH="$PATH" DATA_SOURCE_NAME="$1" \
+		prometheus-postgres-exporter --extend.query-path="$queries" \
+		--web.listen-address="127.0.0.1:$port" --disable-default-metrics --disable-settings-metrics \
+		--no-collector.database --no-collector.bgwriter --log.level=info \
+		>"$tmp/exporter.log" 2>&1 &
+	exporter_pid=$!
+	wait_until 30 curl -sf -o "$tmp/metrics" "http://127.0.0.1:$port/metrics"
+}
+start_exporter "$(dsn "$db")"
 served=$?
 ok $served "prometheus-postgres-exporter serves /metrics on 127.0.0.1:$port with $queries"
 [ $served -ne 0 ] && diag "$(cat "$tmp/exporter.log"; curl -sS "http://127.0.0.1:$port/metrics" 2>&1 | head -20)"
@@ -223,7 +232,27 @@ done
 ok $? "every metric of queries.yaml is exported"
 [ -n "$missing" ] && diag "missing:$missing"
 
-# 16. Stopped: the port is free again.
+# 16. One exporter, one connection string per database: a second
+# database with the extension and a consumer, no collision.
+stop_exporter
+q_in "$db" "SET client_min_messages = warning" "DROP DATABASE IF EXISTS prom_second" >/dev/null
+q "CREATE DATABASE prom_second" >/dev/null &&
+	q_in prom_second "SET client_min_messages = warning" "CREATE EXTENSION eventstore" \
+		"SELECT eventstore.create_topic('prom_t2')" "SELECT eventstore.create_consumer('prom_out2', '{prom_t2}')" \
+		"SELECT eventstore.append('prom_t2', jsonb_build_object('id', gen_random_uuid(), 'type', 'counted',
+		   'version', '1.0', 'data', '{}'::jsonb, 'metadata', jsonb_build_object('source', 'prometheus.sh',
+		   'time', '2026-01-01T00:00:00Z')))" >/dev/null ||
+	bail "setup of prom_second failed"
+start_exporter "$(dsn "$db"),$(dsn prom_second)"
+served=$?
+lag=$(metric eventstore_consumer_lag_events "$this" consumer=prom_out)
+lag2=$(metric eventstore_consumer_lag_events database=prom_second consumer=prom_out2)
+workers2=$(metric eventstore_dispatcher_workers database=prom_second)
+[ $served -eq 0 ] && [ "$lag" = 100 ] && [ "$lag2" = 1 ] && [ "$workers2" = 0 ]
+ok $? "two connection strings: each database reports its own (lag $lag in $db, $lag2 in prom_second, whose $workers2 workers the test cluster does not serve)"
+[ $served -ne 0 ] && diag "$(cat "$tmp/exporter.log")"
+
+# 17. Stopped: the port is free again.
 stop_exporter
 ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
 ok $? "the exporter is stopped and its port is free"
