@@ -121,6 +121,18 @@ typedef struct EntryCacheEntry
 static StatsShared *shared = NULL;
 static HTAB *entry_cache = NULL;
 
+/*
+ * The entry counted last, so that a backend appending to one topic again
+ * and again finds it without hashing the key.
+ */
+static struct
+{
+	Oid			dboid;
+	int			len;			/* of topic; -1: no topic; -2: nothing yet */
+	char		topic[NAMEDATALEN];
+	int			entry;
+}			last = {InvalidOid, -2, "", -1};
+
 Size
 stats_shmem_size(void)
 {
@@ -196,6 +208,11 @@ entry_of(const char *topic, int len, bool create)
 	EntryKey	key;
 	EntryCacheEntry *cached;
 	bool		found;
+	int			last_len = topic != NULL && len > 0 && len < NAMEDATALEN ? len : -1;
+
+	if (create && last.dboid == MyDatabaseId && last.len == last_len &&
+		(last_len < 0 || memcmp(last.topic, topic, last_len) == 0))
+		return last.entry;
 
 	if (entry_cache == NULL)
 	{
@@ -214,6 +231,13 @@ entry_of(const char *topic, int len, bool create)
 		memcpy(key.topic, topic, len);
 
 	cached = hash_search(entry_cache, &key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (found && create)
+	{
+		last.dboid = key.dboid;
+		last.len = last_len;
+		memcpy(last.topic, key.topic, NAMEDATALEN);
+		last.entry = cached->entry;
+	}
 	if (found)
 		return cached->entry;
 	if (!create)
