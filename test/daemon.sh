@@ -16,6 +16,13 @@
 #   exited PID            the child is gone (a zombie until waited for counts as gone)
 #   stop PID [SECONDS]    SIGTERM, then its exit status (124, after SIGKILL, if
 #                         it has not stopped within SECONDS, default 30)
+#   port_open PORT        something listens on 127.0.0.1:PORT
+#   free_port             prints a port of 127.0.0.1 nothing listens on
+#   start_sink [DELAY]    the SMTP sink (test/smtp_sink.py under /usr/bin/python3,
+#                         which needs python3-aiosmtpd) on 127.0.0.1:$port,
+#                         storing each message in $maildir (the caller sets
+#                         both), DELAY seconds per message; its pid in $sink;
+#                         fails unless it listens within 20 s
 worker=$PWD/workers/eventstore-worker
 pids=()
 
@@ -64,4 +71,22 @@ stop() {
 		return 124
 	fi
 	wait "$1"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		port_open "$p" || break
+	done
+	echo "$p"
+}
+
+start_sink() {
+	start "$tmp/sink.log" env PYTHONPATH="$PWD/test" /usr/bin/python3 -m aiosmtpd -n \
+		-l "127.0.0.1:$port" -c smtp_sink.Sink "$maildir" "${1:-0}"
+	sink=$started
+	wait_until 20 port_open "$port"
 }

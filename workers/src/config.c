@@ -122,6 +122,7 @@ static int
 load_object(json_t *root, struct config *config, char *err, size_t errlen)
 {
 	const char *level = NULL;
+	const char *log_format = NULL;
 	json_t	   *consumers = NULL;
 	json_t	   *outboxes = NULL;
 	json_int_t	poll_interval_ms = 1000;
@@ -136,7 +137,7 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 		return config_error(err, errlen, "", NULL, "the file must hold one JSON object");
 	config->conninfo = "";
 	config->log_level = LOG_LEVEL_INFO;
-	if (config_unpack(root, "", err, errlen, "{s?s s?I s?I s?I s?I s?I s?s s?o s?o}",
+	if (config_unpack(root, "", err, errlen, "{s?s s?I s?I s?I s?I s?I s?s s?s s?o s?o}",
 					  "conninfo", &config->conninfo,
 					  "poll_interval_ms", &poll_interval_ms,
 					  "batch_size", &batch_size,
@@ -144,6 +145,7 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 					  "reconnect_max_ms", &reconnect_max_ms,
 					  "connect_timeout_ms", &connect_timeout_ms,
 					  "log_level", &level,
+					  "log_format", &log_format,
 					  "consumers", &consumers,
 					  "outboxes", &outboxes) < 0 ||
 		config_range(poll_interval_ms, 1, 86400000, "", "poll_interval_ms", err, errlen) < 0 ||
@@ -164,6 +166,10 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 	if (level != NULL && log_level_parse(level, &config->log_level) < 0)
 		return config_error(err, errlen, "", "log_level", "must be one of \"debug\", "
 							"\"info\", \"warning\", \"error\"");
+
+	if (log_format != NULL && log_format_parse(log_format, &config->log_format) < 0)
+		return config_error(err, errlen, "", "log_format", "must be one of \"text\", "
+							"\"logfmt\", \"json\"");
 
 	if (consumers == NULL && outboxes == NULL)
 		return config_error(err, errlen, "", "consumers", "missing (a non-empty array of "

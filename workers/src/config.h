@@ -41,6 +41,7 @@ struct config
 	int			reconnect_max_ms;
 	int			connect_timeout_ms;
 	enum log_level log_level;
+	enum log_format log_format;
 	struct consumer *consumers;
 	size_t		n_consumers;
 	struct outbox *outboxes;

@@ -221,7 +221,8 @@ reload(const char *path, struct config **config, struct schedule *sc)
 	}
 	if (fresh == NULL)
 	{
-		log_error("reload refused, keeping the running configuration: %s", err);
+		log_error_f(LOG_FIELDS(.error = err),
+					"reload refused, keeping the running configuration");
 		return 0;
 	}
 	if (strcmp(fresh->conninfo, (*config)->conninfo) != 0)
@@ -231,6 +232,7 @@ reload(const char *path, struct config **config, struct schedule *sc)
 	config_free(*config);
 	*config = fresh;
 	log_set_level(fresh->log_level);
+	log_set_format(fresh->log_format);
 	log_info("configuration reloaded from %s: %zu consumer(s), %zu outbox(es)%s",
 			 path, fresh->n_consumers, fresh->n_outboxes, why);
 	return why[0] != '\0';
@@ -303,7 +305,7 @@ loop_run(const char *config_path, struct config **config, int once)
 				break;
 			if (st != DB_OK)
 			{
-				log_error("cannot connect: %s", db.error);
+				log_error_f(LOG_FIELDS(.error = db.error), "cannot connect");
 				readiness_disconnected(db.error);
 				if (once)
 				{
@@ -324,7 +326,7 @@ loop_run(const char *config_path, struct config **config, int once)
 		drained = drain(&db, *config, &sc, &stats);
 		if (drained == DRAIN_LOST)
 		{
-			log_error("connection lost: %s", db.error);
+			log_error_f(LOG_FIELDS(.error = db.error), "connection lost");
 			readiness_disconnected(db.error);
 			db_close(&db);
 			if (once)
@@ -350,7 +352,7 @@ loop_run(const char *config_path, struct config **config, int once)
 		st = db_wait(&db, schedule_wait_ms(&sc), &notified);
 		if (st == DB_LOST)
 		{
-			log_error("connection lost: %s", db.error);
+			log_error_f(LOG_FIELDS(.error = db.error), "connection lost");
 			readiness_disconnected(db.error);
 			schedule_retry(&next_attempt, &delay, (*config)->reconnect_max_ms);
 		}
