@@ -23,6 +23,9 @@
 #                         storing each message in $maildir (the caller sets
 #                         both), DELAY seconds per message; its pid in $sink;
 #                         fails unless it listens within 20 s
+#   fresh_db DB [SQL]     DB made anew: eventstore, topic t, the outbox app.outbox
+#                         (see below), then SQL
+#   append COUNT          COUNT events on topic t of $db
 worker=$PWD/workers/eventstore-worker
 pids=()
 
@@ -89,4 +92,45 @@ start_sink() {
 		-l "127.0.0.1:$port" -c smtp_sink.Sink "$maildir" "${1:-0}"
 	sink=$started
 	wait_until 20 port_open "$port"
+}
+
+# fresh_db DB [SQL]: the database DB made again, with eventstore, the topic t and
+# a minimal outbox, app.outbox, with its three functions app.claim (rows
+# neither sent nor failed), app.sent and app.failed (a failed row is not
+# claimed again); then SQL, if given
+fresh_db() {
+	psql -XAtq -d "${PGDATABASE:-eventstore_test}" -v ON_ERROR_STOP=1 \
+		-c "SET client_min_messages = warning" \
+		-c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null &&
+		psql -X -q -d "$1" -v ON_ERROR_STOP=1 >/dev/null <<'SQL' &&
+SET client_min_messages = warning;
+CREATE EXTENSION eventstore;
+SELECT eventstore.create_topic('t');
+CREATE SCHEMA app;
+CREATE TABLE app.outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), recipient text,
+                         subject text, body text, sent_at timestamptz, last_error text,
+                         attempts integer NOT NULL DEFAULT 0);
+CREATE FUNCTION app.claim(max integer)
+RETURNS TABLE(id uuid, recipient text, subject text, body text, attempt integer)
+LANGUAGE sql AS $$
+    UPDATE app.outbox o SET attempts = o.attempts + 1
+     WHERE o.id IN (SELECT d.id FROM app.outbox d WHERE d.sent_at IS NULL
+                       AND d.last_error IS NULL LIMIT max)
+    RETURNING o.id, o.recipient, o.subject, o.body, o.attempts $$;
+CREATE FUNCTION app.sent(id uuid) RETURNS void LANGUAGE sql AS $$
+    UPDATE app.outbox SET sent_at = now() WHERE id = $1 $$;
+CREATE FUNCTION app.failed(id uuid, error text) RETURNS void LANGUAGE sql AS $$
+    UPDATE app.outbox SET last_error = $2 WHERE id = $1 $$;
+SQL
+		psql -X -q -d "$1" -v ON_ERROR_STOP=1 -c "${2:-SELECT}" >/dev/null
+}
+
+# append COUNT: COUNT events on topic t of $db, data {"n": 1..COUNT}
+append() {
+	q "SELECT count(eventstore.append('t', jsonb_build_object(
+	       'id', gen_random_uuid(), 'type', 'new', 'version', '1.0',
+	       'data', jsonb_build_object('n', g),
+	       'metadata', jsonb_build_object('source', 'test/daemon.sh',
+	                                      'time', '2026-11-27T00:00:00Z'))))
+	     FROM generate_series(1, $1) g" >/dev/null
 }

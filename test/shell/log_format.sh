@@ -141,37 +141,9 @@ records() { "$py" "$tmp/records.py" records "$@"; }
 has() { "$py" "$tmp/records.py" has "$@"; }
 
 #
-# The database: eventstore with three outside consumers, and a small outbox.
+# The database: eventstore and a small outbox (fresh_db, test/daemon.sh).
 #
-psql -XAtq -d "$main_db" -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
-	-c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-psql -X -q -d "$db" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION eventstore;
-SELECT eventstore.create_topic('t');
-CREATE SCHEMA app;
-CREATE TABLE app.outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), recipient text,
-                         subject text, body text, sent_at timestamptz, last_error text,
-                         attempts integer NOT NULL DEFAULT 0);
-CREATE FUNCTION app.claim(max integer)
-RETURNS TABLE(id uuid, recipient text, subject text, body text, attempt integer)
-LANGUAGE sql AS $$
-    UPDATE app.outbox o SET attempts = o.attempts + 1
-     WHERE o.sent_at IS NULL AND o.last_error IS NULL
-    RETURNING o.id, o.recipient, o.subject, o.body, o.attempts $$;
-CREATE FUNCTION app.sent(id uuid) RETURNS void LANGUAGE sql AS $$
-    UPDATE app.outbox SET sent_at = now() WHERE id = $1 $$;
-CREATE FUNCTION app.failed(id uuid, error text) RETURNS void LANGUAGE sql AS $$
-    UPDATE app.outbox SET last_error = $2 WHERE id = $1 $$;
-SQL
-append() {
-	q "SELECT count(eventstore.append('t', jsonb_build_object(
-	       'id', gen_random_uuid(), 'type', 'new', 'version', '1.0',
-	       'data', jsonb_build_object('n', g),
-	       'metadata', jsonb_build_object('source', 'test/log_format',
-	                                      'time', '2026-11-27T00:00:00Z'))))
-	     FROM generate_series(1, $1) g" >/dev/null
-}
+fresh_db "$db" || bail "cannot make the database $db"
 add_mail() {	# add_mail TAG: one good row and one refused (CR/LF in the recipient)
 	q "INSERT INTO app.outbox (recipient, subject, body) VALUES
 	   ('$1@example.net', 'Sighting', 'A wren.'),

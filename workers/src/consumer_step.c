@@ -27,6 +27,7 @@
 
 #include "consumer_step.h"
 #include "log.h"
+#include "metrics.h"
 
 #define RUN_CONSUMER_SQL "SELECT eventstore.run_consumer($1, $2)"
 #define POLL_SQL \
@@ -55,6 +56,7 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
 	PGresult   *res;
 	enum db_status status;
 	long long	handled;
+	double		started = metrics_clock();
 
 	status = query_batch(db, RUN_CONSUMER_SQL, c, batch_size, &res);
 	if (status != DB_OK)
@@ -77,6 +79,9 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
 	}
 	log_info_f(LOG_FIELDS(.consumer = c->name), "run_consumer handled=%lld", handled);
 	stats->events_ok += handled;
+	metrics_events_handled(c->name, handled);
+	metrics_consumer_batch(c->name, 1);
+	metrics_batch_duration(METRICS_CONSUMER, c->name, metrics_clock() - started);
 	return STEP_WORKED;
 }
 
@@ -126,6 +131,7 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 	const char *batch_id;
 	int			n;
 	int			done = 0;
+	double		started = metrics_clock();
 
 	status = query_batch(db, POLL_SQL, c, batch_size, &batch);
 	if (status != DB_OK)
@@ -162,14 +168,21 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 								   .attempt = d.attempt[0] != '\0' ? d.attempt : "?",
 								   .error = why), "failed");
 			stats->events_failed++;
+			metrics_handler_failure(c->name);
 			break;
 		}
 		log_info_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id,
 							  .position = d.position, .id = d.id), "ok");
 		stats->events_ok++;
 	}
+	metrics_events_handled(c->name, done);
 
 	result = finish_batch(db, c->name, batch_id, done == n ? NULL : why, stats);
+	if (result == STEP_WORKED || result == STEP_NACKED)
+	{
+		metrics_consumer_batch(c->name, result == STEP_WORKED);
+		metrics_batch_duration(METRICS_CONSUMER, c->name, metrics_clock() - started);
+	}
 	if (result == STEP_WORKED)
 		log_debug_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id), "acked events=%d", n);
 	else if (result == STEP_NACKED)

@@ -21,6 +21,9 @@
  * sender marks as permanent (SEND_REFUSED: a recipient with a line
  * break, say) starts with "permanent: ", for the database to park
  * the row at once if it likes; the daemon itself treats both kinds alike.
+ * A message the server refused for good (SEND_REJECTED: SMTP 550 to 554)
+ * is reported like any failure (the reply code is in the reason), and
+ * counted apart, with the SEND_REFUSED ones, as refused (metrics.c).
  *
  * Nothing is lost when the daemon dies or loses its connection: rows it
  * claimed but did not report come back when their lease runs out.  A row
@@ -37,6 +40,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "signals.h"
 
@@ -133,6 +137,7 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 	int			done = 0;
 	int			sent = 0;
 	int			failed = 0;
+	double		started = metrics_clock();
 
 	if (db->conn == NULL || statements_build(db->conn, o, &st) < 0)
 	{
@@ -161,6 +166,7 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 	}
 	n = PQntuples(batch);
 	log_debug_f(LOG_FIELDS(.outbox = o->name), "claimed=%d", n);
+	metrics_claimed(o->name, n);
 
 	for (; done < n; done++)
 	{
@@ -196,6 +202,7 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 			log_info_f(LOG_FIELDS(.outbox = o->name, .id = m.id,
 								  .attempt = m.attempt[0] != '\0' ? m.attempt : "?"), "sent");
 			stats->messages_sent++;
+			metrics_message(o->name, METRICS_SENT);
 			sent++;
 			result = report(db, o, &st, m.id, NULL, stats);
 			if (result != STEP_WORKED)
@@ -208,6 +215,7 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 							   .attempt = m.attempt[0] != '\0' ? m.attempt : "?", .error = why),
 					"failed");
 		stats->messages_failed++;
+		metrics_message(o->name, sr == SEND_FAILED ? METRICS_FAILED : METRICS_REFUSED);
 		failed++;
 		result = report(db, o, &st, m.id, why, stats);
 		if (result != STEP_WORKED)
@@ -220,6 +228,8 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 					sent, failed);
 
 out:
+	if (batch != NULL && PQntuples(batch) > 0)
+		metrics_batch_duration(METRICS_OUTBOX, o->name, metrics_clock() - started);
 	PQclear(batch);
 	statements_free(&st);
 	return result;
