@@ -16,6 +16,9 @@
 #   exited PID            the child is gone (a zombie until waited for counts as gone)
 #   stop PID [SECONDS]    SIGTERM, then its exit status (124, after SIGKILL, if
 #                         it has not stopped within SECONDS, default 30)
+#   stop_checked PID LOG WHAT
+#                         stop PID; one TAP line: exit status 0 and, under
+#                         valgrind, no valgrind report in LOG
 #   port_open PORT        something listens on 127.0.0.1:PORT
 #   free_port             prints a port of 127.0.0.1 nothing listens on
 #   start_sink [DELAY]    the SMTP sink (test/smtp_sink.py under /usr/bin/python3,
@@ -133,4 +136,17 @@ append() {
 	       'metadata', jsonb_build_object('source', 'test/daemon.sh',
 	                                      'time', '2026-11-27T00:00:00Z'))))
 	     FROM generate_series(1, $1) g" >/dev/null
+}
+
+stop_checked() {
+	local status
+	stop "$1"
+	status=$?
+	if [ ${#vg[@]} -gt 1 ]; then
+		[ $status -eq 0 ] && ! grep -q '^==[0-9]*==' "$2"
+		ok $? "SIGTERM: exit status 0, valgrind clean (leaks, errors) $3"
+	else
+		[ $status -eq 0 ]
+		ok $? "SIGTERM: exit status 0 $3"
+	fi
 }

@@ -336,15 +336,7 @@ wait_until 20 grep -q 'info configuration reloaded' "$tmp/m.log" && scrape &&
 	[ "$(metric eventstore_worker_events_handled_total consumer=mx)" = $((handled_ok + 5)) ]
 ok $? "SIGHUP with the same http settings: still served, counts kept"
 
-stop "$pid"
-status=$?
-if [ ${#vg[@]} -gt 0 ]; then
-	[ $status -eq 0 ] && ! grep -q '^==[0-9]*==' "$tmp/m.log"
-	ok $? "SIGTERM: exit status 0, valgrind clean (leaks, errors) after serving requests"
-else
-	[ $status -eq 0 ]
-	ok $? "SIGTERM: exit status 0"
-fi
+stop_checked "$pid" "$tmp/m.log" "after serving requests"
 ! port_open "$http_port"
 ok $? "the port is closed after the stop"
 

@@ -65,6 +65,7 @@
 #include "readiness.h"
 #include "schedule.h"
 #include "signals.h"
+#include "status.h"
 
 /* The outboxes' listen channels, in outbox order (NULL when none). */
 static const char **
@@ -108,13 +109,17 @@ enum drain_result
 	DRAIN_LOST					/* the connection was lost */
 };
 
-/* The shorter of a wait and the HTTP server's own timeout. */
+/* The shorter of a wait, the HTTP server's own timeout and the next lag sample. */
 static int
 with_http_timeout(int wait_ms)
 {
 	int			h = http_timeout_ms();
 
-	return h >= 0 && (wait_ms < 0 || h < wait_ms) ? h : wait_ms;
+	if (h >= 0 && (wait_ms < 0 || h < wait_ms))
+		wait_ms = h;
+	if (http_fd() >= 0 && (wait_ms < 0 || status_sample_wait_ms() < wait_ms))
+		wait_ms = status_sample_wait_ms();
+	return wait_ms;
 }
 
 /* Sleeps until deadline (monotonic ms) or a signal, serving HTTP meanwhile. */
@@ -148,11 +153,21 @@ wait_and_serve(struct db *db, const struct schedule *sc, int *notified)
 {
 	for (;;)
 	{
-		int			tick_ms = schedule_wait_ms(sc);
-		int			wait_ms = with_http_timeout(tick_ms);
+		int			tick_ms;
+		int			wait_ms;
 		int			http_ready;
-		enum db_status st = db_wait(db, wait_ms, notified, http_fd(), &http_ready);
+		enum db_status st;
 
+		/* the status page's lag samples, taken here: between steps */
+		if (http_fd() >= 0 && status_sample_wait_ms() == 0)
+		{
+			status_sample(db);
+			if (db->conn == NULL)
+				return DB_LOST;
+		}
+		tick_ms = schedule_wait_ms(sc);
+		wait_ms = with_http_timeout(tick_ms);
+		st = db_wait(db, wait_ms, notified, http_fd(), &http_ready);
 		if (st != DB_OK)
 			return st;
 		http_run();

@@ -18,4 +18,14 @@ struct config;
  */
 char	   *status_render(struct db *db, const struct config *config, size_t *len);
 
+/* Milliseconds until the next lag sample is due (0: now). */
+int			status_sample_wait_ms(void);
+
+/*
+ * Samples every consumer's lag_events from consumer_status into the
+ * ring of the last hour (on db, between steps); the next one is due 15 s
+ * later, whether this one worked or not.
+ */
+void		status_sample(struct db *db);
+
 #endif
