@@ -21,7 +21,7 @@ cd "$(dirname "$0")/../.."
 py=/usr/bin/python3
 main_db=${PGDATABASE:-eventstore_test}
 db=worker_metrics	# q's
-echo "1..33"
+echo "1..34"
 . test/daemon.sh	# $worker, $tmp, $vg, start, exited, stop, start_sink
 
 if ! "$py" -c 'import aiosmtpd' 2>/dev/null; then
@@ -335,6 +335,15 @@ kill -HUP "$pid"
 wait_until 20 grep -q 'info configuration reloaded' "$tmp/m.log" && scrape &&
 	[ "$(metric eventstore_worker_events_handled_total consumer=mx)" = $((handled_ok + 5)) ]
 ok $? "SIGHUP with the same http settings: still served, counts kept"
+old_base=$base
+http_port=$(free_port)
+base=http://127.0.0.1:$http_port
+config "$tmp/m.json"
+kill -HUP "$pid"
+wait_until 20 grep -q " info http: listening on 127.0.0.1:$http_port" "$tmp/m.log" && scrape &&
+	[ "$(metric eventstore_worker_events_handled_total consumer=mx)" = $((handled_ok + 5)) ] &&
+	! curl -s -m 5 -o /dev/null "$old_base/metrics"
+ok $? "SIGHUP with another listen address: served there (counts kept), no longer on the old one"
 
 stop_checked "$pid" "$tmp/m.log" "after serving requests"
 ! port_open "$http_port"
