@@ -90,6 +90,7 @@ free_port() {
 	echo "$p"
 }
 
+# shellcheck disable=SC2154,SC2034  # port and maildir set by the caller, sink for it
 start_sink() {
 	start "$tmp/sink.log" env PYTHONPATH="$PWD/test" /usr/bin/python3 -m aiosmtpd -n \
 		-l "127.0.0.1:$port" -c smtp_sink.Sink "$maildir" "${1:-0}"
