@@ -12,6 +12,10 @@ NAME sorts in the order of arrival and stays unique across restarts of the
 sink on the same DIR.  DELAY_SECONDS (default 0) is waited before each
 message is stored and accepted, to make a run last long enough for a test
 to interrupt it.
+
+A recipient whose local part starts with "reject" is refused with a
+permanent reply, "550 5.1.1 mailbox unavailable" (for the daemon's refused
+count, test/shell/worker_metrics.sh).
 """
 import asyncio
 import itertools
@@ -38,6 +42,12 @@ class Sink:
         with open(path + ".tmp", "wb") as f:
             f.write(data)
         os.rename(path + ".tmp", path)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower().startswith("reject"):
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay > 0:

@@ -33,21 +33,10 @@ fi
 maildir=$tmp/mail
 mkdir "$maildir"
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# The SMTP sink: start_sink [DELAY-SECONDS]; its pid in $sink
-start_sink() {
-	start "$tmp/sink.log" env PYTHONPATH="$PWD/test" "$py" -m aiosmtpd -n \
-		-l "127.0.0.1:$port" -c smtp_sink.Sink "$maildir" "${1:-0}"
-	sink=$started
-	wait_until 20 port_open "$port"
-}
+# start_sink (test/daemon.sh) and its end
 stop_sink() { stop "$sink" >/dev/null 2>&1; ! port_open "$port"; }
 
-while :; do
-	port=$((20000 + RANDOM % 20000))
-	port_open "$port" || break
-done
+port=$(free_port)
 
 # A helper for the messages received: "ids" prints each one's Message-ID;
 # "check ROWS-JSON" checks the messages of the given rows in detail.

@@ -18,6 +18,8 @@
  * rely on: a refused file leaves a message that starts with "config NAME: ",
  * and a loaded one is within the documented bounds.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,43 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		fail(err);
 	atexit(plugins_cleanup);
 	return 0;
+}
+
+/*
+ * An http object that loaded: listen parsed into an IPv4 or IPv6 address
+ * with the port written after its last ':', and a loopback address unless
+ * allow_remote.
+ */
+static void
+check_http(const struct http_config *h)
+{
+	const char *colon = h->listen != NULL ? strrchr(h->listen, ':') : NULL;
+	long		port = colon != NULL ? strtol(colon + 1, NULL, 10) : -1;
+	int			loopback = 0;
+
+	if (colon == NULL)
+		fail("an http listen without a port");
+	if (h->addr.ss_family == AF_INET)
+	{
+		const struct sockaddr_in *a = (const struct sockaddr_in *) &h->addr;
+
+		if (ntohs(a->sin_port) != port || h->listen[0] == '[')
+			fail("an http listen parsed to another port or family");
+		loopback = ((const unsigned char *) &a->sin_addr)[0] == 127;
+	}
+	else if (h->addr.ss_family == AF_INET6)
+	{
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *) &h->addr;
+		static const unsigned char one[16] = {[15] = 1};
+
+		if (ntohs(a->sin6_port) != port || h->listen[0] != '[')
+			fail("an http listen parsed to another port or family");
+		loopback = memcmp(&a->sin6_addr, one, 16) == 0;
+	}
+	else
+		fail("an http listen of no address family");
+	if (!loopback && !h->allow_remote)
+		fail("a non-loopback http address without allow_remote");
 }
 
 int
@@ -101,7 +140,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fail("an outbox function that is not schema-qualified");
 		if (o->batch_size < 1 || o->batch_size > 10000)
 			fail("an outbox batch_size out of bounds");
+		if (o->backlog_query != NULL &&
+			(o->backlog_query[0] == '\0' || strchr(o->backlog_query, ';') != NULL))
+			fail("a backlog_query that is empty or holds a ';'");
 	}
+	if (c->log_format != LOG_FORMAT_TEXT && c->log_format != LOG_FORMAT_LOGFMT &&
+		c->log_format != LOG_FORMAT_JSON)
+		fail("a log_format out of bounds");
+	if (c->http.enabled)
+		check_http(&c->http);
 	config_free(c);
 	return 0;
 }

@@ -122,8 +122,10 @@ static int
 load_object(json_t *root, struct config *config, char *err, size_t errlen)
 {
 	const char *level = NULL;
+	const char *log_format = NULL;
 	json_t	   *consumers = NULL;
 	json_t	   *outboxes = NULL;
+	json_t	   *http = NULL;
 	json_int_t	poll_interval_ms = 1000;
 	json_int_t	batch_size = 100;
 	json_int_t	reconnect_min_ms = 100;
@@ -136,7 +138,7 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 		return config_error(err, errlen, "", NULL, "the file must hold one JSON object");
 	config->conninfo = "";
 	config->log_level = LOG_LEVEL_INFO;
-	if (config_unpack(root, "", err, errlen, "{s?s s?I s?I s?I s?I s?I s?s s?o s?o}",
+	if (config_unpack(root, "", err, errlen, "{s?s s?I s?I s?I s?I s?I s?s s?s s?o s?o s?o}",
 					  "conninfo", &config->conninfo,
 					  "poll_interval_ms", &poll_interval_ms,
 					  "batch_size", &batch_size,
@@ -144,8 +146,10 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 					  "reconnect_max_ms", &reconnect_max_ms,
 					  "connect_timeout_ms", &connect_timeout_ms,
 					  "log_level", &level,
+					  "log_format", &log_format,
 					  "consumers", &consumers,
-					  "outboxes", &outboxes) < 0 ||
+					  "outboxes", &outboxes,
+					  "http", &http) < 0 ||
 		config_range(poll_interval_ms, 1, 86400000, "", "poll_interval_ms", err, errlen) < 0 ||
 		config_range(batch_size, 1, 10000, "", "batch_size", err, errlen) < 0 ||
 		config_range(reconnect_min_ms, 1, 3600000, "", "reconnect_min_ms", err, errlen) < 0 ||
@@ -164,6 +168,13 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 	if (level != NULL && log_level_parse(level, &config->log_level) < 0)
 		return config_error(err, errlen, "", "log_level", "must be one of \"debug\", "
 							"\"info\", \"warning\", \"error\"");
+
+	if (log_format != NULL && log_format_parse(log_format, &config->log_format) < 0)
+		return config_error(err, errlen, "", "log_format", "must be one of \"text\", "
+							"\"logfmt\", \"json\"");
+
+	if (http != NULL && http_config_load(http, &config->http, err, errlen) < 0)
+		return -1;
 
 	if (consumers == NULL && outboxes == NULL)
 		return config_error(err, errlen, "", "consumers", "missing (a non-empty array of "

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "http.h"
 #include "log.h"
 #include "outbox.h"
 #include "plugin.h"
@@ -41,6 +42,8 @@ struct config
 	int			reconnect_max_ms;
 	int			connect_timeout_ms;
 	enum log_level log_level;
+	enum log_format log_format;
+	struct http_config http;	/* http.enabled 0: no HTTP server */
 	struct consumer *consumers;
 	size_t		n_consumers;
 	struct outbox *outboxes;

@@ -27,6 +27,7 @@
 
 #include "consumer_step.h"
 #include "log.h"
+#include "metrics.h"
 
 #define RUN_CONSUMER_SQL "SELECT eventstore.run_consumer($1, $2)"
 #define POLL_SQL \
@@ -55,14 +56,16 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
 	PGresult   *res;
 	enum db_status status;
 	long long	handled;
+	double		started = metrics_clock();
 
 	status = query_batch(db, RUN_CONSUMER_SQL, c, batch_size, &res);
 	if (status != DB_OK)
 		return step_query_failed(status, db, "consumer", c->name, "run_consumer", stats);
 	if (PQntuples(res) != 1 || PQnfields(res) != 1)
 	{
-		log_error("consumer=%s run_consumer returned %d rows of %d columns, "
-				  "expected one bigint", c->name, PQntuples(res), PQnfields(res));
+		log_error_f(LOG_FIELDS(.consumer = c->name),
+					"run_consumer returned %d rows of %d columns, expected one bigint",
+					PQntuples(res), PQnfields(res));
 		PQclear(res);
 		stats->query_errors++;
 		return STEP_ERROR;
@@ -71,11 +74,14 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
 	PQclear(res);
 	if (handled <= 0)
 	{
-		log_debug("consumer=%s idle", c->name);
+		log_debug_f(LOG_FIELDS(.consumer = c->name), "idle");
 		return STEP_IDLE;
 	}
-	log_info("consumer=%s run_consumer handled=%lld", c->name, handled);
+	log_info_f(LOG_FIELDS(.consumer = c->name), "run_consumer handled=%lld", handled);
 	stats->events_ok += handled;
+	metrics_events_handled(c->name, handled);
+	metrics_consumer_batch(c->name, 1);
+	metrics_batch_duration(METRICS_CONSUMER, c->name, metrics_clock() - started);
 	return STEP_WORKED;
 }
 
@@ -100,8 +106,8 @@ finish_batch(struct db *db, const char *consumer, const char *batch_id,
 		enum step_result r = step_query_failed(status, db, "consumer", consumer, what,
 												   stats);
 
-		log_warning("consumer=%s batch=%s not %sed: it will be redelivered",
-					consumer, batch_id, what);
+		log_warning_f(LOG_FIELDS(.consumer = consumer, .batch = batch_id),
+					  "not %sed: it will be redelivered", what);
 		return r;
 	}
 	PQclear(res);
@@ -125,6 +131,7 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 	const char *batch_id;
 	int			n;
 	int			done = 0;
+	double		started = metrics_clock();
 
 	status = query_batch(db, POLL_SQL, c, batch_size, &batch);
 	if (status != DB_OK)
@@ -133,11 +140,11 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 	if (n == 0)
 	{
 		PQclear(batch);
-		log_debug("consumer=%s idle", c->name);
+		log_debug_f(LOG_FIELDS(.consumer = c->name), "idle");
 		return STEP_IDLE;
 	}
 	batch_id = PQgetvalue(batch, 0, 0);
-	log_debug("consumer=%s batch=%s events=%d", c->name, batch_id, n);
+	log_debug_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id), "events=%d", n);
 
 	why[0] = '\0';
 	for (; done < n; done++)
@@ -156,23 +163,31 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 		{
 			if (why[0] == '\0')
 				snprintf(why, sizeof(why), "handler failed");
-			log_error("consumer=%s batch=%s position=%s id=%s attempt=%s failed: %s",
-					  c->name, d.batch_id, d.position, d.id,
-					  d.attempt[0] != '\0' ? d.attempt : "?", why);
+			log_error_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id,
+								   .position = d.position, .id = d.id,
+								   .attempt = d.attempt[0] != '\0' ? d.attempt : "?",
+								   .error = why), "failed");
 			stats->events_failed++;
+			metrics_handler_failure(c->name);
 			break;
 		}
-		log_info("consumer=%s batch=%s position=%s id=%s ok",
-				 c->name, d.batch_id, d.position, d.id);
+		log_info_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id,
+							  .position = d.position, .id = d.id), "ok");
 		stats->events_ok++;
 	}
+	metrics_events_handled(c->name, done);
 
 	result = finish_batch(db, c->name, batch_id, done == n ? NULL : why, stats);
+	if (result == STEP_WORKED || result == STEP_NACKED)
+	{
+		metrics_consumer_batch(c->name, result == STEP_WORKED);
+		metrics_batch_duration(METRICS_CONSUMER, c->name, metrics_clock() - started);
+	}
 	if (result == STEP_WORKED)
-		log_debug("consumer=%s batch=%s acked events=%d", c->name, batch_id, n);
+		log_debug_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id), "acked events=%d", n);
 	else if (result == STEP_NACKED)
-		log_warning("consumer=%s batch=%s nacked after %d of %d events: %s",
-					c->name, batch_id, done, n, why);
+		log_warning_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id, .error = why),
+					  "nacked after %d of %d events", done, n);
 	PQclear(batch);
 	return result;
 }

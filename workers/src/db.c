@@ -77,32 +77,44 @@ notice_receiver(void *arg, const PGresult *res)
 }
 
 /*
- * Waits for the socket (events) and, if with_signals, for the self-pipe.
- * Returns the socket's revents, 0 on timeout or a signal, -1 on error.
+ * Waits for the socket (events) and, if with_signals, for the self-pipe,
+ * and for extra_fd (POLLIN) when it is not -1, *extra_ready telling whether
+ * it is readable.  Returns the socket's revents, 0 on timeout, a signal or
+ * extra_fd, -1 on error.
  */
 static int
-wait_socket(int sock, short events, int timeout_ms, int with_signals)
+wait_socket_or(int sock, short events, int timeout_ms, int with_signals,
+			   int extra_fd, int *extra_ready)
 {
-	struct pollfd fds[2];
+	struct pollfd fds[3];
 	nfds_t		nfds = 1;
 	int			r;
 
 	fds[0].fd = sock;
 	fds[0].events = events;
 	fds[0].revents = 0;
-	if (with_signals)
-	{
-		fds[1].fd = signals_fd();
-		fds[1].events = POLLIN;
-		fds[1].revents = 0;
-		nfds = 2;
-	}
+	fds[1].fd = with_signals ? signals_fd() : -1;
+	fds[1].events = POLLIN;
+	fds[1].revents = 0;
+	fds[2].fd = extra_fd;
+	fds[2].events = POLLIN;
+	fds[2].revents = 0;
+	if (with_signals || extra_fd >= 0)
+		nfds = 3;
 	r = poll(fds, nfds, timeout_ms);
 	if (r < 0)
 		return errno == EINTR ? 0 : -1;
-	if (with_signals && (fds[1].revents & POLLIN))
+	if (fds[1].revents & POLLIN)
 		signals_drain();
+	if (extra_ready != NULL)
+		*extra_ready = (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
 	return fds[0].revents;
+}
+
+static int
+wait_socket(int sock, short events, int timeout_ms, int with_signals)
+{
+	return wait_socket_or(sock, events, timeout_ms, with_signals, -1, NULL);
 }
 
 void
@@ -382,12 +394,13 @@ collect_notifications(struct db *db)
 }
 
 enum db_status
-db_wait(struct db *db, int timeout_ms, int *notified)
+db_wait(struct db *db, int timeout_ms, int *notified, int extra_fd, int *extra_ready)
 {
 	PGconn	   *conn = db->conn;
 	int			ready;
 
 	*notified = 0;
+	*extra_ready = 0;
 	if (conn == NULL)
 	{
 		set_error(db, "", "not connected");
@@ -400,7 +413,7 @@ db_wait(struct db *db, int timeout_ms, int *notified)
 	if (*notified || stop_requested || reload_requested)
 		return DB_OK;
 
-	ready = wait_socket(PQsocket(conn), POLLIN, timeout_ms, 1);
+	ready = wait_socket_or(PQsocket(conn), POLLIN, timeout_ms, 1, extra_fd, extra_ready);
 	if (ready < 0)
 		return lost(db, strerror(errno));
 	if (ready != 0)

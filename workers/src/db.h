@@ -46,10 +46,13 @@ enum db_status db_query(struct db *db, const char *sql, int n_params,
 						const char *const *params, PGresult **res);
 
 /*
- * Waits up to timeout_ms for a notification on the connection or a signal.
- * Sets *notified when at least one notification was read (all pending ones
- * are consumed, each passed to db->on_notify).  Returns DB_OK or DB_LOST.
+ * Waits up to timeout_ms for a notification on the connection, a signal or
+ * extra_fd (-1: none) to be readable.  Sets *notified when at least one
+ * notification was read (all pending ones are consumed, each passed to
+ * db->on_notify), *extra_ready when extra_fd is readable.  Returns DB_OK or
+ * DB_LOST.
  */
-enum db_status db_wait(struct db *db, int timeout_ms, int *notified);
+enum db_status db_wait(struct db *db, int timeout_ms, int *notified,
+					   int extra_fd, int *extra_ready);
 
 #endif

@@ -31,6 +31,12 @@
  * reconnect: progress lives in the database, and the first drain after a
  * connect catches up on whatever was notified while the connection was down.
  *
+ * The HTTP server (http.c, when configured; never with --once) is served
+ * from the waits of the loop: the wait for a notification and the wait
+ * before a reconnect also watch its fd and call http_run, so a request is
+ * answered between steps, in this thread, and may use the connection.  A
+ * wake-up for HTTP alone goes back to waiting without a drain.
+ *
  * The service manager hears of it (readiness.c): READY=1 when the first
  * connection is made, a STATUS= line at each connect and loss, STOPPING=1
  * at a graceful stop.
@@ -51,12 +57,15 @@
 #include "clock.h"
 #include "consumer_step.h"
 #include "db.h"
+#include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "readiness.h"
 #include "schedule.h"
 #include "signals.h"
+#include "status.h"
 
 /* The outboxes' listen channels, in outbox order (NULL when none). */
 static const char **
@@ -100,20 +109,85 @@ enum drain_result
 	DRAIN_LOST					/* the connection was lost */
 };
 
-/* Sleeps until deadline (monotonic ms) or a signal. */
+/* The shorter of a wait, the HTTP server's own timeout and the next lag sample. */
+static int
+with_http_timeout(int wait_ms)
+{
+	int			h = http_timeout_ms();
+
+	if (h >= 0 && (wait_ms < 0 || h < wait_ms))
+		wait_ms = h;
+	if (http_fd() >= 0 && (wait_ms < 0 || status_sample_wait_ms() < wait_ms))
+		wait_ms = status_sample_wait_ms();
+	return wait_ms;
+}
+
+/* Sleeps until deadline (monotonic ms) or a signal, serving HTTP meanwhile. */
 static void
 sleep_until(long long deadline)
 {
 	long long	left = deadline - monotonic_ms();
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 
 	if (left <= 0)
 		return;
-	pfd.fd = signals_fd();
-	pfd.events = POLLIN;
-	pfd.revents = 0;
-	if (poll(&pfd, 1, left > 1000000 ? 1000000 : (int) left) > 0)
+	pfd[0].fd = signals_fd();
+	pfd[0].events = POLLIN;
+	pfd[0].revents = 0;
+	pfd[1].fd = http_fd();
+	pfd[1].events = POLLIN;
+	pfd[1].revents = 0;
+	if (poll(pfd, 2, with_http_timeout(left > 1000000 ? 1000000 : (int) left)) > 0 &&
+		(pfd[0].revents & POLLIN))
 		signals_drain();
+	http_run();
+}
+
+/*
+ * Waits for a notification, a signal or the next tick, serving HTTP
+ * requests meanwhile (a wake-up for them alone waits on).  DB_LOST when the
+ * connection went, in the wait or in a page's query.
+ */
+static enum db_status
+wait_and_serve(struct db *db, const struct schedule *sc, int *notified)
+{
+	for (;;)
+	{
+		int			tick_ms;
+		int			wait_ms;
+		int			http_ready;
+		enum db_status st;
+
+		/* the status page's lag samples, taken here: between steps */
+		if (http_fd() >= 0 && status_sample_wait_ms() == 0)
+		{
+			status_sample(db);
+			if (db->conn == NULL)
+				return DB_LOST;
+		}
+		tick_ms = schedule_wait_ms(sc);
+		wait_ms = with_http_timeout(tick_ms);
+		st = db_wait(db, wait_ms, notified, http_fd(), &http_ready);
+		if (st != DB_OK)
+			return st;
+		http_run();
+		if (db->conn == NULL)
+			return DB_LOST;		/* a page's query found it gone */
+		if (*notified || stop_requested || reload_requested)
+			return DB_OK;
+		if (!http_ready && wait_ms == tick_ms)
+			return DB_OK;		/* the tick */
+	}
+}
+
+/* Every configured consumer and outbox has its series, at 0 until counted. */
+static void
+register_metrics(const struct config *config)
+{
+	for (size_t i = 0; i < config->n_consumers; i++)
+		metrics_register(METRICS_CONSUMER, config->consumers[i].name);
+	for (size_t i = 0; i < config->n_outboxes; i++)
+		metrics_register(METRICS_OUTBOX, config->outboxes[i].name);
 }
 
 /* After a failure: the next attempt waits delay, and the delay doubles. */
@@ -207,7 +281,7 @@ log_connected(const struct db *db)
 
 /* SIGHUP: returns 1 if the connection must be remade. */
 static int
-reload(const char *path, struct config **config, struct schedule *sc)
+reload(const char *path, struct config **config, struct schedule *sc, int once)
 {
 	char		err[1024];
 	struct config *fresh = config_load(path, err, sizeof(err));
@@ -221,16 +295,26 @@ reload(const char *path, struct config **config, struct schedule *sc)
 	}
 	if (fresh == NULL)
 	{
-		log_error("reload refused, keeping the running configuration: %s", err);
+		log_error_f(LOG_FIELDS(.error = err),
+					"reload refused, keeping the running configuration");
 		return 0;
 	}
 	if (strcmp(fresh->conninfo, (*config)->conninfo) != 0)
 		why = ", conninfo changed: reconnecting";
 	else if (!same_channels(fresh, *config))
 		why = ", listen channels changed: reconnecting";
+	if (!http_config_same(&fresh->http, &(*config)->http) && !once)
+	{
+		if (http_start(&fresh->http, err, sizeof(err)) < 0)
+			log_error_f(LOG_FIELDS(.error = err), "http server not restarted");
+		else if (!fresh->http.enabled)
+			log_info("http: stopped");
+	}
 	config_free(*config);
 	*config = fresh;
 	log_set_level(fresh->log_level);
+	log_set_format(fresh->log_format);
+	register_metrics(fresh);
 	log_info("configuration reloaded from %s: %zu consumer(s), %zu outbox(es)%s",
 			 path, fresh->n_consumers, fresh->n_outboxes, why);
 	return why[0] != '\0';
@@ -271,6 +355,20 @@ loop_run(const char *config_path, struct config **config, int once)
 		log_error("out of memory");
 		return 1;
 	}
+	metrics_init();
+	register_metrics(*config);
+	if (!once)
+	{
+		char		err[512];
+
+		if (http_start(&(*config)->http, err, sizeof(err)) < 0)
+		{
+			log_error_f(LOG_FIELDS(.error = err), "cannot start the http server");
+			free(sc.due);
+			metrics_free();
+			return 1;
+		}
+	}
 	db.on_notify = schedule_notified;
 	db.notify_arg = &sc;
 
@@ -280,10 +378,12 @@ loop_run(const char *config_path, struct config **config, int once)
 		enum db_status st;
 		int			notified;
 
+		http_set_context(&db, *config);
+
 		if (reload_requested)
 		{
 			reload_requested = 0;
-			if (reload(config_path, config, &sc))
+			if (reload(config_path, config, &sc, once))
 			{
 				db_close(&db);
 				next_attempt = 0;
@@ -303,7 +403,7 @@ loop_run(const char *config_path, struct config **config, int once)
 				break;
 			if (st != DB_OK)
 			{
-				log_error("cannot connect: %s", db.error);
+				log_error_f(LOG_FIELDS(.error = db.error), "cannot connect");
 				readiness_disconnected(db.error);
 				if (once)
 				{
@@ -314,6 +414,7 @@ loop_run(const char *config_path, struct config **config, int once)
 				continue;
 			}
 			log_connected(&db);
+			metrics_connected(1);
 			readiness_connected(PQdb(db.conn));
 			delay = (*config)->reconnect_min_ms;
 			/* what was notified while disconnected is unknown */
@@ -324,7 +425,8 @@ loop_run(const char *config_path, struct config **config, int once)
 		drained = drain(&db, *config, &sc, &stats);
 		if (drained == DRAIN_LOST)
 		{
-			log_error("connection lost: %s", db.error);
+			log_error_f(LOG_FIELDS(.error = db.error), "connection lost");
+			metrics_connected(0);
 			readiness_disconnected(db.error);
 			db_close(&db);
 			if (once)
@@ -347,10 +449,12 @@ loop_run(const char *config_path, struct config **config, int once)
 		if (drained == DRAIN_INTERRUPTED)
 			continue;
 
-		st = db_wait(&db, schedule_wait_ms(&sc), &notified);
+		st = wait_and_serve(&db, &sc, &notified);
 		if (st == DB_LOST)
 		{
-			log_error("connection lost: %s", db.error);
+			log_error_f(LOG_FIELDS(.error = db.error), "connection lost");
+			metrics_connected(0);
+			db_close(&db);
 			readiness_disconnected(db.error);
 			schedule_retry(&next_attempt, &delay, (*config)->reconnect_max_ms);
 		}
@@ -360,6 +464,7 @@ loop_run(const char *config_path, struct config **config, int once)
 
 	if (stop_requested)
 		readiness_stopping();
+	http_stop();
 	db_close(&db);
 	free(sc.due);
 	log_info("%s: %lld event(s) handled, %lld failed, %lld batch(es) acked, "
@@ -368,5 +473,6 @@ loop_run(const char *config_path, struct config **config, int once)
 			 stats.events_ok, stats.events_failed, stats.batches_acked,
 			 stats.batches_nacked, stats.messages_sent, stats.messages_failed,
 			 stats.query_errors);
+	metrics_free();
 	return status;
 }

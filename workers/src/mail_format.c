@@ -42,47 +42,7 @@
 #include <time.h>
 
 #include "mail_format.h"
-
-/* A growable output buffer; a failed append leaves failed set. */
-struct sbuf
-{
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-	int			failed;
-};
-
-static void
-sbuf_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap)
-	{
-		size_t		cap = b->cap > 0 ? b->cap : 1024;
-		char	   *data;
-
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		data = realloc(b->data, cap);
-		if (data == NULL)
-		{
-			b->failed = 1;
-			return;
-		}
-		b->data = data;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void
-sbuf_str(struct sbuf *b, const char *s)
-{
-	sbuf_add(b, s, strlen(s));
-}
+#include "text.h"
 
 static int
 has_line_break(const char *s)
@@ -95,36 +55,15 @@ static int
 utf8_valid(const char *str)
 {
 	const unsigned char *s = (const unsigned char *) str;
+	size_t		n = strlen(str);
 
-	while (*s)
+	for (size_t i = 0; i < n;)
 	{
-		unsigned int c = *s;
-		size_t		n;
-		unsigned int cp;
+		size_t		len = utf8_sequence(s + i, n - i);
 
-		if (c < 0x80)
-		{
-			s++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
+		if (len == 0)
 			return 0;
-		for (size_t i = 1; i <= n; i++)
-		{
-			if ((s[i] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-			(n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		s += n + 1;
+		i += len;
 	}
 	return 1;
 }
@@ -199,7 +138,7 @@ mail_address_problem(const char *addr)
 }
 
 static void
-add_date(struct sbuf *b, time_t when)
+add_date(struct strbuf *b, time_t when)
 {
 	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -216,11 +155,11 @@ add_date(struct sbuf *b, time_t when)
 	snprintf(line, sizeof(line), "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n",
 			 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
 			 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	sbuf_str(b, line);
+	strbuf_str(b, line);
 }
 
 static void
-add_base64(struct sbuf *b, const unsigned char *s, size_t n)
+add_base64(struct strbuf *b, const unsigned char *s, size_t n)
 {
 	static const char digits[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -238,7 +177,7 @@ add_base64(struct sbuf *b, const unsigned char *s, size_t n)
 		out[1] = digits[(v >> 12) & 63];
 		out[2] = i + 1 < n ? digits[(v >> 6) & 63] : '=';
 		out[3] = i + 2 < n ? digits[v & 63] : '=';
-		sbuf_add(b, out, 4);
+		strbuf_add(b, out, 4);
 	}
 }
 
@@ -280,7 +219,7 @@ plain_subject(const char *s, size_t len)
 
 /* A plain subject, folded before a space when the next word would not fit. */
 static void
-add_folded(struct sbuf *b, const char *value, size_t len)
+add_folded(struct strbuf *b, const char *value, size_t len)
 {
 	size_t		col = strlen(SUBJECT_PREFIX);
 	size_t		start = 0;
@@ -293,31 +232,31 @@ add_folded(struct sbuf *b, const char *value, size_t len)
 			end++;
 		if (start == 0)
 		{
-			sbuf_str(b, " ");
+			strbuf_str(b, " ");
 			col++;
 		}
 		else if (col + (end - start) > HEADER_LINE)
 		{
-			sbuf_str(b, "\r\n");
+			strbuf_str(b, "\r\n");
 			col = 0;
 		}
-		sbuf_add(b, value + start, end - start);
+		strbuf_add(b, value + start, end - start);
 		col += end - start;
 		start = end;
 	}
 }
 
 static void
-add_subject(struct sbuf *b, const char *subject)
+add_subject(struct strbuf *b, const char *subject)
 {
 	const unsigned char *s = (const unsigned char *) subject;
 	size_t		len = strlen(subject);
 
-	sbuf_str(b, SUBJECT_PREFIX);
+	strbuf_str(b, SUBJECT_PREFIX);
 	if (plain_subject(subject, len))
 	{
 		add_folded(b, subject, len);
-		sbuf_str(b, "\r\n");
+		strbuf_str(b, "\r\n");
 		return;
 	}
 	for (size_t i = 0; i < len;)
@@ -327,19 +266,19 @@ add_subject(struct sbuf *b, const char *subject)
 		/* back off to a character boundary */
 		while (i + n < len && (s[i + n] & 0xc0) == 0x80 && n > 1)
 			n--;
-		sbuf_str(b, i == 0 ? " =?UTF-8?B?" : "\r\n =?UTF-8?B?");
+		strbuf_str(b, i == 0 ? " =?UTF-8?B?" : "\r\n =?UTF-8?B?");
 		add_base64(b, s + i, n);
-		sbuf_str(b, "?=");
+		strbuf_str(b, "?=");
 		i += n;
 	}
-	sbuf_str(b, "\r\n");
+	strbuf_str(b, "\r\n");
 }
 
 #define QP_LINE 76				/* characters, the soft break's '=' included */
 
 /* One line of the body (without its line break), quoted-printable. */
 static void
-add_qp_line(struct sbuf *b, const unsigned char *s, size_t n)
+add_qp_line(struct strbuf *b, const unsigned char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t		col = 0;
@@ -353,7 +292,7 @@ add_qp_line(struct sbuf *b, const unsigned char *s, size_t n)
 
 		if (col + (encode ? 3 : 1) > QP_LINE - 1)
 		{
-			sbuf_str(b, "=\r\n");
+			strbuf_str(b, "=\r\n");
 			col = 0;
 		}
 		/* what a line on the wire starts with: never "." nor "From " */
@@ -364,20 +303,20 @@ add_qp_line(struct sbuf *b, const unsigned char *s, size_t n)
 			piece[0] = '=';
 			piece[1] = hex[c >> 4];
 			piece[2] = hex[c & 15];
-			sbuf_add(b, piece, 3);
+			strbuf_add(b, piece, 3);
 			col += 3;
 		}
 		else
 		{
-			sbuf_add(b, (const char *) &c, 1);
+			strbuf_add(b, (const char *) &c, 1);
 			col++;
 		}
 	}
-	sbuf_str(b, "\r\n");
+	strbuf_str(b, "\r\n");
 }
 
 static void
-add_body(struct sbuf *b, const char *body)
+add_body(struct strbuf *b, const char *body)
 {
 	const unsigned char *s = (const unsigned char *) body;
 	size_t		start = 0;
@@ -415,7 +354,7 @@ enum mail_status
 mail_build(const struct mail_fields *f, char **out, size_t *len,
 		   char *err, size_t errlen)
 {
-	struct sbuf b = {0};
+	struct strbuf b = {0};
 	const char *problem = mail_address_problem(f->to);
 
 	*out = NULL;
@@ -444,17 +383,17 @@ mail_build(const struct mail_fields *f, char **out, size_t *len,
 	}
 
 	add_date(&b, f->date);
-	sbuf_str(&b, "From: ");
-	sbuf_str(&b, f->from);
-	sbuf_str(&b, "\r\nTo: ");
-	sbuf_str(&b, f->to);
-	sbuf_str(&b, "\r\n");
+	strbuf_str(&b, "From: ");
+	strbuf_str(&b, f->from);
+	strbuf_str(&b, "\r\nTo: ");
+	strbuf_str(&b, f->to);
+	strbuf_str(&b, "\r\n");
 	add_subject(&b, f->subject);
-	sbuf_str(&b, "Message-ID: <");
-	sbuf_str(&b, f->id);
-	sbuf_str(&b, "@");
-	sbuf_str(&b, f->id_domain);
-	sbuf_str(&b, ">\r\n"
+	strbuf_str(&b, "Message-ID: <");
+	strbuf_str(&b, f->id);
+	strbuf_str(&b, "@");
+	strbuf_str(&b, f->id_domain);
+	strbuf_str(&b, ">\r\n"
 			 "MIME-Version: 1.0\r\n"
 			 "Content-Type: text/plain; charset=utf-8\r\n"
 			 "Content-Transfer-Encoding: quoted-printable\r\n"

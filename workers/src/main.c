@@ -103,6 +103,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(config->log_level);
+	log_set_format(config->log_format);
 
 	if (signals_init() < 0)
 	{

@@ -21,6 +21,9 @@
  * sender marks as permanent (SEND_REFUSED: a recipient with a line
  * break, say) starts with "permanent: ", for the database to park
  * the row at once if it likes; the daemon itself treats both kinds alike.
+ * A message the server refused for good (SEND_REJECTED: SMTP 550 to 554)
+ * is reported like any failure (the reply code is in the reason), and
+ * counted apart, with the SEND_REFUSED ones, as refused (metrics.c).
  *
  * Nothing is lost when the daemon dies or loses its connection: rows it
  * claimed but did not report come back when their lease runs out.  A row
@@ -37,6 +40,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "signals.h"
 
@@ -105,9 +109,9 @@ report(struct db *db, const struct outbox *o, const struct statements *st,
 	{
 		enum step_result r = step_query_failed(status, db, "outbox", o->name, what, stats);
 
-		log_warning("outbox=%s id=%s not marked %s: it comes back when its lease "
-					"runs out%s", o->name, id, what,
-					why == NULL ? " and may be sent again (same Message-ID)" : "");
+		log_warning_f(LOG_FIELDS(.outbox = o->name, .id = id),
+					  "not marked %s: it comes back when its lease runs out%s", what,
+					  why == NULL ? " and may be sent again (same Message-ID)" : "");
 		return r;
 	}
 	PQclear(res);
@@ -133,11 +137,13 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 	int			done = 0;
 	int			sent = 0;
 	int			failed = 0;
+	double		started = metrics_clock();
 
 	if (db->conn == NULL || statements_build(db->conn, o, &st) < 0)
 	{
-		log_error("outbox=%s cannot build its statements: %s", o->name,
-				  db->conn != NULL ? PQerrorMessage(db->conn) : "not connected");
+		log_error_f(LOG_FIELDS(.outbox = o->name,
+							   .error = db->conn != NULL ? PQerrorMessage(db->conn) :
+							   "not connected"), "cannot build its statements");
 		statements_free(&st);
 		stats->query_errors++;
 		return STEP_ERROR;
@@ -152,14 +158,15 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 	}
 	if (PQnfields(batch) != 5)
 	{
-		log_error("outbox=%s claim returned %d columns, expected 5 (id, recipient, "
-				  "subject, body, attempt)", o->name, PQnfields(batch));
+		log_error_f(LOG_FIELDS(.outbox = o->name), "claim returned %d columns, expected 5 "
+					"(id, recipient, subject, body, attempt)", PQnfields(batch));
 		stats->query_errors++;
 		result = STEP_ERROR;
 		goto out;
 	}
 	n = PQntuples(batch);
-	log_debug("outbox=%s claimed=%d", o->name, n);
+	log_debug_f(LOG_FIELDS(.outbox = o->name), "claimed=%d", n);
+	metrics_claimed(o->name, n);
 
 	for (; done < n; done++)
 	{
@@ -177,13 +184,14 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 
 		if (stop_requested)
 		{
-			log_warning("outbox=%s stopping: %d claimed message(s) left to come "
-						"back when their lease runs out", o->name, n - done);
+			log_warning_f(LOG_FIELDS(.outbox = o->name), "stopping: %d claimed message(s) "
+						  "left to come back when their lease runs out", n - done);
 			break;
 		}
 		if (m.id[0] == '\0')
 		{
-			log_error("outbox=%s claim returned a row without an id: skipped", o->name);
+			log_error_f(LOG_FIELDS(.outbox = o->name),
+						"claim returned a row without an id: skipped");
 			continue;
 		}
 
@@ -191,9 +199,10 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 		sr = plugin_send(&o->sender, &m, reason, sizeof(reason));
 		if (sr == SEND_OK)
 		{
-			log_info("outbox=%s id=%s attempt=%s sent", o->name, m.id,
-					 m.attempt[0] != '\0' ? m.attempt : "?");
+			log_info_f(LOG_FIELDS(.outbox = o->name, .id = m.id,
+								  .attempt = m.attempt[0] != '\0' ? m.attempt : "?"), "sent");
 			stats->messages_sent++;
+			metrics_message(o->name, METRICS_SENT);
 			sent++;
 			result = report(db, o, &st, m.id, NULL, stats);
 			if (result != STEP_WORKED)
@@ -202,9 +211,11 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 		}
 		snprintf(why, sizeof(why), "%s%s", sr == SEND_REFUSED ? "permanent: " : "",
 				 reason[0] != '\0' ? reason : "sender failed");
-		log_error("outbox=%s id=%s attempt=%s failed: %s", o->name, m.id,
-				  m.attempt[0] != '\0' ? m.attempt : "?", why);
+		log_error_f(LOG_FIELDS(.outbox = o->name, .id = m.id,
+							   .attempt = m.attempt[0] != '\0' ? m.attempt : "?", .error = why),
+					"failed");
 		stats->messages_failed++;
+		metrics_message(o->name, sr == SEND_FAILED ? METRICS_FAILED : METRICS_REFUSED);
 		failed++;
 		result = report(db, o, &st, m.id, why, stats);
 		if (result != STEP_WORKED)
@@ -213,9 +224,12 @@ outbox_step(struct db *db, const struct outbox *o, struct run_stats *stats)
 	/* a full batch with something sent: more may be due at once */
 	result = n == o->batch_size && sent > 0 && !stop_requested ? STEP_WORKED : STEP_IDLE;
 	if (n > 0)
-		log_debug("outbox=%s batch done: %d sent, %d failed", o->name, sent, failed);
+		log_debug_f(LOG_FIELDS(.outbox = o->name), "batch done: %d sent, %d failed",
+					sent, failed);
 
 out:
+	if (batch != NULL && PQntuples(batch) > 0)
+		metrics_batch_duration(METRICS_OUTBOX, o->name, metrics_clock() - started);
 	PQclear(batch);
 	statements_free(&st);
 	return result;

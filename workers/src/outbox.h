@@ -22,6 +22,7 @@ struct outbox
 	const char *sent;
 	const char *failed;
 	const char *listen;			/* the NOTIFY channel that wakes it, or NULL */
+	const char *backlog_query;	/* for the status page: (backlog, oldest_seconds), or NULL */
 	int			batch_size;
 	struct plugin sender;
 };

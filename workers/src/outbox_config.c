@@ -4,7 +4,11 @@
  *
  *   {"name": "notifier", "claim": "app.claim_emails", "sent": "app.email_sent",
  *    "failed": "app.email_failed", "listen": "app_outbox", "batch_size": 10,
- *    "sender": {"type": "smtp", ...}}
+ *    "sender": {"type": "smtp", ...},
+ *    "backlog_query": "SELECT count(*), ... FROM app.outbox WHERE sent_at IS NULL"}
+ *
+ * backlog_query, optional, is only read by the status page (status.c), which
+ * runs it as a subquery; it is the operator's, like conninfo.
  *
  * "handler" is accepted for "sender", its older name; the messages then
  * name it as the file does.  The three function names must be
@@ -74,11 +78,17 @@ outbox_load(json_t *obj, const char *where, void *out, char *err, size_t errlen)
 	const char *key;
 	char		path[64];
 
-	if (config_unpack(obj, where, err, errlen, "{s?s s?s s?s s?s s?s s?I s?o s?o}",
+	if (config_unpack(obj, where, err, errlen, "{s?s s?s s?s s?s s?s s?I s?o s?o s?s}",
 					  "name", &o->name, "claim", &o->claim, "sent", &o->sent,
 					  "failed", &o->failed, "listen", &o->listen,
-					  "batch_size", &batch_size, "sender", &sender, "handler", &handler) < 0)
+					  "batch_size", &batch_size, "sender", &sender, "handler", &handler,
+					  "backlog_query", &o->backlog_query) < 0)
 		return -1;
+	if (o->backlog_query != NULL && (o->backlog_query[0] == '\0' ||
+									 strchr(o->backlog_query, ';') != NULL))
+		return config_error(err, errlen, where, "backlog_query", "must be one SELECT "
+							"statement returning one row (backlog, oldest_seconds), "
+							"without ';'");
 	if (o->name == NULL || o->name[0] == '\0')
 		return config_error(err, errlen, where, "name", o->name == NULL ? "missing" :
 							"must be a non-empty string");

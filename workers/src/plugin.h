@@ -33,7 +33,10 @@
  *            the message is delivered, or SEND_FAILED (may succeed later: a
  *            server down, a timeout, a rejection by the server) or
  *            SEND_REFUSED (retrying the same row cannot help: a recipient
- *            with a line break) with a one-line reason in err.  It may block
+ *            with a line break) or SEND_REJECTED (the server's permanent
+ *            refusal of this recipient or message, SMTP 550-554; the row
+ *            is still retried by the database, as the reason does not say
+ *            "permanent: ") with a one-line reason in err.  It may block
  *            but must bound its waiting; it is not interrupted by signals (a
  *            stop waits for the message in hand).
  *   close    Frees the state, at exit or when a reload replaces the
@@ -73,7 +76,10 @@ enum send_result
 {
 	SEND_OK,
 	SEND_FAILED,				/* transient: the database retries it */
-	SEND_REFUSED				/* permanent: retrying will not help */
+	SEND_REFUSED,				/* permanent: retrying will not help */
+	SEND_REJECTED				/* the server refused the recipient or the message
+								 * with a permanent reply (SMTP 550-554): reported
+								 * failed as SEND_FAILED is, counted as refused */
 };
 
 enum plugin_kind

@@ -32,7 +32,12 @@
  * reason: even a 5xx is not called permanent, because it may be the
  * server's verdict on the sender or the credentials (every message would
  * then be given up) as well as on this message; the database can read the
- * code ("(server replied 550)") if it wants to give up sooner.
+ * code ("(server replied 550)") if it wants to give up sooner.  A reply
+ * from 550 to 554 (mailbox unavailable, user not local, storage exceeded,
+ * mailbox name not allowed, transaction failed: the verdict on this
+ * recipient or message) returns SEND_REJECTED, failed all the same but
+ * counted as refused in the metrics; 530 to 535 (authentication, TLS
+ * required) stay SEND_FAILED.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,7 +281,7 @@ transfer_failed(struct smtp *s, CURLcode rc, char *err, size_t errlen)
 	for (size_t i = 0; i < len; i++)
 		if (err[i] == '\r' || err[i] == '\n')
 			err[i] = ' ';
-	return SEND_FAILED;
+	return code >= 550 && code <= 554 ? SEND_REJECTED : SEND_FAILED;
 }
 
 static enum send_result

@@ -2,6 +2,8 @@
  * step.c
  *		What a consumer's or an outbox's step makes of a failed query.
  */
+#include <string.h>
+
 #include "log.h"
 #include "step.h"
 
@@ -11,7 +13,9 @@ step_query_failed(enum db_status status, const struct db *db, const char *kind,
 {
 	if (status == DB_LOST)
 		return STEP_LOST;
-	log_error("%s=%s %s failed: %s", kind, name, what, db->error);
+	log_error_f(LOG_FIELDS(.consumer = strcmp(kind, "consumer") == 0 ? name : NULL,
+						   .outbox = strcmp(kind, "outbox") == 0 ? name : NULL,
+						   .error = db->error), "%s failed", what);
 	stats->query_errors++;
 	return STEP_ERROR;
 }
