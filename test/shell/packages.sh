@@ -128,12 +128,20 @@ installed=1
 ok $status "apt-get install ${deb_files[*]}"
 [ $status -eq 0 ] || { diag "$(tail -20 "$tmp/install.log")"; bail "the packages could not be installed"; }
 
+# The scripts of this tree (a source install of an older tree may have left
+# others, such as an install script of an earlier default_version, which
+# the package rightly does not own): the released ones and the built ones.
+scripts=()
+for f in sql/eventstore--*.sql sql/birdwatch--*.sql; do scripts+=("$ext/${f#sql/}"); done
+for e in eventstore birdwatch; do
+	scripts+=("$ext/$e--$(sed -n "s/^default_version = '\(.*\)'/\1/p" "control/$e.control").sql")
+done
 owned=1
-for f in "$so" "$ext"/eventstore.control "$ext"/birdwatch.control "$ext"/eventstore--*.sql "$ext"/birdwatch--*.sql; do
+for f in "$so" "$ext"/eventstore.control "$ext"/birdwatch.control "${scripts[@]}"; do
 	dpkg -S "$f" >/dev/null 2>&1 || { owned=0; diag "not packaged: $f"; }
 done
 [ $owned = 1 ] && [ -z "$(dpkg --verify postgresql-15-eventstore 2>&1)" ]
-ok $? "eventstore.so, both control files and every installed script belong to postgresql-15-eventstore, as packaged"
+ok $? "eventstore.so, both control files and every script of the tree belong to postgresql-15-eventstore, as packaged"
 dpkg -S /usr/bin/eventstore-worker "/lib/systemd/system/$unit" >/dev/null 2>&1 &&
 	getent passwd eventstore-worker >/dev/null &&
 	[ "$(stat -c '%U:%G %a' /etc/eventstore-worker)" = "root:eventstore-worker 750" ]
