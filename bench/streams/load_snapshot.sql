@@ -1,0 +1,2 @@
+\set s random(1, :streams)
+SELECT version FROM eventstore.load_snapshot('account', 's' || :s);

@@ -1,0 +1,2 @@
+\set s random(1, :streams)
+SELECT eventstore.stream_version('account', 's' || :s);
