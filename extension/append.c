@@ -21,11 +21,12 @@
  * - A batch, or any append to a stream, sets duplicates aside first: one
  *   lookup of all ids, then a sort for ids repeated within the batch.  With
  *   a stream this happens after locking the stream's row in
- *   eventstore.streams (which serialises the stream's writers), so that
+ *   eventstore.stream_heads (which serialises the stream's writers), so that
  *   expected_version is checked against the stream's version and only new
  *   events get version numbers: versions stay gap-free, and a batch that is
  *   entirely a retry of a stored append returns the stored positions even
- *   when the stream has moved on.  The new events are then stored, and a
+ *   when the stream has moved on (or been closed: close_stream() refuses
+ *   new events only).  The new events are then stored, and a
  *   race with a concurrent writer of the same id is settled by
  *   bulk_insert.c.
  *
@@ -288,62 +289,83 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
 	return n - nskipped;
 }
 
-/* Locks the stream's row, creating it at version 0; returns its version. */
-static int64
-lock_stream(AppendRequest *req)
+/*
+ * The statements on a stream's row.  Its table is eventstore.stream_heads
+ * from 1.2 on and eventstore.streams before, without closed_at: this
+ * library serves an installation of either until ALTER EXTENSION UPDATE,
+ * so each has its plans, and the installed one is looked up per call.
+ */
+typedef struct StreamPlans
 {
-	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr create_plan = NULL;
+	SPIPlanPtr	lock;			/* (topic, stream) -> version, closed */
+	SPIPlanPtr	create;			/* (topic, stream): a row at version 0 */
+	SPIPlanPtr	set_version;	/* (topic, stream, version) */
+} StreamPlans;
+
+static StreamPlans *
+stream_plans(void)
+{
+	static StreamPlans plans[2];
+	bool		heads = eventstore_has_stream_heads();
+	StreamPlans *p = &plans[heads ? 1 : 0];
+
+	if (p->lock == NULL)
+	{
+		const char *table = heads ? "eventstore.stream_heads" : "eventstore.streams";
+		const char *key = " WHERE topic OPERATOR(pg_catalog.=) $1"
+			"   AND stream OPERATOR(pg_catalog.=) $2";
+		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+
+		p->lock = prepare_plan(psprintf("SELECT version, %s FROM %s%s FOR NO KEY UPDATE",
+										heads ? "closed_at IS NOT NULL" : "false",
+										table, key),
+							   2, argtypes);
+		p->create = prepare_plan(psprintf("INSERT INTO %s (topic, stream, version)"
+										  " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+										  table),
+								 2, argtypes);
+		p->set_version = prepare_plan(psprintf("UPDATE %s SET version = $3%s", table, key),
+									  3, argtypes);
+	}
+	return p;
+}
+
+/*
+ * Locks the stream's row, creating it at version 0; returns its version,
+ * and in *closed whether close_stream() has closed it.
+ */
+static int64
+lock_stream(AppendRequest *req, bool *closed)
+{
+	StreamPlans *plans = stream_plans();
 	Datum		args[2];
 	bool		isnull;
 
-	if (lock_plan == NULL)
-	{
-		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-
-		lock_plan = prepare_plan("SELECT version FROM eventstore.streams"
-								 " WHERE topic OPERATOR(pg_catalog.=) $1"
-								 "   AND stream OPERATOR(pg_catalog.=) $2"
-								 " FOR NO KEY UPDATE",
-								 2, argtypes);
-		create_plan = prepare_plan("INSERT INTO eventstore.streams (topic, stream, version)"
-								   " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
-								   2, argtypes);
-	}
 	args[0] = CStringGetTextDatum(req->topic);
 	args[1] = CStringGetTextDatum(req->stream);
-	run_plan(lock_plan, args, NULL, SPI_OK_SELECT);
+	run_plan(plans->lock, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
-		run_plan(create_plan, args, NULL, SPI_OK_INSERT);
-		run_plan(lock_plan, args, NULL, SPI_OK_SELECT);
+		run_plan(plans->create, args, NULL, SPI_OK_INSERT);
+		run_plan(plans->lock, args, NULL, SPI_OK_SELECT);
 		if (SPI_processed != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg_internal("stream row vanished while it was being created")));
 	}
+	*closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 static void
 set_stream_version(AppendRequest *req, int64 version)
 {
-	static SPIPlanPtr plan = NULL;
 	Datum		args[3];
 
-	if (plan == NULL)
-	{
-		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
-
-		plan = prepare_plan("UPDATE eventstore.streams SET version = $3"
-							" WHERE topic OPERATOR(pg_catalog.=) $1"
-							"   AND stream OPERATOR(pg_catalog.=) $2",
-							3, argtypes);
-	}
 	args[0] = CStringGetTextDatum(req->topic);
 	args[1] = CStringGetTextDatum(req->stream);
 	args[2] = Int64GetDatum(version);
-	run_plan(plan, args, NULL, SPI_OK_UPDATE);
+	run_plan(stream_plans()->set_version, args, NULL, SPI_OK_UPDATE);
 }
 
 /* qsort_arg comparator: event indexes by id, then by position in batch. */
@@ -428,7 +450,8 @@ must_look_up_duplicates(AppendRequest *req)
 static int
 append_deduplicated(AppendRequest *req)
 {
-	int64		version = req->stream ? lock_stream(req) : 0;
+	bool		closed = false;
+	int64		version = req->stream ? lock_stream(req, &closed) : 0;
 	int		   *first_of = palloc(req->nevents * sizeof(int));
 	int		   *fresh = palloc(req->nevents * sizeof(int));
 	int			nfresh = 0;
@@ -443,6 +466,12 @@ append_deduplicated(AppendRequest *req)
 	if (nfresh == 0)
 		return 0;				/* a retry of a stored append */
 
+	if (closed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream \"%s\" of topic \"%s\" is closed", req->stream, req->topic),
+				 errdetail("Argument \"stream\" names a stream closed by eventstore.close_stream(); it takes no more events."),
+				 errhint("Append to another stream; the closed one can still be read.")));
 	if (req->stream && req->has_expected && version != req->expected_version)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -485,6 +514,7 @@ append_events(AppendRequest *req)
 													 &req->events[i].id,
 													 req->is_batch ? i + 1 : 0);
 
+	horizon_before_append();
 	if (req->nevents == 0)
 		stored = 0;
 	else if (req->nevents == 1 && req->stream == NULL)

@@ -185,6 +185,18 @@ eventstore_owner(void)
 	return owner_oid;
 }
 
+/*
+ * Whether the table of stream versions is eventstore.stream_heads (1.2 and
+ * later) or still eventstore.streams, as before 1.2 gave that name to a
+ * view: an installation keeps its old tables until ALTER EXTENSION UPDATE.
+ */
+bool
+eventstore_has_stream_heads(void)
+{
+	catalog_resolve();
+	return OidIsValid(get_relname_relid("stream_heads", events_namespace));
+}
+
 /* eventstore.events */
 Oid
 eventstore_events_relid(void)

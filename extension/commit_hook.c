@@ -22,7 +22,8 @@
  * All of this is backend-local (TopTransactionContext); the shared state
  * and its locking are described in notify.c and dispatcher_shmem.c.  The
  * end of a transaction also ends its holds on databases and sends its
- * requests to the launcher (dispatcher_utility.c).
+ * requests to the launcher (dispatcher_utility.c), and clears its bound in
+ * the read horizon (horizon.c).
  *
  * Fallback: without shared memory (library not preloaded), when the session
  * is in a database the dispatcher does not serve (or not yet: its worker 0
@@ -151,12 +152,14 @@ commit_hook_xact_callback(XactEvent event, void *arg)
 				dispatcher_consumers_changed();
 			consumers_changed = false;
 			dispatcher_utility_xact_end(true);
+			horizon_xact_end();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			pending_topics = NIL;
 			consumers_changed = false;
 			dispatcher_utility_xact_end(false);
+			horizon_xact_end();
 			break;
 		default:
 			break;

@@ -119,6 +119,7 @@ extern void as_owner_begin(AsOwner *as);
 extern SPIPlanPtr prepare_plan(const char *query, int nargs, Oid *argtypes);
 extern void as_owner_end(AsOwner *as);
 extern Oid	eventstore_events_relid(void);
+extern bool eventstore_has_stream_heads(void);
 
 /* Columns of eventstore.events; events_columns() maps them to attributes. */
 typedef enum EventColumn
@@ -216,6 +217,15 @@ extern void stats_count(const char *topic, int len, StatsCounter counter, uint64
 extern void stats_count_text(text *topic, StatsCounter counter, uint64 n);
 extern void stats_count_refused(const char *topic, int sqlerrcode);
 extern void stats_count_current_error(const char *topic);
+
+/*
+ * horizon.c: the read horizon, the position up to which every appending
+ * transaction has ended (eventstore.safe_position()).
+ */
+extern Size horizon_shmem_size(void);
+extern void horizon_shmem_attach(void *region, bool created);
+extern void horizon_before_append(void);
+extern void horizon_xact_end(void);
 
 /* dispatcher_shmem.c: the dispatcher's registry of databases. */
 extern Size dispatcher_shmem_size(void);

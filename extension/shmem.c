@@ -4,12 +4,14 @@
  *		What the extension keeps in shared memory, and the one pair of hooks
  *		that reserves and sets it up.
  *
- * Three files own a region of shared memory each, and only they know its
+ * Four files own a region of shared memory each, and only they know its
  * layout and its locking (see their headers):
  * - notify.c: the pending-notification slot of every (database, topic);
  * - dispatcher_shmem.c: the dispatcher's registry (the databases served,
  *   their workers' latches and work flags, the launcher's latch);
- * - stats.c: the cumulative counters of eventstore.stats.
+ * - stats.c: the cumulative counters of eventstore.stats;
+ * - horizon.c: each backend's lowest position in flight, for the read
+ *   horizon.
  *
  * Only a preloaded library gets shared memory.  Here one shmem_request_hook
  * asks every owner for its size, and one shmem_startup_hook creates (or,
@@ -44,6 +46,7 @@ static const ShmemOwner owners[] = {
 	{"eventstore notify", notify_shmem_size, notify_shmem_attach},
 	{"eventstore dispatcher", dispatcher_shmem_size, dispatcher_shmem_attach},
 	{"eventstore stats", stats_shmem_size, stats_shmem_attach},
+	{"eventstore horizon", horizon_shmem_size, horizon_shmem_attach},
 };
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;

@@ -71,7 +71,8 @@ GRANT EXECUTE ON FUNCTION stats_counters() TO eventstore_reader, eventstore_admi
 GRANT EXECUTE ON FUNCTION stats_reset() TO eventstore_admin;
 
 ------------------------------------------------------------------------------
--- Retention reports what it removed to the statistics (purged).
+-- Retention reports what it removed to the statistics (purged), and
+-- removes the snapshots of the events it removes (see below).
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION purge_batch(max integer) RETURNS bigint
@@ -106,7 +107,12 @@ BEGIN
                             ORDER BY e2.topic, e2.position
                             LIMIT max - removed) AS oldest
                     WHERE oldest.recorded_at < now() - t.retention))
-            RETURNING e.position, e.xid
+            RETURNING e.position, e.xid, e.stream, e.stream_version
+        ), snapshots_gone AS (
+            -- A snapshot goes with the event of its version.
+            DELETE FROM eventstore.snapshots s
+             USING gone g
+             WHERE s.topic = t.name AND s.stream = g.stream AND s.version = g.stream_version
         ), missed AS (
             UPDATE eventstore.consumers c
                SET skipped = c.skipped + (SELECT count(*) FROM gone g
@@ -120,3 +126,419 @@ BEGIN
     RETURN removed;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Streams: the table of stream versions becomes stream_heads, with when a
+-- stream was closed, and the name streams goes to a view of every stream's
+-- state; stream_version, last_event, backward read_stream, close_stream.
+------------------------------------------------------------------------------
+
+ALTER TABLE streams RENAME TO stream_heads;
+ALTER INDEX streams_pkey RENAME TO stream_heads_pkey;
+ALTER TABLE stream_heads ADD COLUMN closed_at timestamptz;
+COMMENT ON TABLE stream_heads IS 'current version of every stream and when it was closed; locked by appenders to the stream';
+
+-- The arguments every function on one stream takes: both given, the topic
+-- one that exists, and a page size (max) as check_read_args wants it.
+CREATE FUNCTION check_stream_args(topic text, stream text, max integer DEFAULT 1) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF topic IS NULL OR stream IS NULL THEN
+        RAISE EXCEPTION 'topic and stream must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = format('Argument "%s" is NULL.', CASE WHEN topic IS NULL THEN 'topic' ELSE 'stream' END);
+    END IF;
+    PERFORM eventstore.check_read_args(topic, max);
+END
+$$;
+
+DROP FUNCTION read_stream(text, text, bigint, integer);
+-- Forward: the versions after after_version, oldest first.  Backward: the
+-- newest first, from the stream's last version, or from the one below
+-- after_version when it is given (not 0 or NULL), so that a backward reader
+-- pages with the last version it saw, as a forward one does.  Either way an
+-- index range scan of events_stream_version, as long as the page.
+CREATE FUNCTION read_stream(topic text, stream text,
+                            after_version bigint DEFAULT 0, max integer DEFAULT 1000,
+                            backward boolean DEFAULT false)
+RETURNS SETOF event
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_stream_args(topic, stream, max);
+    IF backward IS NULL THEN
+        RAISE EXCEPTION 'backward must not be null'
+            USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "backward" is NULL.';
+    END IF;
+    IF NOT backward THEN
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.topic = read_stream.topic
+               AND s.stream = read_stream.stream
+               AND s.stream_version > coalesce(after_version, 0)
+             ORDER BY s.stream_version
+             LIMIT max;
+    ELSE
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.topic = read_stream.topic
+               AND s.stream = read_stream.stream
+               AND s.stream_version < coalesce(nullif(after_version, 0), 9223372036854775807)
+             ORDER BY s.stream_version DESC
+             LIMIT max;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION read_stream(text, text, bigint, integer, boolean) IS
+    'events of one stream after a stream version in version order, or backward from the newest or from below a version';
+
+CREATE FUNCTION stream_version(topic text, stream text) RETURNS bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_stream_args(topic, stream);
+    RETURN coalesce((SELECT h.version FROM eventstore.stream_heads h
+                      WHERE h.topic = stream_version.topic
+                        AND h.stream = stream_version.stream), 0);
+END
+$$;
+COMMENT ON FUNCTION stream_version(text, text) IS
+    'the version of a stream''s last event, 0 for a stream with none: the expected_version of the next append';
+
+CREATE FUNCTION last_event(topic text, stream text) RETURNS event
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_stream_args(topic, stream);
+    RETURN (SELECT ROW(s.position, s.id, s.topic, s.stream, s.stream_version,
+                       s.envelope, s.recorded_at)::eventstore.event
+              FROM eventstore.stored_events s
+             WHERE s.topic = last_event.topic
+               AND s.stream = last_event.stream
+             ORDER BY s.stream_version DESC
+             LIMIT 1);
+END
+$$;
+COMMENT ON FUNCTION last_event(text, text) IS
+    'the newest event of a stream; NULL when it has none';
+
+-- One row per stream of the topics the querying role may read (a member of
+-- eventstore_reader, or granted read on the topic): current_user in a view
+-- is the role that queries it.  The first and last events are found through
+-- events_stream_version, one index probe each.  A stream whose events all
+-- expired has its version and no positions.
+CREATE VIEW streams AS
+SELECT h.topic,
+       h.stream,
+       h.version,
+       f.position AS first_position,
+       l.position AS last_position,
+       l.recorded_at AS last_recorded_at,
+       CASE WHEN h.closed_at IS NULL THEN 'open' ELSE 'closed' END AS state,
+       h.closed_at
+  FROM stream_heads h
+  JOIN topics t ON t.name OPERATOR(pg_catalog.=) h.topic
+  LEFT JOIN LATERAL (SELECT e.position FROM events e
+                      WHERE e.topic OPERATOR(pg_catalog.=) h.topic
+                        AND e.stream OPERATOR(pg_catalog.=) h.stream
+                      ORDER BY e.stream_version
+                      LIMIT 1) f ON true
+  LEFT JOIN LATERAL (SELECT e.position, e.recorded_at FROM events e
+                      WHERE e.topic OPERATOR(pg_catalog.=) h.topic
+                        AND e.stream OPERATOR(pg_catalog.=) h.stream
+                      ORDER BY e.stream_version DESC
+                      LIMIT 1) l ON true
+ WHERE pg_catalog.pg_has_role('eventstore_reader', 'USAGE')
+    OR EXISTS (SELECT FROM pg_catalog.unnest(t.readers) AS r(role)
+                WHERE pg_catalog.pg_has_role(r.role, 'USAGE'));
+COMMENT ON VIEW streams IS
+    'every stream of the topics the querying role may read: version, first and last position, state';
+
+-- A tombstone: appends of new events to the stream fail from now on (55000,
+-- extension/append.c); its events stay readable and are delivered as
+-- before.  The stream's row is locked as an append locks it, so an append
+-- either committed before the close or sees it.  A stream that has no
+-- events yet can be closed too, and closing a closed stream changes nothing.
+CREATE FUNCTION close_stream(topic text, stream text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_stream_args(topic, stream);
+    INSERT INTO eventstore.stream_heads AS h (topic, stream, version, closed_at)
+    VALUES (topic, stream, 0, now())
+    ON CONFLICT ON CONSTRAINT stream_heads_pkey
+    DO UPDATE SET closed_at = coalesce(h.closed_at, excluded.closed_at);
+END
+$$;
+COMMENT ON FUNCTION close_stream(text, text) IS
+    'close a stream for good: no event can be appended to it any more; it can still be read';
+
+------------------------------------------------------------------------------
+-- Snapshots, removed with their stream by erase_stream (and by retention
+-- with their event, in purge_batch above).
+------------------------------------------------------------------------------
+
+CREATE TABLE snapshots (
+    topic    text COLLATE "C" NOT NULL,
+    stream   text COLLATE "C" NOT NULL,
+    version  bigint NOT NULL CHECK (version > 0),
+    state    jsonb NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (topic, stream, version)
+);
+COMMENT ON TABLE snapshots IS 'states of aggregates at a version of their stream, saved by save_snapshot';
+-- Written by applications, like events: part of a logical dump.
+SELECT pg_catalog.pg_extension_config_dump('snapshots', '');
+
+-- Saves state as the aggregate after the stream's event of version; saving
+-- a version again replaces its state.  The stream's head is share-locked
+-- first, so that an erase_stream running at the same time either removes
+-- this snapshot with the stream or finds the stream gone before it.
+CREATE FUNCTION save_snapshot(topic text, stream text, version bigint, state jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current bigint;
+BEGIN
+    PERFORM eventstore.check_stream_args(topic, stream);
+    IF version IS NULL OR state IS NULL THEN
+        RAISE EXCEPTION 'version and state must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = format('Argument "%s" is NULL.', CASE WHEN version IS NULL THEN 'version' ELSE 'state' END);
+    END IF;
+    SELECT h.version INTO current FROM eventstore.stream_heads h
+     WHERE h.topic = save_snapshot.topic AND h.stream = save_snapshot.stream
+       FOR KEY SHARE;
+    IF NOT EXISTS (SELECT FROM eventstore.events e
+                    WHERE e.topic = save_snapshot.topic AND e.stream = save_snapshot.stream
+                      AND e.stream_version = save_snapshot.version) THEN
+        RAISE EXCEPTION 'stream "%" of topic "%" has no event of version %', stream, topic, version
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "version" is %s; the stream is at version %s%s.', version,
+                                  coalesce(current, 0),
+                                  CASE WHEN version BETWEEN 1 AND current THEN ' and that event is no longer stored' ELSE '' END),
+                  HINT = 'Snapshot a version the stream has, as read_stream or last_event return it.';
+    END IF;
+    INSERT INTO eventstore.snapshots AS s (topic, stream, version, state)
+    VALUES (topic, stream, version, state)
+    ON CONFLICT ON CONSTRAINT snapshots_pkey
+    DO UPDATE SET state = excluded.state, taken_at = excluded.taken_at;
+END
+$$;
+COMMENT ON FUNCTION save_snapshot(text, text, bigint, jsonb) IS
+    'save the state of a stream''s aggregate as of one of its versions';
+
+-- The newest snapshot at or below max_version (NULL: the newest of all),
+-- no row when there is none.
+CREATE FUNCTION load_snapshot(topic text, stream text, max_version bigint DEFAULT NULL)
+RETURNS TABLE (version bigint, state jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_stream_args(topic, stream);
+    RETURN QUERY
+        SELECT s.version, s.state
+          FROM eventstore.snapshots s
+         WHERE s.topic = load_snapshot.topic
+           AND s.stream = load_snapshot.stream
+           AND s.version <= coalesce(max_version, 9223372036854775807)
+           AND EXISTS (SELECT FROM eventstore.events e
+                        WHERE e.topic = s.topic AND e.stream = s.stream
+                          AND e.stream_version = s.version)
+         ORDER BY s.version DESC
+         LIMIT 1;
+END
+$$;
+COMMENT ON FUNCTION load_snapshot(text, text, bigint) IS
+    'the newest snapshot of a stream at or below a version: its version and state';
+
+CREATE OR REPLACE FUNCTION erase_stream_as(topic text, stream text, caller oid) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', topic);
+    END IF;
+    IF NOT pg_has_role(caller, 'eventstore_admin', 'USAGE')
+       AND NOT EXISTS (SELECT FROM eventstore.topics t, unnest(t.erasers) AS r
+                        WHERE t.name = topic AND pg_has_role(caller, r, 'USAGE')) THEN
+        RAISE EXCEPTION 'permission denied to erase streams of topic "%"', topic
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %s is not an eventstore_admin and has no erase grant on the topic.',
+                                  caller::regrole),
+                  HINT = format('An eventstore_admin can grant it with eventstore.grant_topic(%L, ''erase'', role).', topic);
+    END IF;
+    -- The stream's row first: appends to the stream wait until this commits.
+    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream;
+    DELETE FROM eventstore.snapshots s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
+    WITH gone AS (
+        DELETE FROM eventstore.events e
+         WHERE e.topic = erase_stream_as.topic AND e.stream = erase_stream_as.stream
+        RETURNING e.position, e.xid
+    ), missed AS (
+        UPDATE eventstore.consumers c
+           SET skipped = c.skipped + (SELECT count(*) FROM gone g
+                                       WHERE eventstore.is_undelivered(c, g.position, g.xid))
+         WHERE erase_stream_as.topic = ANY (c.topics)
+    )
+    SELECT count(*) INTO removed FROM gone;
+    RETURN removed;
+END
+$$;
+
+REVOKE ALL ON FUNCTION check_stream_args(text, text, integer), read_stream(text, text, bigint, integer, boolean),
+                       stream_version(text, text), last_event(text, text), close_stream(text, text),
+                       save_snapshot(text, text, bigint, jsonb), load_snapshot(text, text, bigint)
+    FROM PUBLIC;
+REVOKE ALL ON streams, snapshots FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION read_stream(text, text, bigint, integer, boolean),
+                          stream_version(text, text), last_event(text, text),
+                          load_snapshot(text, text, bigint)
+    TO eventstore_reader;
+GRANT SELECT ON streams TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION close_stream(text, text) TO eventstore_writer, eventstore_admin;
+GRANT EXECUTE ON FUNCTION save_snapshot(text, text, bigint, jsonb) TO eventstore_writer;
+
+-- A role granted read on a topic sees that topic's streams in the view:
+-- grant_topic and revoke_topic give and take SELECT on it, and the roles
+-- granted read before this release get it now.
+CREATE OR REPLACE FUNCTION grant_topic(topic text, privilege text, grantee regrole) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_topic_grant_args(topic, privilege, grantee);
+    EXECUTE format('UPDATE eventstore.topics t SET %1$I = array_append(t.%1$I, $1)'
+                   ' WHERE t.name = $2 AND NOT $1 = ANY (t.%1$I)',
+                   eventstore.topic_privilege_column(privilege))
+        USING grantee, topic;
+    EXECUTE format('GRANT USAGE ON SCHEMA eventstore TO %s', grantee::text);
+    EXECUTE format('GRANT USAGE ON TYPE eventstore.event, eventstore.delivery TO %s', grantee::text);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
+                   eventstore.topic_privilege_functions(privilege), grantee::text);
+    -- The view of streams shows a role the streams of the topics it may
+    -- read, and only those.
+    IF privilege = 'read' THEN
+        EXECUTE format('GRANT SELECT ON eventstore.streams TO %s', grantee::text);
+    END IF;
+EXCEPTION
+    WHEN check_violation THEN
+        RAISE EXCEPTION 'too many grantees of % on topic "%"', privilege, topic
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = 'A topic has at most 16 grantees per privilege.',
+                  HINT = 'Grant the privilege to a group role and make the roles its members.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION revoke_topic(topic text, privilege text, grantee regrole) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed integer;
+    held    text[];
+    p       text;
+BEGIN
+    PERFORM eventstore.check_topic_grant_args(topic, privilege, grantee);
+    EXECUTE format('UPDATE eventstore.topics t SET %1$I = array_remove(t.%1$I, $1)'
+                   ' WHERE t.name = $2 AND $1 = ANY (t.%1$I)',
+                   eventstore.topic_privilege_column(privilege))
+        USING grantee, topic;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    IF removed = 0 THEN
+        RETURN;
+    END IF;
+    -- The functions go with the role's last grant of the privilege; some
+    -- (derived_id) come with several privileges, so those the role still
+    -- holds are granted again.
+    held := eventstore.topic_privileges_of(grantee);
+    IF privilege = ANY (held) THEN
+        RETURN;
+    END IF;
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s',
+                   eventstore.topic_privilege_functions(privilege), grantee::text);
+    IF privilege = 'read' THEN
+        EXECUTE format('REVOKE SELECT ON eventstore.streams FROM %s', grantee::text);
+    END IF;
+    FOREACH p IN ARRAY held LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
+                       eventstore.topic_privilege_functions(p), grantee::text);
+    END LOOP;
+    IF cardinality(held) = 0 THEN
+        EXECUTE format('REVOKE USAGE ON TYPE eventstore.event, eventstore.delivery FROM %s',
+                       grantee::text);
+        EXECUTE format('REVOKE USAGE ON SCHEMA eventstore FROM %s', grantee::text);
+    END IF;
+END
+$$;
+
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN SELECT DISTINCT unnest(t.readers) FROM eventstore.topics t LOOP
+        EXECUTE format('GRANT SELECT ON eventstore.streams TO %s', r::text);
+    END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Reads that never skip: read() returns only events up to the read horizon
+-- (safe_position(), extension/horizon.c).
+------------------------------------------------------------------------------
+
+-- The read horizon (extension/horizon.c): a position up to which every
+-- transaction that appended has committed or aborted.  NULL when the
+-- library is not preloaded (no shared memory to keep it in).
+CREATE FUNCTION safe_position() RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'eventstore_safe_position';
+COMMENT ON FUNCTION safe_position() IS
+    'the position up to which every appending transaction has committed or aborted: read() returns nothing above it';
+
+-- Only events at or below the horizon: a reader that pages with the last
+-- position it saw never passes over an event that commits late.  The
+-- horizon is taken in a statement of its own, before the one that reads
+-- the events takes its snapshot, so the function is VOLATILE (under READ
+-- COMMITTED, each statement of a VOLATILE function has a new snapshot).
+CREATE OR REPLACE FUNCTION read(topic text, after bigint DEFAULT 0, max integer DEFAULT 1000)
+RETURNS SETOF event
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    horizon bigint;
+BEGIN
+    PERFORM eventstore.check_read_args(topic, max);
+    horizon := coalesce(eventstore.safe_position(), 9223372036854775807);
+    -- Two queries rather than "topic IS NULL OR ...", so that each can use
+    -- its index under a generic plan.
+    IF topic IS NULL THEN
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.position > coalesce(after, 0)
+               AND s.position <= horizon
+             ORDER BY s.position
+             LIMIT max;
+    ELSE
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.topic = read.topic
+               AND s.position > coalesce(after, 0)
+               AND s.position <= horizon
+             ORDER BY s.position
+             LIMIT max;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION read(text, bigint, integer) IS
+    'events of a topic (all topics when NULL) after a position and up to the read horizon, in position order';
+
+REVOKE ALL ON FUNCTION safe_position() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION safe_position() TO eventstore_reader;

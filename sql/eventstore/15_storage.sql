@@ -1,5 +1,5 @@
 -- sql/eventstore/15_storage.sql: where events are kept.  The tables of
--- topics, events and streams, the view and composite type events are read
+-- topics, events and stream heads, the view and composite type events are read
 -- as, the BRIN index consumers find new events by, the trigger that keeps
 -- the backends' topic cache fresh, and which of these tables pg_dump holds.
 
@@ -47,15 +47,17 @@ CREATE INDEX events_topic_position ON events (topic, position);
 CREATE UNIQUE INDEX events_stream_version ON events (topic, stream, stream_version)
     WHERE stream IS NOT NULL;
 
--- One row per stream: its current version, and the row appenders lock to
--- serialise writers of one stream.
-CREATE TABLE streams (
-    topic   text COLLATE "C" NOT NULL,
-    stream  text COLLATE "C" NOT NULL,
-    version bigint NOT NULL,
+-- One row per stream: its current version, whether it is closed, and the
+-- row appenders lock to serialise writers of one stream.  Readers see it
+-- through the view eventstore.streams (32_streams.sql).
+CREATE TABLE stream_heads (
+    topic     text COLLATE "C" NOT NULL,
+    stream    text COLLATE "C" NOT NULL,
+    version   bigint NOT NULL,
+    closed_at timestamptz,
     PRIMARY KEY (topic, stream)
 );
-COMMENT ON TABLE streams IS 'current version of every stream; locked by appenders to the stream';
+COMMENT ON TABLE stream_heads IS 'current version of every stream and when it was closed; locked by appenders to the stream';
 
 -- The events as readers see them: the envelope rebuilt from its columns.
 CREATE VIEW stored_events AS
@@ -123,4 +125,4 @@ CREATE TRIGGER topics_changed
 -- One call per statement: each call rewrites the extension's catalog row.
 SELECT pg_catalog.pg_extension_config_dump('events', '');
 SELECT pg_catalog.pg_extension_config_dump('events_position_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('streams', '');
+SELECT pg_catalog.pg_extension_config_dump('stream_heads', '');

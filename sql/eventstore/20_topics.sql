@@ -127,6 +127,11 @@ BEGIN
     EXECUTE format('GRANT USAGE ON TYPE eventstore.event, eventstore.delivery TO %s', grantee::text);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
                    eventstore.topic_privilege_functions(privilege), grantee::text);
+    -- The view of streams shows a role the streams of the topics it may
+    -- read, and only those.
+    IF privilege = 'read' THEN
+        EXECUTE format('GRANT SELECT ON eventstore.streams TO %s', grantee::text);
+    END IF;
 EXCEPTION
     WHEN check_violation THEN
         RAISE EXCEPTION 'too many grantees of % on topic "%"', privilege, topic
@@ -164,6 +169,9 @@ BEGIN
     END IF;
     EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s',
                    eventstore.topic_privilege_functions(privilege), grantee::text);
+    IF privilege = 'read' THEN
+        EXECUTE format('REVOKE SELECT ON eventstore.streams FROM %s', grantee::text);
+    END IF;
     FOREACH p IN ARRAY held LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',
                        eventstore.topic_privilege_functions(p), grantee::text);

@@ -1,5 +1,6 @@
 -- sql/eventstore/30_reads.sql: ad hoc reads of stored events: a topic (or
--- all) by position, a stream by stream version, one event by id.
+-- all) by position up to the read horizon, a stream by stream version, one
+-- event by id.
 
 -- Reads raise 42704 for a topic that does not exist, like append does, so a
 -- typo in a topic name is an error rather than an empty result.
@@ -21,12 +22,29 @@ BEGIN
 END
 $$;
 
+-- The read horizon (extension/horizon.c): a position up to which every
+-- transaction that appended has committed or aborted.  NULL when the
+-- library is not preloaded (no shared memory to keep it in).
+CREATE FUNCTION safe_position() RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'eventstore_safe_position';
+COMMENT ON FUNCTION safe_position() IS
+    'the position up to which every appending transaction has committed or aborted: read() returns nothing above it';
+
+-- Only events at or below the horizon: a reader that pages with the last
+-- position it saw never passes over an event that commits late.  The
+-- horizon is taken in a statement of its own, before the one that reads
+-- the events takes its snapshot, so the function is VOLATILE (under READ
+-- COMMITTED, each statement of a VOLATILE function has a new snapshot).
 CREATE FUNCTION read(topic text, after bigint DEFAULT 0, max integer DEFAULT 1000)
 RETURNS SETOF event
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    horizon bigint;
 BEGIN
     PERFORM eventstore.check_read_args(topic, max);
+    horizon := coalesce(eventstore.safe_position(), 9223372036854775807);
     -- Two queries rather than "topic IS NULL OR ...", so that each can use
     -- its index under a generic plan.
     IF topic IS NULL THEN
@@ -34,6 +52,7 @@ BEGIN
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
               FROM eventstore.stored_events s
              WHERE s.position > coalesce(after, 0)
+               AND s.position <= horizon
              ORDER BY s.position
              LIMIT max;
     ELSE
@@ -42,18 +61,19 @@ BEGIN
               FROM eventstore.stored_events s
              WHERE s.topic = read.topic
                AND s.position > coalesce(after, 0)
+               AND s.position <= horizon
              ORDER BY s.position
              LIMIT max;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION read(text, bigint, integer) IS
-    'events of a topic (all topics when NULL) after a position, in position order';
+    'events of a topic (all topics when NULL) after a position and up to the read horizon, in position order';
 
-CREATE FUNCTION read_stream(topic text, stream text,
-                            after_version bigint DEFAULT 0, max integer DEFAULT 1000)
-RETURNS SETOF event
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- The arguments every function on one stream takes: both given, the topic
+-- one that exists, and a page size (max) as check_read_args wants it.
+CREATE FUNCTION check_stream_args(topic text, stream text, max integer DEFAULT 1) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF topic IS NULL OR stream IS NULL THEN
@@ -62,18 +82,49 @@ BEGIN
                   DETAIL = format('Argument "%s" is NULL.', CASE WHEN topic IS NULL THEN 'topic' ELSE 'stream' END);
     END IF;
     PERFORM eventstore.check_read_args(topic, max);
-    RETURN QUERY
-        SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
-          FROM eventstore.stored_events s
-         WHERE s.topic = read_stream.topic
-           AND s.stream = read_stream.stream
-           AND s.stream_version > coalesce(after_version, 0)
-         ORDER BY s.stream_version
-         LIMIT max;
 END
 $$;
-COMMENT ON FUNCTION read_stream(text, text, bigint, integer) IS
-    'events of one stream after a stream version, in stream version order';
+
+-- Forward: the versions after after_version, oldest first.  Backward: the
+-- newest first, from the stream's last version, or from the one below
+-- after_version when it is given (not 0 or NULL), so that a backward reader
+-- pages with the last version it saw, as a forward one does.  Either way an
+-- index range scan of events_stream_version, as long as the page.
+CREATE FUNCTION read_stream(topic text, stream text,
+                            after_version bigint DEFAULT 0, max integer DEFAULT 1000,
+                            backward boolean DEFAULT false)
+RETURNS SETOF event
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventstore.check_stream_args(topic, stream, max);
+    IF backward IS NULL THEN
+        RAISE EXCEPTION 'backward must not be null'
+            USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "backward" is NULL.';
+    END IF;
+    IF NOT backward THEN
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.topic = read_stream.topic
+               AND s.stream = read_stream.stream
+               AND s.stream_version > coalesce(after_version, 0)
+             ORDER BY s.stream_version
+             LIMIT max;
+    ELSE
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.topic = read_stream.topic
+               AND s.stream = read_stream.stream
+               AND s.stream_version < coalesce(nullif(after_version, 0), 9223372036854775807)
+             ORDER BY s.stream_version DESC
+             LIMIT max;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION read_stream(text, text, bigint, integer, boolean) IS
+    'events of one stream after a stream version in version order, or backward from the newest or from below a version';
 
 CREATE FUNCTION get(id uuid) RETURNS event
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -6,11 +6,11 @@
  * Removes at most max expired events (recorded more than their topic's
  * retention ago), oldest first, topic after topic, and counts for every
  * consumer of their topic those it had not received yet
- * (consumers.skipped).  Returns how many it removed: fewer than max means
- * nothing expired is left.  The dispatcher worker calls it batch after
- * batch, a transaction each, so that no transaction holds many row locks
- * or a long snapshot; appends are never blocked (a DELETE takes no lock
- * that an INSERT waits for).
+ * (consumers.skipped); snapshots of removed events go with them.  Returns
+ * how many it removed: fewer than max means nothing expired is left.  The
+ * dispatcher worker calls it batch after batch, a transaction each, so
+ * that no transaction holds many row locks or a long snapshot; appends
+ * are never blocked (a DELETE takes no lock that an INSERT waits for).
  */
 CREATE FUNCTION purge_batch(max integer) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -44,7 +44,12 @@ BEGIN
                             ORDER BY e2.topic, e2.position
                             LIMIT max - removed) AS oldest
                     WHERE oldest.recorded_at < now() - t.retention))
-            RETURNING e.position, e.xid
+            RETURNING e.position, e.xid, e.stream, e.stream_version
+        ), snapshots_gone AS (
+            -- A snapshot goes with the event of its version.
+            DELETE FROM eventstore.snapshots s
+             USING gone g
+             WHERE s.topic = t.name AND s.stream = g.stream AND s.version = g.stream_version
         ), missed AS (
             UPDATE eventstore.consumers c
                SET skipped = c.skipped + (SELECT count(*) FROM gone g

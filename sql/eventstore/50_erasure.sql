@@ -22,7 +22,8 @@ BEGIN
                   HINT = format('An eventstore_admin can grant it with eventstore.grant_topic(%L, ''erase'', role).', topic);
     END IF;
     -- The stream's row first: appends to the stream wait until this commits.
-    DELETE FROM eventstore.streams s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
+    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream;
+    DELETE FROM eventstore.snapshots s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
     WITH gone AS (
         DELETE FROM eventstore.events e
          WHERE e.topic = erase_stream_as.topic AND e.stream = erase_stream_as.stream

@@ -16,9 +16,14 @@ GRANT EXECUTE ON FUNCTION append(text, jsonb, text, bigint),
                           append_batch(text, jsonb[], text, bigint)
     TO eventstore_writer;
 GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
-                          read_stream(text, text, bigint, integer),
-                          get(uuid)
+                          read_stream(text, text, bigint, integer, boolean),
+                          get(uuid),
+                          stream_version(text, text), last_event(text, text),
+                          load_snapshot(text, text, bigint), safe_position()
     TO eventstore_reader;
+GRANT SELECT ON streams TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION close_stream(text, text) TO eventstore_writer, eventstore_admin;
+GRANT EXECUTE ON FUNCTION save_snapshot(text, text, bigint, jsonb) TO eventstore_writer;
 GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
                           set_retention(text, interval), purge_expired(), publish_archive(),
                           erase_stream(text, text),

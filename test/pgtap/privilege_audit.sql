@@ -105,7 +105,13 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.publish_archive()', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.purge_expired()', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.read(text,bigint,integer)', true, '{birdwatch_export,eventstore_reader}'),
-    ('eventstore', 'eventstore.read_stream(text,text,bigint,integer)', true, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.read_stream(text,text,bigint,integer,boolean)', true, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.stream_version(text,text)', true, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.last_event(text,text)', true, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.load_snapshot(text,text,bigint)', true, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.save_snapshot(text,text,bigint,jsonb)', true, '{eventstore_writer}'),
+    ('eventstore', 'eventstore.safe_position()', false, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.close_stream(text,text)', true, '{eventstore_admin,eventstore_writer}'),
     ('eventstore', 'eventstore.replay_parked(text,uuid)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.reset_consumer(text,bigint)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.revoke_topic(text,text,regrole)', true, '{eventstore_admin}'),
@@ -124,6 +130,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.check_consumer_name(text)', false, '{}'),
     ('eventstore', 'eventstore.check_protect_path(text,text)', false, '{}'),
     ('eventstore', 'eventstore.check_read_args(text,integer)', false, '{}'),
+    ('eventstore', 'eventstore.check_stream_args(text,text,integer)', false, '{}'),
     ('eventstore', 'eventstore.check_topic_grant_args(text,text,regrole)', false, '{}'),
     ('eventstore', 'eventstore.check_topics_readable(oid,text[],text)', false, '{}'),
     ('eventstore', 'eventstore.consumers_changed()', false, '{}'),
@@ -203,7 +210,7 @@ SELECT x.extname::text AS ext,
  WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
    AND d.deptype = 'e' AND x.extname IN ('eventstore', 'birdwatch');
 
-SELECT plan(129 + (SELECT count(*)::integer FROM pa_expected));
+SELECT plan(139 + (SELECT count(*)::integer FROM pa_expected));
 
 SELECT is_empty(
     $$SELECT a.ext || ': ' || a.fn FROM pa_actual a
@@ -426,6 +433,8 @@ RESET ROLE;
 CREATE TEMP TABLE events (LIKE eventstore.events);
 CREATE TEMP TABLE topics (LIKE eventstore.topics);
 CREATE TEMP TABLE streams (LIKE eventstore.streams);
+CREATE TEMP TABLE stream_heads (LIKE eventstore.stream_heads);
+CREATE TEMP TABLE snapshots (LIKE eventstore.snapshots);
 CREATE TEMP TABLE consumers (LIKE eventstore.consumers);
 CREATE TEMP TABLE parked (LIKE eventstore.parked);
 CREATE TEMP TABLE upcasters (LIKE eventstore.upcasters);
@@ -436,7 +445,8 @@ CREATE TEMP TABLE tokens (hash bytea, user_id uuid, created_at timestamptz);
 CREATE TEMP TABLE ticks (image_url text, owner uuid, event_id uuid, ticked_at timestamptz);
 CREATE TEMP TABLE outbox (LIKE birdwatch.outbox);
 CREATE TEMP TABLE score_secret (only_row boolean, secret text, changed_at timestamptz);
-GRANT ALL ON pg_temp.events, pg_temp.topics, pg_temp.streams, pg_temp.consumers, pg_temp.parked,
+GRANT ALL ON pg_temp.events, pg_temp.topics, pg_temp.streams, pg_temp.stream_heads, pg_temp.snapshots,
+             pg_temp.consumers, pg_temp.parked,
              pg_temp.upcasters, pg_temp.protections, pg_temp.subject_keys, pg_temp.users,
              pg_temp.tokens, pg_temp.ticks, pg_temp.outbox, pg_temp.score_secret TO PUBLIC;
 
@@ -487,6 +497,16 @@ INSERT INTO pa_calls (role, label, q, expect) VALUES
     ('pa_es', 'read of every topic', $$SELECT * FROM eventstore.read(NULL, 0, 10)$$, 'ok'),
     ('pa_es', 'read_stream', $$SELECT * FROM eventstore.read_stream('pa_audit', 'pa-stream')$$, 'ok'),
     ('pa_es', 'get', $$SELECT * FROM eventstore.get('7d1c0a52-0000-4000-8000-000000000001'::uuid)$$, 'ok'),
+    ('pa_es', 'read_stream backward', $$SELECT * FROM eventstore.read_stream('pa_audit', 'pa-stream', backward => true)$$, 'ok'),
+    ('pa_es', 'safe_position', $$SELECT eventstore.safe_position()$$, 'ok'),
+    ('pa_es', 'stream_version', $$SELECT eventstore.stream_version('pa_audit', 'pa-stream')$$, 'ok'),
+    ('pa_es', 'last_event', $$SELECT eventstore.last_event('pa_audit', 'pa-stream')$$, 'ok'),
+    ('pa_es', 'the view streams', $$SELECT * FROM eventstore.streams$$, 'ok'),
+    ('pa_es', 'save_snapshot', $$SELECT eventstore.save_snapshot('pa_audit', 'pa-stream', 2, '{"n": 2}')$$, 'ok'),
+    ('pa_es', 'save_snapshot of a version the stream lacks (22023)', $$SELECT eventstore.save_snapshot('pa_audit', 'pa-stream', 9, '{}')$$, '22023'),
+    ('pa_es', 'load_snapshot', $$SELECT * FROM eventstore.load_snapshot('pa_audit', 'pa-stream')$$, 'ok'),
+    ('pa_es', 'close_stream', $$SELECT eventstore.close_stream('pa_audit', 'pa-closed')$$, 'ok'),
+    ('pa_es', 'append to a closed stream (55000)', $$SELECT eventstore.append('pa_audit', '{"id": "7d1c0a52-0000-4000-8000-000000000006", "type": "new", "version": "1.0", "data": {}, "metadata": {"source": "services/TickAPI", "time": "2026-03-01T10:00:00Z"}}'::jsonb, 'pa-closed')$$, '55000'),
     ('pa_es', 'upcast through birdwatch''s upcaster', $$SELECT eventstore.upcast(e) FROM eventstore.get('7d1c0a52-0000-4000-8000-00000000aa01'::uuid) AS e$$, 'ok'),
     ('pa_es', 'protect_fields', $$SELECT eventstore.protect_fields('pa_audit_personal', 'user.id', ARRAY['email'])$$, 'ok'),
     ('pa_es', 'append to a protected topic (encryption)', $$SELECT eventstore.append('pa_audit_personal', '{"id": "7d1c0a52-0000-4000-8000-000000000011", "type": "new", "version": "1.0", "data": {"user": {"id": "pa-subject"}, "email": "someone@example.com"}, "metadata": {"source": "services/TickAPI", "time": "2026-03-01T10:00:00Z"}}'::jsonb)$$, 'ok'),
@@ -548,7 +568,8 @@ SELECT is(left(pg_temp.pa_attack('pa_es', $$SELECT 'a'::text = 'a'::text$$), 5),
 
 SELECT is_empty(
     $$SELECT 'events' FROM pg_temp.events UNION ALL SELECT 'topics' FROM pg_temp.topics
-      UNION ALL SELECT 'streams' FROM pg_temp.streams UNION ALL SELECT 'consumers' FROM pg_temp.consumers
+      UNION ALL SELECT 'streams' FROM pg_temp.streams UNION ALL SELECT 'stream_heads' FROM pg_temp.stream_heads
+      UNION ALL SELECT 'snapshots' FROM pg_temp.snapshots UNION ALL SELECT 'consumers' FROM pg_temp.consumers
       UNION ALL SELECT 'parked' FROM pg_temp.parked UNION ALL SELECT 'upcasters' FROM pg_temp.upcasters
       UNION ALL SELECT 'protections' FROM pg_temp.protections
       UNION ALL SELECT 'subject_keys' FROM pg_temp.subject_keys UNION ALL SELECT 'users' FROM pg_temp.users

@@ -17,7 +17,7 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(226);
+SELECT plan(258);
 
 ------------------------------------------------------------------------------
 -- Structure: schema, tables, columns
@@ -27,7 +27,8 @@ SELECT has_schema('eventstore', 'schema eventstore exists');
 
 SELECT has_table('eventstore', 'events', 'table eventstore.events exists');
 SELECT has_table('eventstore', 'topics', 'table eventstore.topics exists');
-SELECT has_table('eventstore', 'streams', 'table eventstore.streams exists');
+SELECT has_table('eventstore', 'stream_heads', 'table eventstore.stream_heads exists');
+SELECT has_view('eventstore', 'streams', 'view eventstore.streams exists');
 
 -- events
 SELECT has_column('eventstore', 'events', 'position', 'events has position');
@@ -59,11 +60,14 @@ SELECT col_type_is('eventstore', 'topics', 'current_minor', 'integer', 'topics.c
 SELECT col_type_is('eventstore', 'topics', 'retention', 'interval', 'topics.retention is interval');
 SELECT col_type_is('eventstore', 'topics', 'created_at', 'timestamp with time zone', 'topics.created_at is timestamptz');
 
--- streams
-SELECT col_type_is('eventstore', 'streams', 'topic', 'text', 'streams.topic is text');
-SELECT col_type_is('eventstore', 'streams', 'stream', 'text', 'streams.stream is text');
-SELECT col_type_is('eventstore', 'streams', 'version', 'bigint', 'streams.version is bigint');
-SELECT col_is_pk('eventstore', 'streams', ARRAY['topic', 'stream'], 'streams is keyed by (topic, stream)');
+-- stream_heads
+SELECT col_type_is('eventstore', 'stream_heads', 'topic', 'text', 'stream_heads.topic is text');
+SELECT col_type_is('eventstore', 'stream_heads', 'stream', 'text', 'stream_heads.stream is text');
+SELECT col_type_is('eventstore', 'stream_heads', 'version', 'bigint', 'stream_heads.version is bigint');
+SELECT col_type_is('eventstore', 'stream_heads', 'closed_at', 'timestamp with time zone', 'stream_heads.closed_at is timestamptz');
+SELECT col_is_pk('eventstore', 'stream_heads', ARRAY['topic', 'stream'], 'stream_heads is keyed by (topic, stream)');
+-- snapshots
+SELECT col_is_pk('eventstore', 'snapshots', ARRAY['topic', 'stream', 'version'], 'snapshots are keyed by (topic, stream, version)');
 
 ------------------------------------------------------------------------------
 -- Structure: the event type
@@ -89,7 +93,7 @@ SELECT has_function('eventstore', 'create_topic', ARRAY['text', 'text', 'interva
 SELECT has_function('eventstore', 'append', ARRAY['text', 'jsonb', 'text', 'bigint'], 'append(text, jsonb, text, bigint) exists');
 SELECT has_function('eventstore', 'append_batch', ARRAY['text', 'jsonb[]', 'text', 'bigint'], 'append_batch(text, jsonb[], text, bigint) exists');
 SELECT has_function('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'read(text, bigint, integer) exists');
-SELECT has_function('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer'], 'read_stream(text, text, bigint, integer) exists');
+SELECT has_function('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'read_stream(text, text, bigint, integer, boolean) exists');
 SELECT has_function('eventstore', 'get', ARRAY['uuid'], 'get(uuid) exists');
 
 SELECT function_returns('eventstore', 'validate', ARRAY['jsonb'], 'void', 'validate returns void');
@@ -98,7 +102,7 @@ SELECT function_returns('eventstore', 'create_topic', ARRAY['text', 'text', 'int
 SELECT function_returns('eventstore', 'append', ARRAY['text', 'jsonb', 'text', 'bigint'], 'bigint', 'append returns bigint');
 SELECT function_returns('eventstore', 'append_batch', ARRAY['text', 'jsonb[]', 'text', 'bigint'], 'setof bigint', 'append_batch returns setof bigint');
 SELECT function_returns('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'setof eventstore.event', 'read returns setof eventstore.event');
-SELECT function_returns('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer'], 'setof eventstore.event', 'read_stream returns setof eventstore.event');
+SELECT function_returns('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'setof eventstore.event', 'read_stream returns setof eventstore.event');
 SELECT function_returns('eventstore', 'get', ARRAY['uuid'], 'eventstore.event', 'get returns eventstore.event');
 
 ------------------------------------------------------------------------------
@@ -172,13 +176,26 @@ SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer
 SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'eventstore_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'eventstore_admin', '{}'::name[]);
 SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'public', '{}'::name[]);
-SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer'], 'eventstore_writer', '{}'::name[]);
-SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer'], 'eventstore_reader', ARRAY['EXECUTE']);
-SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer'], 'eventstore_admin', '{}'::name[]);
-SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer'], 'public', '{}'::name[]);
+SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'eventstore_writer', '{}'::name[]);
+SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'eventstore_reader', ARRAY['EXECUTE']);
+SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'eventstore_admin', '{}'::name[]);
+SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'public', '{}'::name[]);
 SELECT function_privs_are('eventstore', 'get', ARRAY['uuid'], 'eventstore_writer', '{}'::name[]);
 SELECT function_privs_are('eventstore', 'get', ARRAY['uuid'], 'eventstore_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('eventstore', 'get', ARRAY['uuid'], 'eventstore_admin', '{}'::name[]);
+
+-- stream state: stream_version, last_event and load_snapshot for readers,
+-- save_snapshot for writers, close_stream for writers and admins
+SELECT function_privs_are('eventstore', f.name, f.args, r,
+                          CASE WHEN r = ANY (f.granted) THEN ARRAY['EXECUTE'] ELSE '{}' END::name[])
+  FROM (VALUES ('stream_version', ARRAY['text', 'text'], ARRAY['eventstore_reader']),
+               ('last_event', ARRAY['text', 'text'], ARRAY['eventstore_reader']),
+               ('load_snapshot', ARRAY['text', 'text', 'bigint'], ARRAY['eventstore_reader']),
+               ('save_snapshot', ARRAY['text', 'text', 'bigint', 'jsonb'], ARRAY['eventstore_writer']),
+               ('close_stream', ARRAY['text', 'text'], ARRAY['eventstore_writer', 'eventstore_admin']))
+       AS f(name, args, granted)
+ CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r
+ ORDER BY f.name, r;
 SELECT function_privs_are('eventstore', 'get', ARRAY['uuid'], 'public', '{}'::name[]);
 
 -- internal helpers: nobody but the owner
@@ -218,10 +235,15 @@ SELECT table_privs_are('eventstore', 'events', 'eventstore_writer', '{}'::name[]
 SELECT table_privs_are('eventstore', 'events', 'eventstore_reader', '{}'::name[]);
 SELECT table_privs_are('eventstore', 'events', 'eventstore_admin', '{}'::name[]);
 SELECT table_privs_are('eventstore', 'events', 'public', '{}'::name[]);
--- streams: nobody
+-- stream_heads and snapshots: nobody
+SELECT table_privs_are('eventstore', t, r, '{}'::name[])
+  FROM unnest(ARRAY['stream_heads', 'snapshots']) AS t
+ CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r
+ ORDER BY t, r;
+-- the view streams: readers and admins (rows filtered by topic)
 SELECT table_privs_are('eventstore', 'streams', 'eventstore_writer', '{}'::name[]);
-SELECT table_privs_are('eventstore', 'streams', 'eventstore_reader', '{}'::name[]);
-SELECT table_privs_are('eventstore', 'streams', 'eventstore_admin', '{}'::name[]);
+SELECT table_privs_are('eventstore', 'streams', 'eventstore_reader', ARRAY['SELECT']);
+SELECT table_privs_are('eventstore', 'streams', 'eventstore_admin', ARRAY['SELECT']);
 SELECT table_privs_are('eventstore', 'streams', 'public', '{}'::name[]);
 -- topics: SELECT for the three roles, nothing for PUBLIC
 SELECT table_privs_are('eventstore', 'topics', 'eventstore_writer', ARRAY['SELECT']);
@@ -299,8 +321,14 @@ SELECT set_eq(
           'eventstore.purge_expired()',
           'eventstore.publish_archive()',
           'eventstore.read(text,bigint,integer)',
-          'eventstore.read_stream(text,text,bigint,integer)',
+          'eventstore.read_stream(text,text,bigint,integer,boolean)',
           'eventstore.get(uuid)',
+          -- stream state and snapshots
+          'eventstore.stream_version(text,text)',
+          'eventstore.last_event(text,text)',
+          'eventstore.close_stream(text,text)',
+          'eventstore.save_snapshot(text,text,bigint,jsonb)',
+          'eventstore.load_snapshot(text,text,bigint)',
           -- the consumer API (checked in detail by consumer_privileges.sql);
           -- create_consumer, create_upcaster, poll, ack and nack check their
           -- caller, so they run as the caller (C) and switch to the owner
@@ -314,12 +342,12 @@ SELECT set_eq(
           'eventstore.protect_fields(text,text,text[])',
           'eventstore.forget_subject(text)'],
     'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, publish_archive, read, read_stream, get, '
-    'the consumer API''s drop_consumer, reset_consumer, '
+    'stream_version, last_event, close_stream, save_snapshot, load_snapshot, the consumer API''s drop_consumer, reset_consumer, '
     'replay_parked, set_topic_version and undelivered, and protect_fields and forget_subject are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');
 SELECT is_definer('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'read is SECURITY DEFINER');
-SELECT is_definer('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer'], 'read_stream is SECURITY DEFINER');
+SELECT is_definer('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'read_stream is SECURITY DEFINER');
 SELECT is_definer('eventstore', 'get', ARRAY['uuid'], 'get is SECURITY DEFINER');
 SELECT is(
     (SELECT proconfig FROM pg_proc WHERE oid = 'eventstore.create_topic(text,text,interval)'::regprocedure),
@@ -332,7 +360,7 @@ SELECT is(
     'read has search_path = pg_catalog, pg_temp'
 );
 SELECT is(
-    (SELECT proconfig FROM pg_proc WHERE oid = 'eventstore.read_stream(text,text,bigint,integer)'::regprocedure),
+    (SELECT proconfig FROM pg_proc WHERE oid = 'eventstore.read_stream(text,text,bigint,integer,boolean)'::regprocedure),
     ARRAY['search_path=pg_catalog, pg_temp'],
     'read_stream has search_path = pg_catalog, pg_temp'
 );
@@ -455,8 +483,9 @@ SELECT throws_ok($$UPDATE eventstore.events SET data = '{"x": 1}'$$, '42501', NU
 SELECT throws_ok($$DELETE FROM eventstore.events$$, '42501', NULL, 'writer cannot DELETE events');
 SELECT throws_ok($$TRUNCATE eventstore.events$$, '42501', NULL, 'writer cannot TRUNCATE events');
 SELECT throws_ok($$SELECT * FROM eventstore.events$$, '42501', NULL, 'writer cannot SELECT events directly');
-SELECT throws_ok($$UPDATE eventstore.streams SET version = 100$$, '42501', NULL, 'writer cannot UPDATE streams');
-SELECT throws_ok($$DELETE FROM eventstore.streams$$, '42501', NULL, 'writer cannot DELETE streams');
+SELECT throws_ok($$UPDATE eventstore.stream_heads SET version = 100$$, '42501', NULL, 'writer cannot UPDATE stream_heads');
+SELECT throws_ok($$DELETE FROM eventstore.stream_heads$$, '42501', NULL, 'writer cannot DELETE stream_heads');
+SELECT throws_ok($$DELETE FROM eventstore.snapshots$$, '42501', NULL, 'writer cannot DELETE snapshots');
 SELECT throws_ok($$INSERT INTO eventstore.topics (name, current_major, current_minor) VALUES ('es_priv_w', 1, 0)$$,
     '42501', NULL, 'writer cannot INSERT into topics directly');
 SELECT throws_ok($$DELETE FROM eventstore.topics$$, '42501', NULL, 'writer cannot DELETE topics');

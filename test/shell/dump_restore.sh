@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 src=dump_source
 dst=dump_restored
 db=$src
-echo "1..9"
+echo "1..10"
 
 drop_databases() {
 	psql -XAtq -c "DROP DATABASE IF EXISTS $src" -c "DROP DATABASE IF EXISTS $dst" >/dev/null 2>&1
@@ -32,7 +32,9 @@ q "SET client_min_messages = warning;
    $order_event_sql
    SELECT eventstore.create_topic('orders');
    SELECT eventstore.protect_fields('orders', 'customer', ARRAY['n']);
-   SELECT count(eventstore.append('orders', ev(n), stream => 'o' || n % 4)) FROM generate_series(1, 40) n;" >/dev/null
+   SELECT count(eventstore.append('orders', ev(n), stream => 'o' || n % 4)) FROM generate_series(1, 40) n;
+   SELECT eventstore.save_snapshot('orders', 'o1', 5, '{\"orders\": 5}');
+   SELECT eventstore.close_stream('orders', 'o3');" >/dev/null
 read -r t1 t2 t3 <<<"$(register_watchers 3)"
 q "SELECT birdwatch.tick('$t1', 'https://img.example.org/' || i || '.jpg') FROM generate_series(1, 5) i;
    SELECT birdwatch.rate('$t2', 'https://img.example.org/' || i || '.jpg', 1 + i % 5) FROM generate_series(1, 5) i;
@@ -58,9 +60,10 @@ psql -X -q -d "$dst" -f "$tmp/dump.sql" >"$tmp/restore.log" 2>&1
 ok $? "the dump restores without an error$(grep -m3 ERROR "$tmp/restore.log" | sed 's/^/; /' | tr -d '\n')"
 
 [ "$(events_digest "$src")" = "$(events_digest "$dst")" ] &&
-	[ "$(table_digest "$src" eventstore.streams)" = "$(table_digest "$dst" eventstore.streams)" ] &&
+	[ "$(table_digest "$src" eventstore.stream_heads)" = "$(table_digest "$dst" eventstore.stream_heads)" ] &&
+	[ "$(table_digest "$src" eventstore.snapshots)" = "$(table_digest "$dst" eventstore.snapshots)" ] &&
 	[ "$(table_digest "$src" eventstore.subject_keys)" = "$(table_digest "$dst" eventstore.subject_keys)" ]
-ok $? "every event, stream and key is restored exactly ($(events_digest "$dst" | cut -d' ' -f1) events)"
+ok $? "every event, stream (one closed), snapshot and key is restored exactly ($(events_digest "$dst" | cut -d' ' -f1) events)"
 
 # The restored database: its own topics are created again by the
 # application, as after any installation; birdwatch's install did its own.
@@ -72,6 +75,9 @@ q "SET client_min_messages = warning;
 next=$(q "SELECT eventstore.append('orders', ev(41), stream => 'o1', expected_version => 10)")
 [ "$next" = $((last + 1)) ]
 ok $? "the next append is numbered after the last restored position ($last -> $next), its stream version after the restored ones"
+! q "SELECT eventstore.append('orders', ev(42), stream => 'o3')" >/dev/null 2>&1 &&
+	[ "$(q "SELECT version FROM eventstore.load_snapshot('orders', 'o1')")" = 5 ]
+ok $? "the restored closed stream refuses appends, and the restored snapshot loads"
 [ "$(q "SELECT count(*) FROM eventstore.read('orders') r, eventstore.unprotect(r) u
           WHERE (u.envelope->'data'->>'n')::int BETWEEN 1 AND 41")" = 41 ]
 ok $? "the restored protected fields decrypt with the restored keys"
