@@ -507,6 +507,10 @@ append_events(AppendRequest *req)
 				 errhint("Create it with eventstore.create_topic('%s').", req->topic)));
 	check_topic_append(topic, as.caller);
 
+	/* causation and correlation are filled in before anything is compared */
+	for (int i = 0; i < req->nevents; i++)
+		req->events[i].metadata = correlation_complete(req->events[i].metadata);
+
 	/* personal fields are encrypted before anything is compared or stored */
 	if (topic->protected)
 		for (int i = 0; i < req->nevents; i++)

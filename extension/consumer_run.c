@@ -75,9 +75,11 @@ handle_range(Runner *r, Batch *b, int from, int to, char **error)
 			bool		isnull;
 
 			stats_count_text(b->events[current].topic, STATS_HANDLER_CALLS, 1);
+			correlation_handling(&b->events[current]);
 			(void) call_as_role(r->handler, r->c.run_as,
 								stored_event_datum(&b->events[current], r->event_desc),
 								false, &isnull);
+			correlation_handling(NULL);
 			MemoryContextReset(per_event);
 		}
 		ReleaseCurrentSubTransaction();
@@ -88,6 +90,7 @@ handle_range(Runner *r, Batch *b, int from, int to, char **error)
 	{
 		ErrorData  *edata;
 
+		correlation_handling(NULL);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)

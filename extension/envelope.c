@@ -5,12 +5,14 @@
  *
  * The envelope (docs/events.md) is a JSON object with exactly the members id,
  * type, version, data and metadata; metadata must hold a string source and
- * an RFC 3339 time and may hold more.  The input is already parsed jsonb, so
+ * an RFC 3339 time and may hold more (correlation_id and causation_id, when
+ * present, must be UUIDs: correlation.c).  The input is already parsed jsonb, so
  * members are looked up in the binary container directly; nothing is
  * reparsed or converted to text.
  *
  * Rules are checked in a fixed order (size, shape, id, type, version, data,
- * metadata, metadata.source, metadata.time, unknown members) so that the
+ * metadata, metadata.source, metadata.time, metadata.correlation_id,
+ * metadata.causation_id, unknown members) so that the
  * first rule broken, and so the error, is deterministic.
  *
  *-------------------------------------------------------------------------
@@ -198,6 +200,20 @@ check_metadata(JsonbValue *metadata, EnvelopeError *err)
 		return fail(err, "metadata.time", "must be a string, not %s", json_kind(&v));
 	if (!rfc3339_check(v.val.string.val, v.val.string.len, why, sizeof(why)))
 		return fail(err, "metadata.time", "must be an RFC 3339 date-time: %s", why);
+
+	/* the conventions of correlation.c: UUIDs when present */
+	for (int i = 0; i < 2; i++)
+	{
+		const char *name = i == 0 ? "correlation_id" : "causation_id";
+		pg_uuid_t	ignored;
+
+		if (!member(container, name, &v))
+			continue;
+		if (v.type != jbvString)
+			return fail(err, psprintf("metadata.%s", name), "must be a string, not %s", json_kind(&v));
+		if (!parse_uuid(v.val.string.val, v.val.string.len, &ignored))
+			return fail(err, psprintf("metadata.%s", name), "must be a UUID such as \"123e4567-e89b-12d3-a456-426614174000\"");
+	}
 	return true;
 }
 

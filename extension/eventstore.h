@@ -176,6 +176,10 @@ extern Datum stored_event_datum(const StoredEvent *s, TupleDesc desc);
 /* event_lookup.c: stored events by id, through the unique index on id. */
 extern StoredEvent **lookup_stored_events(pg_uuid_t **ids, int n);
 
+/* correlation.c: metadata.causation_id and correlation_id filled in. */
+extern void correlation_handling(const StoredEvent *event);
+extern Jsonb *correlation_complete(Jsonb *metadata);
+
 /* bulk_insert.c: storing a batch of new events like COPY does. */
 extern void bulk_insert_events(const char *topic, const char *stream,
 							   EnvelopeParts **events, int n, int64 first_version,

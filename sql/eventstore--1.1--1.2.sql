@@ -542,3 +542,46 @@ COMMENT ON FUNCTION read(text, bigint, integer) IS
 
 REVOKE ALL ON FUNCTION safe_position() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION safe_position() TO eventstore_reader;
+
+------------------------------------------------------------------------------
+-- Correlation and causation (extension/correlation.c): appends fill in
+-- metadata.causation_id and correlation_id; read_correlated finds a story.
+------------------------------------------------------------------------------
+
+-- The events of one story (read_correlated, extension/correlation.c).
+-- Partial: an event without a correlation id costs its append nothing here.
+CREATE INDEX events_correlation
+    ON events (pg_catalog.lower(metadata OPERATOR(pg_catalog.->>) 'correlation_id'))
+    WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id';
+
+-- Every event of one story: the event that started it (its id is the
+-- correlation id, whether or not it carries one itself) and those whose
+-- metadata.correlation_id is that id, as producers set it or appends fill
+-- it in (extension/correlation.c); by the primary key and the partial index
+-- events_correlation, in position order.
+CREATE FUNCTION read_correlated(correlation_id uuid) RETURNS SETOF event
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF correlation_id IS NULL THEN
+        RAISE EXCEPTION 'correlation_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "correlation_id" is NULL.';
+    END IF;
+    RETURN QUERY
+        SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+          FROM eventstore.stored_events s
+         WHERE s.position IN (SELECT e.position FROM eventstore.events e
+                               WHERE e.id = read_correlated.correlation_id
+                              UNION ALL
+                              SELECT e.position FROM eventstore.events e
+                               WHERE e.metadata ? 'correlation_id'
+                                 AND lower(e.metadata ->> 'correlation_id')
+                                     = read_correlated.correlation_id::text)
+         ORDER BY s.position;
+END
+$$;
+COMMENT ON FUNCTION read_correlated(uuid) IS
+    'the events of one story: the event with that id and those whose metadata.correlation_id is it, in position order';
+
+REVOKE ALL ON FUNCTION read_correlated(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION read_correlated(uuid) TO eventstore_reader;

@@ -55,11 +55,14 @@ BEGIN
             USING ERRCODE = 'unique_violation',
                   DETAIL = 'Argument "image_url" names an image another watcher ticked.';
     END IF;
+    -- A tick starts a story (metadata.correlation_id, its own id): its
+    -- score carries the same correlation id (eventstore fills it in).
     PERFORM eventstore.append('tick',
-        birdwatch.envelope(new_id, 'new', '1.0',
-                           jsonb_build_object('user', jsonb_build_object('id', uid),
-                                              'image', jsonb_build_object('url', image_url)),
-                           'services/TickAPI'));
+        jsonb_set(birdwatch.envelope(new_id, 'new', '1.0',
+                                     jsonb_build_object('user', jsonb_build_object('id', uid),
+                                                        'image', jsonb_build_object('url', image_url)),
+                                     'services/TickAPI'),
+                  '{metadata,correlation_id}', to_jsonb(new_id)));
     RETURN new_id;
 END
 $$;
@@ -91,12 +94,14 @@ BEGIN
                   DETAIL = format('Argument "image_url" (%s) names no ticked image.', left(image_url, 200)),
                   HINT = 'Only ticked images can be rated.';
     END IF;
+    -- A rating starts a story too: the notification of its email joins it.
     PERFORM eventstore.append('rate',
-        birdwatch.envelope(event_id, 'update', '2.0',
-                           jsonb_build_object('user', jsonb_build_object('id', uid),
-                                              'image', jsonb_build_object('url', image_url, 'owner', owner),
-                                              'rating', rating),
-                           'services/TickAPI'));
+        jsonb_set(birdwatch.envelope(event_id, 'update', '2.0',
+                                     jsonb_build_object('user', jsonb_build_object('id', uid),
+                                                        'image', jsonb_build_object('url', image_url, 'owner', owner),
+                                                        'rating', rating),
+                                     'services/TickAPI'),
+                  '{metadata,correlation_id}', to_jsonb(event_id)));
     RETURN event_id;
 END
 $$;

@@ -149,14 +149,17 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;         -- already reported, or forgotten since (gdpr)
     END IF;
+    -- Caused by the rating (metadata.causation_id): eventstore gives it the
+    -- rating's correlation id, so the rating's story ends with its email.
     PERFORM eventstore.append('notification',
-        birdwatch.envelope(o.id, 'email', '1.0',
-                           jsonb_build_object('user', jsonb_build_object('id', o.user_id),
-                                              'message_type', 'rate.update',
-                                              'source_event', jsonb_build_object('name', 'rate',
-                                                                                 'id', o.source_event,
-                                                                                 'type', 'update')),
-                           'services/Notifier'));
+        jsonb_set(birdwatch.envelope(o.id, 'email', '1.0',
+                                     jsonb_build_object('user', jsonb_build_object('id', o.user_id),
+                                                        'message_type', 'rate.update',
+                                                        'source_event', jsonb_build_object('name', 'rate',
+                                                                                           'id', o.source_event,
+                                                                                           'type', 'update')),
+                                     'services/Notifier'),
+                  '{metadata,causation_id}', to_jsonb(o.source_event)));
 END
 $$;
 COMMENT ON FUNCTION email_sent(uuid) IS

@@ -46,6 +46,11 @@ COMMENT ON TABLE events IS 'every appended event; written only through eventstor
 CREATE INDEX events_topic_position ON events (topic, position);
 CREATE UNIQUE INDEX events_stream_version ON events (topic, stream, stream_version)
     WHERE stream IS NOT NULL;
+-- The events of one story (read_correlated, extension/correlation.c).
+-- Partial: an event without a correlation id costs its append nothing here.
+CREATE INDEX events_correlation
+    ON events (pg_catalog.lower(metadata OPERATOR(pg_catalog.->>) 'correlation_id'))
+    WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id';
 
 -- One row per stream: its current version, whether it is closed, and the
 -- row appenders lock to serialise writers of one stream.  Readers see it

@@ -1,6 +1,6 @@
 -- sql/eventstore/30_reads.sql: ad hoc reads of stored events: a topic (or
 -- all) by position up to the read horizon, a stream by stream version, one
--- event by id.
+-- event by id, the events of one story by correlation id.
 
 -- Reads raise 42704 for a topic that does not exist, like append does, so a
 -- typo in a topic name is an error rather than an empty result.
@@ -125,6 +125,35 @@ END
 $$;
 COMMENT ON FUNCTION read_stream(text, text, bigint, integer, boolean) IS
     'events of one stream after a stream version in version order, or backward from the newest or from below a version';
+
+-- Every event of one story: the event that started it (its id is the
+-- correlation id, whether or not it carries one itself) and those whose
+-- metadata.correlation_id is that id, as producers set it or appends fill
+-- it in (extension/correlation.c); by the primary key and the partial index
+-- events_correlation, in position order.
+CREATE FUNCTION read_correlated(correlation_id uuid) RETURNS SETOF event
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF correlation_id IS NULL THEN
+        RAISE EXCEPTION 'correlation_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "correlation_id" is NULL.';
+    END IF;
+    RETURN QUERY
+        SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+          FROM eventstore.stored_events s
+         WHERE s.position IN (SELECT e.position FROM eventstore.events e
+                               WHERE e.id = read_correlated.correlation_id
+                              UNION ALL
+                              SELECT e.position FROM eventstore.events e
+                               WHERE e.metadata ? 'correlation_id'
+                                 AND lower(e.metadata ->> 'correlation_id')
+                                     = read_correlated.correlation_id::text)
+         ORDER BY s.position;
+END
+$$;
+COMMENT ON FUNCTION read_correlated(uuid) IS
+    'the events of one story: the event with that id and those whose metadata.correlation_id is it, in position order';
 
 CREATE FUNCTION get(id uuid) RETURNS event
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -19,7 +19,8 @@ GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
                           read_stream(text, text, bigint, integer, boolean),
                           get(uuid),
                           stream_version(text, text), last_event(text, text),
-                          load_snapshot(text, text, bigint), safe_position()
+                          load_snapshot(text, text, bigint), safe_position(),
+                          read_correlated(uuid)
     TO eventstore_reader;
 GRANT SELECT ON streams TO eventstore_reader, eventstore_admin;
 GRANT EXECUTE ON FUNCTION close_stream(text, text) TO eventstore_writer, eventstore_admin;

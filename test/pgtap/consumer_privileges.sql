@@ -287,7 +287,7 @@ SELECT set_eq(
           'read eventstore_reader', 'read_stream eventstore_reader', 'get eventstore_reader',
           'stream_version eventstore_reader', 'last_event eventstore_reader',
           'load_snapshot eventstore_reader', 'save_snapshot eventstore_writer',
-          'safe_position eventstore_reader',
+          'safe_position eventstore_reader', 'read_correlated eventstore_reader',
           'close_stream eventstore_writer', 'close_stream eventstore_admin',
           'poll eventstore_reader', 'ack eventstore_reader', 'nack eventstore_reader',
           'upcast eventstore_reader', 'undelivered eventstore_reader',

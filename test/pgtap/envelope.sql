@@ -151,6 +151,19 @@ INSERT INTO bad (descr, doc, detail) VALUES
 ('metadata.time a boolean',  pg_temp.b('{metadata,time}', 'true'),             'Field "metadata.time" must be a string, not a boolean.'),
 ('metadata.time null',       pg_temp.b('{metadata,time}', 'null'),             'Field "metadata.time" must be a string, not null.');
 
+-- metadata.correlation_id and metadata.causation_id: UUIDs when present
+INSERT INTO bad (descr, doc, detail) VALUES
+('metadata.correlation_id not a UUID', pg_temp.b('{metadata,correlation_id}', '"story-1"'),
+ 'Field "metadata.correlation_id" must be a UUID such as "123e4567-e89b-12d3-a456-426614174000".'),
+('metadata.correlation_id in braces', pg_temp.b('{metadata,correlation_id}', '"{123e4567-e89b-12d3-a456-426614174000}"'),
+ 'Field "metadata.correlation_id" must be a UUID such as "123e4567-e89b-12d3-a456-426614174000".'),
+('metadata.correlation_id null', pg_temp.b('{metadata,correlation_id}', 'null'),
+ 'Field "metadata.correlation_id" must be a string, not null.'),
+('metadata.causation_id a number', pg_temp.b('{metadata,causation_id}', '7'),
+ 'Field "metadata.causation_id" must be a string, not a number.'),
+('metadata.causation_id too short', pg_temp.b('{metadata,causation_id}', '"123e4567-e89b-12d3-a456-42661417400"'),
+ 'Field "metadata.causation_id" must be a UUID such as "123e4567-e89b-12d3-a456-426614174000".');
+
 INSERT INTO bad (descr, doc, detail)
 SELECT format('metadata.time %s (%s)', to_jsonb(v), d), pg_temp.t(v),
        'Field "metadata.time" must be an RFC 3339 date-time: ' || why || '.'
@@ -357,7 +370,7 @@ CREATE TEMP TABLE rt AS SELECT
       "version": "1.0",
       "data": {"user": {"id": "8a1f4c2e-5b6d-4e7f-9a0b-1c2d3e4f5a6b"}, "image": {"url": "https://example.org/b.jpg"}},
       "metadata": {"source": "services/TickAPI", "time": "1985-04-12T23:20:50.52+02:00",
-                   "trace": {"id": "abc", "hops": [1, 2, 3]}, "correlation_id": "c-1", "flag": false,
+                   "trace": {"id": "abc", "hops": [1, 2, 3]}, "correlation_id": "0d3b2a1c-9e8f-4a7b-8c6d-5e4f3a2b1c0d", "flag": false,
                    "vögel": "鳥"}}'::jsonb AS doc;
 
 SELECT ok(eventstore.append('t', (SELECT doc FROM rt)) > 0, 'append accepts metadata with extra members');

@@ -111,6 +111,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.load_snapshot(text,text,bigint)', true, '{birdwatch_export,eventstore_reader}'),
     ('eventstore', 'eventstore.save_snapshot(text,text,bigint,jsonb)', true, '{eventstore_writer}'),
     ('eventstore', 'eventstore.safe_position()', false, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.read_correlated(uuid)', true, '{birdwatch_export,eventstore_reader}'),
     ('eventstore', 'eventstore.close_stream(text,text)', true, '{eventstore_admin,eventstore_writer}'),
     ('eventstore', 'eventstore.replay_parked(text,uuid)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.reset_consumer(text,bigint)', true, '{eventstore_admin}'),
@@ -210,7 +211,7 @@ SELECT x.extname::text AS ext,
  WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
    AND d.deptype = 'e' AND x.extname IN ('eventstore', 'birdwatch');
 
-SELECT plan(139 + (SELECT count(*)::integer FROM pa_expected));
+SELECT plan(140 + (SELECT count(*)::integer FROM pa_expected));
 
 SELECT is_empty(
     $$SELECT a.ext || ': ' || a.fn FROM pa_actual a
@@ -499,6 +500,7 @@ INSERT INTO pa_calls (role, label, q, expect) VALUES
     ('pa_es', 'get', $$SELECT * FROM eventstore.get('7d1c0a52-0000-4000-8000-000000000001'::uuid)$$, 'ok'),
     ('pa_es', 'read_stream backward', $$SELECT * FROM eventstore.read_stream('pa_audit', 'pa-stream', backward => true)$$, 'ok'),
     ('pa_es', 'safe_position', $$SELECT eventstore.safe_position()$$, 'ok'),
+    ('pa_es', 'read_correlated', $$SELECT * FROM eventstore.read_correlated('7d1c0a52-0000-4000-8000-000000000001'::uuid)$$, 'ok'),
     ('pa_es', 'stream_version', $$SELECT eventstore.stream_version('pa_audit', 'pa-stream')$$, 'ok'),
     ('pa_es', 'last_event', $$SELECT eventstore.last_event('pa_audit', 'pa-stream')$$, 'ok'),
     ('pa_es', 'the view streams', $$SELECT * FROM eventstore.streams$$, 'ok'),

@@ -324,6 +324,7 @@ SELECT set_eq(
           'eventstore.read_stream(text,text,bigint,integer,boolean)',
           'eventstore.get(uuid)',
           -- stream state and snapshots
+          'eventstore.read_correlated(uuid)',
           'eventstore.stream_version(text,text)',
           'eventstore.last_event(text,text)',
           'eventstore.close_stream(text,text)',
@@ -342,7 +343,7 @@ SELECT set_eq(
           'eventstore.protect_fields(text,text,text[])',
           'eventstore.forget_subject(text)'],
     'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, publish_archive, read, read_stream, get, '
-    'stream_version, last_event, close_stream, save_snapshot, load_snapshot, the consumer API''s drop_consumer, reset_consumer, '
+    'read_correlated, stream_version, last_event, close_stream, save_snapshot, load_snapshot, the consumer API''s drop_consumer, reset_consumer, '
     'replay_parked, set_topic_version and undelivered, and protect_fields and forget_subject are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');

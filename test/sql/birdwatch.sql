@@ -245,6 +245,16 @@ SELECT e->>'id' = :'first_email' AS id_is_the_notification_id,
        e #>> '{data,user,id}' = :'alice' AS to_alice,
        e #>> '{data,source_event,id}' = (SELECT source_event::text FROM birdwatch.outbox WHERE id = :'first_email') AS source
   FROM events_of('notification') e;
+-- Stories: the notification is caused by its rating and shares the
+-- rating's correlation id; a tick's score shares the tick's.  One
+-- read_correlated each.
+SELECT e #>> '{metadata,causation_id}' = e #>> '{data,source_event,id}' AS caused_by_the_rating
+  FROM events_of('notification') e;
+SELECT topic, envelope->>'type' AS type, envelope #>> '{metadata,causation_id}' AS causation
+  FROM eventstore.read_correlated((SELECT source_event FROM birdwatch.outbox WHERE id = :'first_email'))
+ ORDER BY position;
+SELECT topic, envelope->>'type' AS type, envelope #>> '{metadata,causation_id}' = :'owl_tick' AS caused_by_the_tick
+  FROM eventstore.read_correlated(:'owl_tick') ORDER BY position;
 SELECT birdwatch.email_failed(:'second_email', 'smtp: connection refused');
 SELECT attempts, last_error, retry_at > now() + interval '59 minutes' AS backs_off, sent_at IS NULL AS unsent
   FROM birdwatch.outbox WHERE id = :'second_email';
