@@ -36,3 +36,21 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- read() of this release without the read horizon, the baseline of the
+-- "read" script: declared as read() is, the same query without
+-- safe_position() and its bound.
+CREATE FUNCTION bench_read_without_horizon(topic text, after bigint, max integer)
+RETURNS SETOF eventstore.event
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM eventstore.check_read_args(topic, max);
+    RETURN QUERY
+        SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+          FROM eventstore.stored_events s
+         WHERE s.topic = bench_read_without_horizon.topic
+           AND s.position > coalesce(after, 0)
+         ORDER BY s.position
+         LIMIT max;
+END
+$$;
