@@ -165,13 +165,19 @@ eventstore_safe_position(PG_FUNCTION_ARGS)
 	int64		safe;
 	pg_atomic_uint64 *mine;
 
-	AsOwner		as;
+	Oid			save_userid;
+	int			save_sec_context;
 
 	if (horizon == NULL)
 		PG_RETURN_NULL();
-	as_owner_begin(&as);
+	/*
+	 * The sequence is read as its owner (an error aborts the transaction,
+	 * which restores the user); nothing here runs user code.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	safe = last_position_handed_out();
-	as_owner_end(&as);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	pg_memory_barrier();
 	mine = my_slot();
 	for (int i = 0; i < horizon->nslots; i++)
