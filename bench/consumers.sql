@@ -12,7 +12,7 @@
 -- bench_derive_handler appends one derived event per event to topic
 -- 'derived'.  The baselines do the same work in a plain plpgsql loop.
 
-SELECT eventstore.create_topic('latency'), eventstore.create_topic('src'),
+SELECT eventstore.create_topic('latency'), eventstore.create_topic('src'), eventstore.create_topic('mixed'),
        eventstore.create_topic('derived'), eventstore.create_topic('wake');
 
 ------------------------------------------------------------------------------
@@ -206,6 +206,26 @@ BEGIN
         COMMIT;
         EXIT WHEN n = 0;
         total := total + n;
+    END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Type filters
+------------------------------------------------------------------------------
+
+-- n events of topic 'mixed', their types t0 .. t9 in turn, appended in
+-- batches of 1000, one transaction each.
+CREATE PROCEDURE bench_preload_types(n integer)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 0 .. (n - 1) / 1000 LOOP
+        PERFORM count(*)
+           FROM eventstore.append_batch('mixed',
+                  ARRAY(SELECT jsonb_set(jsonb_set(bench_envelope(), '{id}', to_jsonb(gen_random_uuid()::text)),
+                                         '{type}', to_jsonb('t' || (k % 10)))
+                          FROM generate_series(i * 1000, least(i * 1000 + 999, n - 1)) k));
+        COMMIT;
     END LOOP;
 END
 $$;

@@ -131,12 +131,15 @@ run_internal(const char *query, Oid *argtypes, InternalArgs *args)
 
 /*
  * create_consumer(name text, topics text[], handler regprocedure,
- *                 batch_size integer, max_attempts integer, run_as regrole)
+ *                 batch_size integer, max_attempts integer, run_as regrole,
+ *                 types text[]); before 1.2 without types, which an
+ * installation not updated yet still calls.
  */
 Datum
 eventstore_create_consumer(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[6] = {TEXTOID, TEXTARRAYOID, REGPROCEDUREOID, INT4OID, INT4OID, REGROLEOID};
+	Oid			argtypes[7] = {TEXTOID, TEXTARRAYOID, REGPROCEDUREOID, INT4OID, INT4OID, REGROLEOID,
+	TEXTARRAYOID};
 	InternalArgs args;
 	AsOwner		as;
 
@@ -157,7 +160,9 @@ eventstore_create_consumer(PG_FUNCTION_ARGS)
 						"create a consumer for role", NULL);
 	if (!PG_ARGISNULL(2))
 		check_function_runs_as(PG_GETARG_OID(2), DatumGetObjectId(args.values[5]));
-	run_internal("SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
+	run_internal(PG_NARGS() > 6
+				 ? "SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6, $7)"
+				 : "SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
 				 argtypes, &args);
 	as_owner_end(&as);
 	PG_RETURN_VOID();

@@ -52,6 +52,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "eventstore.h"
@@ -59,7 +60,11 @@
 /* Longest backoff between two attempts at a failing batch or event. */
 #define MAX_RETRY_DELAY_MS (3600 * 1000)
 
-/* The columns of eventstore.consumers a Consumer is read from, in order. */
+/*
+ * The columns of eventstore.consumers a Consumer is read from, in order;
+ * then types, which installations of releases before 1.2 do not have until
+ * they are updated: consumer_columns() reads it, or NULL in its place.
+ */
 #define CONSUMER_COLUMNS \
 	"handler, run_as::pg_catalog.oid, topics, batch_size, max_attempts," \
 	" start_after, done_snapshot, window_snapshot, window_after," \
@@ -67,6 +72,17 @@
 	" coalesce(leased_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)," \
 	" attempts, coalesce(retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), false)," \
 	" last_error"
+
+static const char *
+consumer_columns(void)
+{
+	Oid			consumers = get_relname_relid("consumers",
+											  get_rel_namespace(eventstore_events_relid()));
+
+	return OidIsValid(consumers) && get_attnum(consumers, "types") != InvalidAttrNumber
+		? CONSUMER_COLUMNS ", types"
+		: CONSUMER_COLUMNS ", NULL::pg_catalog.text[]";
+}
 
 static void
 run_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
@@ -92,7 +108,7 @@ result_datum(int i, bool *isnull)
 	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
 }
 
-/* Reads a Consumer from row 0 of the last result (CONSUMER_COLUMNS). */
+/* Reads a Consumer from row 0 of the last result (consumer_columns()). */
 static void
 consumer_from_result(Consumer *c)
 {
@@ -122,6 +138,7 @@ consumer_from_result(Consumer *c)
 	c->backing_off = DatumGetBool(result_datum(16, &isnull));
 	d = result_datum(17, &isnull);
 	c->last_error = isnull ? NULL : TextDatumGetCString(d);
+	c->types = result_datum(18, &isnull);
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -160,11 +177,9 @@ consumer_lock(const char *name, ConsumerKind kind, bool skip_locked, Consumer *c
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(name);
-	run_sql(skip_locked
-			? "SELECT " CONSUMER_COLUMNS " FROM eventstore.consumers"
-			" WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED"
-			: "SELECT " CONSUMER_COLUMNS " FROM eventstore.consumers"
-			" WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	run_sql(psprintf("SELECT %s FROM eventstore.consumers"
+					 " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE%s",
+					 consumer_columns(), skip_locked ? " SKIP LOCKED" : ""),
 			1, argtypes, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
@@ -227,7 +242,7 @@ consumer_retry_delay_ms(int attempts)
 }
 
 /*
- * Runs an UPDATE of the consumer's row ending in RETURNING CONSUMER_COLUMNS
+ * Runs an UPDATE of the consumer's row ending in RETURNING consumer_columns()
  * ($1 is the name) and reads the row back into *c.
  */
 static void
@@ -247,8 +262,8 @@ update_consumer(Consumer *c, const char *set, int nargs, Oid *argtypes, Datum *v
 	}
 	argnulls[nargs + 1] = '\0';
 	run_sql(psprintf("UPDATE eventstore.consumers SET %s"
-					 " WHERE name OPERATOR(pg_catalog.=) $1 RETURNING " CONSUMER_COLUMNS,
-					 set),
+					 " WHERE name OPERATOR(pg_catalog.=) $1 RETURNING %s",
+					 set, consumer_columns()),
 			nargs + 1, types, args, argnulls, SPI_OK_UPDATE_RETURNING);
 	consumer_from_result(c);
 }
@@ -302,11 +317,12 @@ window_open(Consumer *c)
 				" WHERE e.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1)"
 				"   AND e.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2)"
 				"   AND (e.topic OPERATOR(pg_catalog.||) '') OPERATOR(pg_catalog.=) ANY ($3)"
+				"   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
 				"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
 				"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)",
-				3, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID},
-				(Datum[]) {c->done_snapshot, snapshot, c->topics},
-				NULL, SPI_OK_SELECT);
+				4, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTARRAYOID},
+				(Datum[]) {c->done_snapshot, snapshot, c->topics, c->types},
+				c->types == (Datum) 0 ? "   n" : NULL, SPI_OK_SELECT);
 		AtEOXact_GUC(true, save_nestlevel);
 		low = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										  &isnull));
@@ -354,34 +370,32 @@ batch_from_result(Batch *b, BatchKind kind)
 
 /*
  * The open window's events after window_after, up to position upto, at
- * most limit of them, in position order.  Each page is planned with its
- * real bounds.
+ * most limit of them, of the consumer's types only, in position order.
+ * Each page is planned with its real bounds.
  */
 static void
 window_page(Consumer *c, int64 upto, int limit, Batch *b)
 {
-	Oid			argtypes[6] = {TEXTARRAYOID, INT8OID, INT8OID, PG_SNAPSHOTOID,
-	PG_SNAPSHOTOID, INT4OID};
-	Datum		values[6] = {c->topics, Int64GetDatum(c->window_after), Int64GetDatum(upto),
-	c->window_snapshot, c->done_snapshot, Int32GetDatum(limit)};
+	Oid			argtypes[7] = {TEXTARRAYOID, INT8OID, INT8OID, PG_SNAPSHOTOID,
+	PG_SNAPSHOTOID, INT4OID, TEXTARRAYOID};
+	Datum		values[7] = {c->topics, Int64GetDatum(c->window_after), Int64GetDatum(upto),
+	c->window_snapshot, c->done_snapshot, Int32GetDatum(limit), c->types};
+	char		nulls[8] = "       ";
 
+	/* the arguments are known when the statement is planned: NULLs fold */
 	if (c->done_snapshot == (Datum) 0)
-		run_sql("SELECT e FROM eventstore.events e"
-				" WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
-				"   AND e.position OPERATOR(pg_catalog.>) $2"
-				"   AND e.position OPERATOR(pg_catalog.<=) $3"
-				"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
-				" ORDER BY e.position LIMIT $6",
-				6, argtypes, values, "    n ", SPI_OK_SELECT);
-	else
-		run_sql("SELECT e FROM eventstore.events e"
-				" WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
-				"   AND e.position OPERATOR(pg_catalog.>) $2"
-				"   AND e.position OPERATOR(pg_catalog.<=) $3"
-				"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
-				"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5)"
-				" ORDER BY e.position LIMIT $6",
-				6, argtypes, values, NULL, SPI_OK_SELECT);
+		nulls[4] = 'n';
+	if (c->types == (Datum) 0)
+		nulls[6] = 'n';
+	run_sql("SELECT e FROM eventstore.events e"
+			" WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
+			"   AND e.position OPERATOR(pg_catalog.>) $2"
+			"   AND e.position OPERATOR(pg_catalog.<=) $3"
+			"   AND ($7 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($7))"
+			"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
+			"   AND ($5 IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5))"
+			" ORDER BY e.position LIMIT $6",
+			7, argtypes, values, nulls, SPI_OK_SELECT);
 	batch_from_result(b, BATCH_WINDOW);
 }
 

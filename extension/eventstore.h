@@ -297,6 +297,7 @@ typedef struct Consumer
 	char	   *handler_name;	/* regprocedure text; NULL: outside consumer */
 	Oid			run_as;
 	Datum		topics;			/* text[] */
+	Datum		types;			/* text[], (Datum) 0 when NULL: every type */
 	int			batch_size;
 	int			max_attempts;
 	int64		start_after;

@@ -107,7 +107,7 @@ BEGIN
                             ORDER BY e2.topic, e2.position
                             LIMIT max - removed) AS oldest
                     WHERE oldest.recorded_at < now() - t.retention))
-            RETURNING e.position, e.xid, e.stream, e.stream_version
+            RETURNING e.position, e.xid, e.type, e.stream, e.stream_version
         ), snapshots_gone AS (
             -- A snapshot goes with the event of its version.
             DELETE FROM eventstore.snapshots s
@@ -116,7 +116,8 @@ BEGIN
         ), missed AS (
             UPDATE eventstore.consumers c
                SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                           WHERE eventstore.is_undelivered(c, g.position, g.xid))
+                                           WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                             AND (c.types IS NULL OR g.type = ANY (c.types)))
              WHERE t.name = ANY (c.topics)
         )
         SELECT count(*) INTO n FROM gone;
@@ -361,31 +362,19 @@ AS $$
 DECLARE
     removed bigint;
 BEGIN
-    IF NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
-        RAISE EXCEPTION 'topic "%" does not exist', topic
-            USING ERRCODE = 'undefined_object',
-                  HINT = format('Create it with eventstore.create_topic(%L).', topic);
-    END IF;
-    IF NOT pg_has_role(caller, 'eventstore_admin', 'USAGE')
-       AND NOT EXISTS (SELECT FROM eventstore.topics t, unnest(t.erasers) AS r
-                        WHERE t.name = topic AND pg_has_role(caller, r, 'USAGE')) THEN
-        RAISE EXCEPTION 'permission denied to erase streams of topic "%"', topic
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('Role %s is not an eventstore_admin and has no erase grant on the topic.',
-                                  caller::regrole),
-                  HINT = format('An eventstore_admin can grant it with eventstore.grant_topic(%L, ''erase'', role).', topic);
-    END IF;
+    PERFORM eventstore.check_erase_allowed(topic, caller);
     -- The stream's row first: appends to the stream wait until this commits.
     DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream;
     DELETE FROM eventstore.snapshots s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
     WITH gone AS (
         DELETE FROM eventstore.events e
          WHERE e.topic = erase_stream_as.topic AND e.stream = erase_stream_as.stream
-        RETURNING e.position, e.xid
+        RETURNING e.position, e.xid, e.type
     ), missed AS (
         UPDATE eventstore.consumers c
            SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                       WHERE eventstore.is_undelivered(c, g.position, g.xid))
+                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
          WHERE erase_stream_as.topic = ANY (c.topics)
     )
     SELECT count(*) INTO removed FROM gone;
@@ -506,7 +495,9 @@ COMMENT ON FUNCTION safe_position() IS
 -- horizon is taken in a statement of its own, before the one that reads
 -- the events takes its snapshot, so the function is VOLATILE (under READ
 -- COMMITTED, each statement of a VOLATILE function has a new snapshot).
-CREATE OR REPLACE FUNCTION read(topic text, after bigint DEFAULT 0, max integer DEFAULT 1000)
+DROP FUNCTION read(text, bigint, integer);
+CREATE FUNCTION read(topic text, after bigint DEFAULT 0, max integer DEFAULT 1000,
+                     types text[] DEFAULT NULL)
 RETURNS SETOF event
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -514,15 +505,22 @@ DECLARE
     horizon bigint;
 BEGIN
     PERFORM eventstore.check_read_args(topic, max);
+    IF types IS NOT NULL AND (cardinality(types) = 0 OR array_position(types, NULL) IS NOT NULL) THEN
+        RAISE EXCEPTION 'invalid read types'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Argument "types" must be NULL (every type) or a non-empty array of event types without NULLs.';
+    END IF;
     horizon := coalesce(eventstore.safe_position(), 9223372036854775807);
     -- Two queries rather than "topic IS NULL OR ...", so that each can use
-    -- its index under a generic plan.
+    -- its index under a generic plan.  The types are a filter of the same
+    -- scan: the events of other types are passed over where they are found.
     IF topic IS NULL THEN
         RETURN QUERY
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
               FROM eventstore.stored_events s
              WHERE s.position > coalesce(after, 0)
                AND s.position <= horizon
+               AND (types IS NULL OR s.type = ANY (types))
              ORDER BY s.position
              LIMIT max;
     ELSE
@@ -532,13 +530,16 @@ BEGIN
              WHERE s.topic = read.topic
                AND s.position > coalesce(after, 0)
                AND s.position <= horizon
+               AND (types IS NULL OR s.type = ANY (types))
              ORDER BY s.position
              LIMIT max;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION read(text, bigint, integer) IS
-    'events of a topic (all topics when NULL) after a position and up to the read horizon, in position order';
+COMMENT ON FUNCTION read(text, bigint, integer, text[]) IS
+    'events of a topic (all topics when NULL; of some types only, with types) after a position and up to the read horizon, in position order';
+REVOKE ALL ON FUNCTION read(text, bigint, integer, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION read(text, bigint, integer, text[]) TO eventstore_reader;
 
 REVOKE ALL ON FUNCTION safe_position() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION safe_position() TO eventstore_reader;
@@ -585,3 +586,279 @@ COMMENT ON FUNCTION read_correlated(uuid) IS
 
 REVOKE ALL ON FUNCTION read_correlated(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION read_correlated(uuid) TO eventstore_reader;
+
+------------------------------------------------------------------------------
+-- Type filters: a consumer of some event types only (consumers.types,
+-- create_consumer(..., types)), read(..., types); the view stored_events
+-- shows the type as a column for them.
+------------------------------------------------------------------------------
+
+ALTER TABLE consumers ADD COLUMN types text[] COLLATE "C"
+    CHECK (pg_catalog.cardinality(types) BETWEEN 1 AND 64);
+
+CREATE OR REPLACE VIEW stored_events AS
+SELECT e.position,
+       e.id,
+       e.topic,
+       e.stream,
+       e.stream_version,
+       pg_catalog.jsonb_build_object(
+           'id', e.id,
+           'type', e.type,
+           'version', e.version_major::text OPERATOR(pg_catalog.||) '.'
+                      OPERATOR(pg_catalog.||) e.version_minor::text,
+           'data', e.data,
+           'metadata', e.metadata) AS envelope,
+       e.recorded_at,
+       e.type
+  FROM events e;
+
+DROP FUNCTION register_consumer(text, text[], regprocedure, integer, integer, regrole);
+CREATE FUNCTION register_consumer(name text, topics text[], handler regprocedure,
+                                  batch_size integer, max_attempts integer,
+                                  run_as regrole, types text[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+    fn      pg_proc;
+BEGIN
+    PERFORM eventstore.check_consumer_name(name);
+    IF topics IS NULL OR cardinality(topics) = 0 OR array_position(topics, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid consumer topics'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Argument "topics" must be a non-empty array of topic names without NULLs.';
+    END IF;
+    SELECT t INTO missing FROM unnest(topics) AS t
+     WHERE NOT EXISTS (SELECT FROM eventstore.topics tp WHERE tp.name = t) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'topic "%" does not exist', missing
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', missing);
+    END IF;
+    IF types IS NOT NULL AND (cardinality(types) NOT BETWEEN 1 AND 64
+                              OR array_position(types, NULL) IS NOT NULL
+                              OR EXISTS (SELECT FROM unnest(types) AS t WHERE t = '')) THEN
+        RAISE EXCEPTION 'invalid consumer types'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Argument "types" must be NULL (every type) or an array of 1 to 64 event types without NULLs or empty strings.';
+    END IF;
+    IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'invalid consumer batch size'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "batch_size" is %s; it must be between 1 and 10000.', coalesce(batch_size::text, 'NULL'));
+    END IF;
+    IF max_attempts IS NULL OR max_attempts NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid consumer max_attempts'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "max_attempts" is %s; it must be between 1 and 1000.', coalesce(max_attempts::text, 'NULL'));
+    END IF;
+    IF handler IS NOT NULL THEN
+        SELECT * INTO fn FROM pg_proc p WHERE p.oid = handler;
+        IF fn.prokind <> 'f' OR fn.pronargs <> 1
+           OR fn.proargtypes[0] <> 'eventstore.event'::regtype
+           OR fn.prorettype <> 'void'::regtype OR fn.proretset THEN
+            RAISE EXCEPTION 'invalid consumer handler'
+                USING ERRCODE = 'invalid_function_definition',
+                      DETAIL = format('Handler %s must be a function f(eventstore.event) RETURNS void.', handler);
+        END IF;
+        IF NOT has_function_privilege(run_as, handler, 'EXECUTE') THEN
+            RAISE EXCEPTION 'permission denied for handler %', handler
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s, the consumer''s role, cannot execute it.', run_as);
+        END IF;
+    END IF;
+    PERFORM eventstore.check_topics_readable(run_as, topics, 'the consumer''s role');
+    INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts, types)
+    VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types);
+    PERFORM eventstore.consumers_changed();
+EXCEPTION
+    WHEN unique_violation THEN
+        RAISE EXCEPTION 'consumer "%" already exists', name
+            USING ERRCODE = 'duplicate_object';
+END
+$$;
+
+DROP FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole);
+CREATE FUNCTION create_consumer(name text, topics text[],
+                                handler regprocedure DEFAULT NULL,
+                                batch_size integer DEFAULT 100,
+                                max_attempts integer DEFAULT 5,
+                                run_as regrole DEFAULT NULL,
+                                types text[] DEFAULT NULL)
+RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_create_consumer';
+COMMENT ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[]) IS
+    'register a consumer of topics (of some event types only, with types): in-database with a handler f(eventstore.event), outside (poll/ack) without; it acts as run_as (default: the caller)';
+
+CREATE OR REPLACE FUNCTION undelivered(consumer text, OUT events bigint, OUT oldest timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+AS $$
+DECLARE
+    c eventstore.consumers;
+BEGIN
+    SELECT * INTO c FROM eventstore.consumers WHERE name = consumer;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF c.done_snapshot IS NULL THEN
+        SELECT count(*), min(e.recorded_at) INTO events, oldest
+          FROM eventstore.events e
+         WHERE e.topic = ANY (c.topics)
+           AND (c.types IS NULL OR e.type = ANY (c.types))
+           AND e.position > c.start_after
+           AND NOT (c.window_snapshot IS NOT NULL
+                    AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
+                    AND e.position <= c.window_after);
+    ELSE
+        SELECT count(*), min(e.recorded_at) INTO events, oldest
+          FROM eventstore.events e
+         WHERE e.xid >= pg_snapshot_xmin(c.done_snapshot)
+           AND (e.topic || '') = ANY (c.topics)
+           AND (c.types IS NULL OR e.type = ANY (c.types))
+           AND NOT pg_visible_in_snapshot(e.xid, c.done_snapshot)
+           AND NOT (c.window_snapshot IS NOT NULL
+                    AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
+                    AND e.position <= c.window_after);
+    END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION register_consumer(text, text[], regprocedure, integer, integer, regrole, text[]),
+                       create_consumer(text, text[], regprocedure, integer, integer, regrole, text[])
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[])
+    TO eventstore_admin;
+
+-- consumer_status shows each consumer's types.
+CREATE OR REPLACE VIEW consumer_status AS
+SELECT c.name,
+       c.topics,
+       CASE WHEN c.handler IS NULL THEN 'outside' ELSE 'in-database' END AS kind,
+       c.handler,
+       c.position,
+       u.events AS lag_events,
+       coalesce(extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) u.oldest), 0)::double precision AS lag_seconds,
+       c.handled,
+       c.attempts,
+       (SELECT pg_catalog.count(*) FROM parked p WHERE p.consumer = c.name) AS parked,
+       c.last_error,
+       c.retry_at,
+       c.last_run,
+       c.batch_id,
+       c.leased_until,
+       c.skipped,
+       c.types
+  FROM consumers c, LATERAL undelivered(c.name) u;
+
+------------------------------------------------------------------------------
+-- truncate_stream: a stream's events below a version removed now, the
+-- stream going on from its version; allowed to whom erase_stream is.
+------------------------------------------------------------------------------
+
+-- Raises 42704 for a topic that does not exist, and 42501 unless caller
+-- may remove events of the topic: an eventstore_admin, or a role granted
+-- erase on it.
+CREATE FUNCTION check_erase_allowed(topic text, caller oid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM eventstore.topics t WHERE t.name = topic) THEN
+        RAISE EXCEPTION 'topic "%" does not exist', topic
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it with eventstore.create_topic(%L).', topic);
+    END IF;
+    IF NOT pg_has_role(caller, 'eventstore_admin', 'USAGE')
+       AND NOT EXISTS (SELECT FROM eventstore.topics t, unnest(t.erasers) AS r
+                        WHERE t.name = topic AND pg_has_role(caller, r, 'USAGE')) THEN
+        RAISE EXCEPTION 'permission denied to erase streams of topic "%"', topic
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %s is not an eventstore_admin and has no erase grant on the topic.',
+                                  caller::regrole),
+                  HINT = format('An eventstore_admin can grant it with eventstore.grant_topic(%L, ''erase'', role).', topic);
+    END IF;
+END
+$$;
+
+-- Removes the stream's events below before_version, and their snapshots;
+-- the stream keeps its version, so the next event goes on from it.  The
+-- stream's row is locked first, as appends lock it: they wait for this.
+CREATE FUNCTION truncate_stream_as(topic text, stream text, before_version bigint, caller oid)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current bigint;
+    removed bigint;
+BEGIN
+    PERFORM eventstore.check_erase_allowed(topic, caller);
+    IF before_version IS NULL THEN
+        RAISE EXCEPTION 'before_version must not be null'
+            USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "before_version" is NULL.';
+    END IF;
+    SELECT h.version INTO current FROM eventstore.stream_heads h
+     WHERE h.topic = truncate_stream_as.topic AND h.stream = truncate_stream_as.stream
+       FOR UPDATE;
+    IF before_version < 1 OR before_version > coalesce(current, 0) + 1 THEN
+        RAISE EXCEPTION 'invalid truncation version'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "before_version" is %s; stream "%s" is at version %s, so it must be between 1 and %s.',
+                                  before_version, stream, coalesce(current, 0), coalesce(current, 0) + 1);
+    END IF;
+    DELETE FROM eventstore.snapshots s
+     WHERE s.topic = truncate_stream_as.topic AND s.stream = truncate_stream_as.stream
+       AND s.version < before_version;
+    WITH gone AS (
+        DELETE FROM eventstore.events e
+         WHERE e.topic = truncate_stream_as.topic AND e.stream = truncate_stream_as.stream
+           AND e.stream_version < before_version
+        RETURNING e.position, e.xid, e.type
+    ), missed AS (
+        UPDATE eventstore.consumers c
+           SET skipped = c.skipped + (SELECT count(*) FROM gone g
+                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
+         WHERE truncate_stream_as.topic = ANY (c.topics)
+    )
+    SELECT count(*) INTO removed FROM gone;
+    RETURN removed;
+END
+$$;
+
+CREATE FUNCTION truncate_stream(topic text, stream text, before_version bigint) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_truncate_stream';
+COMMENT ON FUNCTION truncate_stream(text, text, bigint) IS
+    'remove the events of a stream below a version now; the stream goes on from its version; returns how many';
+
+CREATE OR REPLACE FUNCTION topic_privilege_functions(privilege text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE privilege
+        WHEN 'append' THEN 'eventstore.append(text, jsonb, text, bigint), '
+                           'eventstore.append_batch(text, jsonb[], text, bigint), '
+                           'eventstore.validate(jsonb), eventstore.is_valid(jsonb), '
+                           'eventstore.derived_id(uuid, text)'
+        WHEN 'read' THEN 'eventstore.poll(text, integer), eventstore.ack(text, bigint), '
+                         'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
+                         'eventstore.unprotect(eventstore.event), eventstore.derived_id(uuid, text)'
+        WHEN 'erase' THEN 'eventstore.erase_stream(text, text), '
+                          'eventstore.truncate_stream(text, text, bigint)'
+    END
+$$;
+
+REVOKE ALL ON FUNCTION check_erase_allowed(text, oid), truncate_stream_as(text, text, bigint, oid),
+                       truncate_stream(text, text, bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION truncate_stream(text, text, bigint) TO eventstore_admin;
+-- the roles granted erase before this release get it with erase_stream
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN SELECT DISTINCT unnest(t.erasers) FROM eventstore.topics t LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION eventstore.truncate_stream(text, text, bigint) TO %s', r::text);
+    END LOOP;
+END
+$$;

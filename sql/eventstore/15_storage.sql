@@ -64,7 +64,8 @@ CREATE TABLE stream_heads (
 );
 COMMENT ON TABLE stream_heads IS 'current version of every stream and when it was closed; locked by appenders to the stream';
 
--- The events as readers see them: the envelope rebuilt from its columns.
+-- The events as readers see them: the envelope rebuilt from its columns
+-- (and the type as a column of its own, for readers that filter on it).
 CREATE VIEW stored_events AS
 SELECT e.position,
        e.id,
@@ -78,7 +79,8 @@ SELECT e.position,
                       OPERATOR(pg_catalog.||) e.version_minor::text,
            'data', e.data,
            'metadata', e.metadata) AS envelope,
-       e.recorded_at
+       e.recorded_at,
+       e.type
   FROM events e;
 
 CREATE TYPE event AS (

@@ -99,7 +99,8 @@ AS $$
         WHEN 'read' THEN 'eventstore.poll(text, integer), eventstore.ack(text, bigint), '
                          'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
                          'eventstore.unprotect(eventstore.event), eventstore.derived_id(uuid, text)'
-        WHEN 'erase' THEN 'eventstore.erase_stream(text, text)'
+        WHEN 'erase' THEN 'eventstore.erase_stream(text, text), '
+                          'eventstore.truncate_stream(text, text, bigint)'
     END
 $$;
 

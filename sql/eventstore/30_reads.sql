@@ -36,7 +36,8 @@ COMMENT ON FUNCTION safe_position() IS
 -- horizon is taken in a statement of its own, before the one that reads
 -- the events takes its snapshot, so the function is VOLATILE (under READ
 -- COMMITTED, each statement of a VOLATILE function has a new snapshot).
-CREATE FUNCTION read(topic text, after bigint DEFAULT 0, max integer DEFAULT 1000)
+CREATE FUNCTION read(topic text, after bigint DEFAULT 0, max integer DEFAULT 1000,
+                     types text[] DEFAULT NULL)
 RETURNS SETOF event
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -44,15 +45,22 @@ DECLARE
     horizon bigint;
 BEGIN
     PERFORM eventstore.check_read_args(topic, max);
+    IF types IS NOT NULL AND (cardinality(types) = 0 OR array_position(types, NULL) IS NOT NULL) THEN
+        RAISE EXCEPTION 'invalid read types'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Argument "types" must be NULL (every type) or a non-empty array of event types without NULLs.';
+    END IF;
     horizon := coalesce(eventstore.safe_position(), 9223372036854775807);
     -- Two queries rather than "topic IS NULL OR ...", so that each can use
-    -- its index under a generic plan.
+    -- its index under a generic plan.  The types are a filter of the same
+    -- scan: the events of other types are passed over where they are found.
     IF topic IS NULL THEN
         RETURN QUERY
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
               FROM eventstore.stored_events s
              WHERE s.position > coalesce(after, 0)
                AND s.position <= horizon
+               AND (types IS NULL OR s.type = ANY (types))
              ORDER BY s.position
              LIMIT max;
     ELSE
@@ -62,13 +70,14 @@ BEGIN
              WHERE s.topic = read.topic
                AND s.position > coalesce(after, 0)
                AND s.position <= horizon
+               AND (types IS NULL OR s.type = ANY (types))
              ORDER BY s.position
              LIMIT max;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION read(text, bigint, integer) IS
-    'events of a topic (all topics when NULL) after a position and up to the read horizon, in position order';
+COMMENT ON FUNCTION read(text, bigint, integer, text[]) IS
+    'events of a topic (all topics when NULL; of some types only, with types) after a position and up to the read horizon, in position order';
 
 -- The arguments every function on one stream takes: both given, the topic
 -- one that exists, and a page size (max) as check_read_args wants it.

@@ -53,6 +53,10 @@ CREATE TABLE consumers (
     last_run        timestamptz,
     -- events of its topics removed (retention, erase_stream) before it got them
     skipped         bigint NOT NULL DEFAULT 0,
+    -- the event types it is given, NULL: all; the others are passed over
+    -- where events are found (consumer_engine.c)
+    types           text[] COLLATE "C"
+                    CHECK (pg_catalog.cardinality(types) BETWEEN 1 AND 64),
     CHECK ((window_snapshot IS NULL) = (window_after IS NULL)),
     CHECK ((batch_kind = 'window') = (batch_upto IS NOT NULL))
 );
@@ -141,7 +145,7 @@ $$;
 -- calls this as the extension's owner.
 CREATE FUNCTION register_consumer(name text, topics text[], handler regprocedure,
                                   batch_size integer, max_attempts integer,
-                                  run_as regrole)
+                                  run_as regrole, types text[])
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -161,6 +165,13 @@ BEGIN
         RAISE EXCEPTION 'topic "%" does not exist', missing
             USING ERRCODE = 'undefined_object',
                   HINT = format('Create it with eventstore.create_topic(%L).', missing);
+    END IF;
+    IF types IS NOT NULL AND (cardinality(types) NOT BETWEEN 1 AND 64
+                              OR array_position(types, NULL) IS NOT NULL
+                              OR EXISTS (SELECT FROM unnest(types) AS t WHERE t = '')) THEN
+        RAISE EXCEPTION 'invalid consumer types'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Argument "types" must be NULL (every type) or an array of 1 to 64 event types without NULLs or empty strings.';
     END IF;
     IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'invalid consumer batch size'
@@ -188,8 +199,8 @@ BEGIN
         END IF;
     END IF;
     PERFORM eventstore.check_topics_readable(run_as, topics, 'the consumer''s role');
-    INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts)
-    VALUES (name, topics, handler::text, run_as, batch_size, max_attempts);
+    INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts, types)
+    VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types);
     PERFORM eventstore.consumers_changed();
 EXCEPTION
     WHEN unique_violation THEN
@@ -202,11 +213,12 @@ CREATE FUNCTION create_consumer(name text, topics text[],
                                 handler regprocedure DEFAULT NULL,
                                 batch_size integer DEFAULT 100,
                                 max_attempts integer DEFAULT 5,
-                                run_as regrole DEFAULT NULL)
+                                run_as regrole DEFAULT NULL,
+                                types text[] DEFAULT NULL)
 RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_create_consumer';
-COMMENT ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole) IS
-    'register a consumer of topics: in-database with a handler f(eventstore.event), outside (poll/ack) without; it acts as run_as (default: the caller)';
+COMMENT ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[]) IS
+    'register a consumer of topics (of some event types only, with types): in-database with a handler f(eventstore.event), outside (poll/ack) without; it acts as run_as (default: the caller)';
 
 CREATE FUNCTION drop_consumer(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -281,7 +293,7 @@ $$;
 COMMENT ON FUNCTION replay_parked(text, uuid) IS
     'deliver a parked event again: first thing on the consumer''s next run or poll';
 
--- Events of a consumer's topics it has not been given yet, and the oldest
+-- Events of a consumer's topics (and types) it has not been given yet, and the oldest
 -- one's recording time.  A consumer that has a done snapshot has been given
 -- everything older than its xmin, so only events from there on are looked
 -- at, through the BRIN index on xid (as in open_window); a new or reset one
@@ -301,6 +313,7 @@ BEGIN
         SELECT count(*), min(e.recorded_at) INTO events, oldest
           FROM eventstore.events e
          WHERE e.topic = ANY (c.topics)
+           AND (c.types IS NULL OR e.type = ANY (c.types))
            AND e.position > c.start_after
            AND NOT (c.window_snapshot IS NOT NULL
                     AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
@@ -310,6 +323,7 @@ BEGIN
           FROM eventstore.events e
          WHERE e.xid >= pg_snapshot_xmin(c.done_snapshot)
            AND (e.topic || '') = ANY (c.topics)
+           AND (c.types IS NULL OR e.type = ANY (c.types))
            AND NOT pg_visible_in_snapshot(e.xid, c.done_snapshot)
            AND NOT (c.window_snapshot IS NOT NULL
                     AND pg_visible_in_snapshot(e.xid, c.window_snapshot)

@@ -44,7 +44,7 @@ BEGIN
                             ORDER BY e2.topic, e2.position
                             LIMIT max - removed) AS oldest
                     WHERE oldest.recorded_at < now() - t.retention))
-            RETURNING e.position, e.xid, e.stream, e.stream_version
+            RETURNING e.position, e.xid, e.type, e.stream, e.stream_version
         ), snapshots_gone AS (
             -- A snapshot goes with the event of its version.
             DELETE FROM eventstore.snapshots s
@@ -53,7 +53,8 @@ BEGIN
         ), missed AS (
             UPDATE eventstore.consumers c
                SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                           WHERE eventstore.is_undelivered(c, g.position, g.xid))
+                                           WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                             AND (c.types IS NULL OR g.type = ANY (c.types)))
              WHERE t.name = ANY (c.topics)
         )
         SELECT count(*) INTO n FROM gone;

@@ -17,6 +17,7 @@ SELECT c.name,
        c.last_run,
        c.batch_id,
        c.leased_until,
-       c.skipped
+       c.skipped,
+       c.types
   FROM consumers c, LATERAL undelivered(c.name) u;
 COMMENT ON VIEW consumer_status IS 'every consumer: how far it got, its lag, failures and parked events';

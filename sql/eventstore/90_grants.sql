@@ -15,7 +15,7 @@ GRANT EXECUTE ON FUNCTION validate(jsonb), is_valid(jsonb)
 GRANT EXECUTE ON FUNCTION append(text, jsonb, text, bigint),
                           append_batch(text, jsonb[], text, bigint)
     TO eventstore_writer;
-GRANT EXECUTE ON FUNCTION read(text, bigint, integer),
+GRANT EXECUTE ON FUNCTION read(text, bigint, integer, text[]),
                           read_stream(text, text, bigint, integer, boolean),
                           get(uuid),
                           stream_version(text, text), last_event(text, text),
@@ -27,7 +27,7 @@ GRANT EXECUTE ON FUNCTION close_stream(text, text) TO eventstore_writer, eventst
 GRANT EXECUTE ON FUNCTION save_snapshot(text, text, bigint, jsonb) TO eventstore_writer;
 GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
                           set_retention(text, interval), purge_expired(), publish_archive(),
-                          erase_stream(text, text),
+                          erase_stream(text, text), truncate_stream(text, text, bigint),
                           grant_topic(text, text, regrole), revoke_topic(text, text, regrole)
     TO eventstore_admin;
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;
@@ -38,7 +38,7 @@ GRANT EXECUTE ON FUNCTION poll(text, integer), ack(text, bigint), nack(text, big
     TO eventstore_reader;
 GRANT EXECUTE ON FUNCTION derived_id(uuid, text)
     TO eventstore_writer, eventstore_reader, eventstore_admin;
-GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole),
+GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[]),
                           drop_consumer(text), reset_consumer(text, bigint),
                           run_consumer(text, integer), replay_parked(text, uuid),
                           create_upcaster(text, integer, integer, regprocedure),

@@ -128,9 +128,9 @@ SELECT is(
           'lag_events bigint', 'lag_seconds double precision', 'handled bigint', 'attempts integer',
           'parked bigint', 'last_error text', 'retry_at timestamp with time zone',
           'last_run timestamp with time zone', 'batch_id bigint', 'leased_until timestamp with time zone',
-          'skipped bigint'],
+          'skipped bigint', 'types text[]'],
     'consumer_status has name, topics, kind, handler, position, lag_events, lag_seconds, handled, attempts, '
-    'parked, last_error, retry_at, last_run, batch_id, leased_until, skipped in that order'
+    'parked, last_error, retry_at, last_run, batch_id, leased_until, skipped, types in that order'
 );
 
 SELECT has_composite('eventstore', 'delivery', 'composite type eventstore.delivery exists');
@@ -158,7 +158,7 @@ SELECT is(
 ------------------------------------------------------------------------------
 
 SELECT has_function('eventstore', f, a, format('%s(%s) exists', f, array_to_string(a, ', ')))
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole']),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
                ('drop_consumer', ARRAY['text']),
                ('reset_consumer', ARRAY['text', 'bigint']),
                ('run_consumer', ARRAY['text', 'integer']),
@@ -172,7 +172,7 @@ SELECT has_function('eventstore', f, a, format('%s(%s) exists', f, array_to_stri
                ('derived_id', ARRAY['uuid', 'text']),
                ('undelivered', ARRAY['text'])) AS v(f, a);
 SELECT function_returns('eventstore', f, a, r, format('%s returns %s', f, r))
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole'], 'void'),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]'], 'void'),
                ('drop_consumer', ARRAY['text'], 'void'),
                ('reset_consumer', ARRAY['text', 'bigint'], 'void'),
                ('run_consumer', ARRAY['text', 'integer'], 'bigint'),
@@ -210,7 +210,7 @@ SELECT is_definer('eventstore', f, a, format('%s is SECURITY DEFINER', f))
 -- DEFINER function would only know its owner); the internal functions
 -- they call as the owner are not SECURITY DEFINER either.
 SELECT isnt_definer('eventstore', f, a, format('%s is not SECURITY DEFINER', f))
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole']),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
                ('create_upcaster', ARRAY['text', 'integer', 'integer', 'regprocedure']),
                ('poll', ARRAY['text', 'integer']),
                ('ack', ARRAY['text', 'bigint']),
@@ -218,7 +218,7 @@ SELECT isnt_definer('eventstore', f, a, format('%s is not SECURITY DEFINER', f))
                ('run_consumer', ARRAY['text', 'integer']),
                ('upcast', ARRAY['eventstore.event']),
                ('derived_id', ARRAY['uuid', 'text']),
-               ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole']),
+               ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
                ('register_upcaster', ARRAY['text', 'integer', 'integer', 'regprocedure', 'regrole']),
                ('lock_consumer', ARRAY['text', 'text'])) AS v(f, a);
 SELECT is(
@@ -254,7 +254,7 @@ SELECT is(
 -- Each role gets exactly its functions (README.md, "Roles and privileges").
 SELECT function_privs_are('eventstore', f, a, r,
                           CASE WHEN r = ANY (granted) THEN ARRAY['EXECUTE'] ELSE '{}' END::name[])
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole'], ARRAY['eventstore_admin']),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]'], ARRAY['eventstore_admin']),
                ('drop_consumer', ARRAY['text'], ARRAY['eventstore_admin']),
                ('reset_consumer', ARRAY['text', 'bigint'], ARRAY['eventstore_admin']),
                ('run_consumer', ARRAY['text', 'integer'], ARRAY['eventstore_admin']),
@@ -295,6 +295,7 @@ SELECT set_eq(
           'grant_topic eventstore_admin', 'revoke_topic eventstore_admin',
           'set_retention eventstore_admin', 'purge_expired eventstore_admin',
           'publish_archive eventstore_admin', 'erase_stream eventstore_admin',
+          'truncate_stream eventstore_admin',
           'create_consumer eventstore_admin', 'drop_consumer eventstore_admin',
           'reset_consumer eventstore_admin', 'run_consumer eventstore_admin',
           'replay_parked eventstore_admin', 'create_upcaster eventstore_admin',
@@ -726,7 +727,7 @@ SELECT throws_ok($$DELETE FROM eventstore.parked$$, '42501', NULL, 'admin cannot
 SELECT throws_ok($$UPDATE eventstore.upcasters SET fn = 'public.es_ctest_private(jsonb)'$$, '42501', NULL,
     'admin cannot UPDATE upcasters');
 SELECT throws_ok(
-    $$SELECT eventstore.register_consumer('es_reg', ARRAY['es_cons'], NULL, 100, 5, session_user::regrole)$$,
+    $$SELECT eventstore.register_consumer('es_reg', ARRAY['es_cons'], NULL, 100, 5, session_user::regrole, NULL)$$,
     '42501', NULL, 'admin cannot call the internal register_consumer (bypassing create_consumer''s check)');
 SELECT throws_ok(
     $$SELECT eventstore.register_upcaster('es_cons', 1, 2, 'public.es_ctest_private(jsonb)', session_user::regrole)$$,

@@ -89,12 +89,13 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
 ('eventstore', 'eventstore.ack(text,bigint)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
     ('eventstore', 'eventstore.append(text,jsonb,text,bigint)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api,eventstore_writer}'),
     ('eventstore', 'eventstore.append_batch(text,jsonb[],text,bigint)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api,eventstore_writer}'),
-    ('eventstore', 'eventstore.create_consumer(text,text[],regprocedure,integer,integer,regrole)', false, '{eventstore_admin}'),
+    ('eventstore', 'eventstore.create_consumer(text,text[],regprocedure,integer,integer,regrole,text[])', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.create_topic(text,text,interval)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.create_upcaster(text,integer,integer,regprocedure)', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.derived_id(uuid,text)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_admin,eventstore_reader,eventstore_writer}'),
     ('eventstore', 'eventstore.drop_consumer(text)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.erase_stream(text,text)', false, '{birdwatch_user_api,eventstore_admin}'),
+    ('eventstore', 'eventstore.truncate_stream(text,text,bigint)', false, '{birdwatch_user_api,eventstore_admin}'),
     ('eventstore', 'eventstore.forget_subject(text)', true, '{birdwatch_user_api,eventstore_admin}'),
     ('eventstore', 'eventstore.get(uuid)', true, '{birdwatch_export,eventstore_reader}'),
     ('eventstore', 'eventstore.grant_topic(text,text,regrole)', true, '{eventstore_admin}'),
@@ -104,7 +105,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.protect_fields(text,text,text[])', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.publish_archive()', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.purge_expired()', true, '{eventstore_admin}'),
-    ('eventstore', 'eventstore.read(text,bigint,integer)', true, '{birdwatch_export,eventstore_reader}'),
+    ('eventstore', 'eventstore.read(text,bigint,integer,text[])', true, '{birdwatch_export,eventstore_reader}'),
     ('eventstore', 'eventstore.read_stream(text,text,bigint,integer,boolean)', true, '{birdwatch_export,eventstore_reader}'),
     ('eventstore', 'eventstore.stream_version(text,text)', true, '{birdwatch_export,eventstore_reader}'),
     ('eventstore', 'eventstore.last_event(text,text)', true, '{birdwatch_export,eventstore_reader}'),
@@ -138,12 +139,14 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.crypt_field(boolean,bytea,uuid,text,bytea)', false, '{}'),
     ('eventstore', 'eventstore.crypto_schema()', false, '{}'),
     ('eventstore', 'eventstore.erase_stream_as(text,text,oid)', false, '{}'),
+    ('eventstore', 'eventstore.truncate_stream_as(text,text,bigint,oid)', false, '{}'),
+    ('eventstore', 'eventstore.check_erase_allowed(text,oid)', false, '{}'),
     ('eventstore', 'eventstore.is_undelivered(eventstore.consumers,bigint,xid8)', false, '{}'),
     ('eventstore', 'eventstore.lock_consumer(text,text)', false, '{}'),
     ('eventstore', 'eventstore.protect_data(text,jsonb,uuid,integer)', false, '{}'),
     ('eventstore', 'eventstore.purge_batch(integer)', false, '{}'),
     ('eventstore', 'eventstore.refresh_archive()', false, '{}'),
-    ('eventstore', 'eventstore.register_consumer(text,text[],regprocedure,integer,integer,regrole)', false, '{}'),
+    ('eventstore', 'eventstore.register_consumer(text,text[],regprocedure,integer,integer,regrole,text[])', false, '{}'),
     ('eventstore', 'eventstore.register_upcaster(text,integer,integer,regprocedure,regrole)', false, '{}'),
     ('eventstore', 'eventstore.stats_count_purged(text,bigint)', false, '{}'),
     ('eventstore', 'eventstore.subject_key(text)', false, '{}'),
@@ -211,7 +214,7 @@ SELECT x.extname::text AS ext,
  WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
    AND d.deptype = 'e' AND x.extname IN ('eventstore', 'birdwatch');
 
-SELECT plan(140 + (SELECT count(*)::integer FROM pa_expected));
+SELECT plan(141 + (SELECT count(*)::integer FROM pa_expected));
 
 SELECT is_empty(
     $$SELECT a.ext || ': ' || a.fn FROM pa_actual a
@@ -531,6 +534,7 @@ INSERT INTO pa_calls (role, label, q, expect) VALUES
     ('pa_es', 'consumer_status', $$SELECT * FROM eventstore.consumer_status$$, 'ok'),
     ('pa_es', 'reset_consumer', $$SELECT eventstore.reset_consumer('pa_audit_outside', 0)$$, 'ok'),
     ('pa_es', 'drop_consumer', $$SELECT eventstore.drop_consumer('pa_audit_outside')$$, 'ok'),
+    ('pa_es', 'truncate_stream', $$SELECT eventstore.truncate_stream('pa_audit', 'pa-stream', 2)$$, 'ok'),
     ('pa_es', 'erase_stream', $$SELECT eventstore.erase_stream('pa_audit', 'pa-stream')$$, 'ok'),
     ('pa_bw', 'register_user', $$SELECT * FROM birdwatch.register_user('pa.shadow@example.com', 'Shadow Test')$$, 'ok'),
     ('pa_bw', 'login with a user agent', $$SELECT birdwatch.login('bw_pa_audit_token_1', 'Mozilla/5.0')$$, 'ok'),

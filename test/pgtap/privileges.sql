@@ -92,7 +92,7 @@ SELECT has_function('eventstore', 'is_valid', ARRAY['jsonb'], 'is_valid(jsonb) e
 SELECT has_function('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic(text, text, interval) exists');
 SELECT has_function('eventstore', 'append', ARRAY['text', 'jsonb', 'text', 'bigint'], 'append(text, jsonb, text, bigint) exists');
 SELECT has_function('eventstore', 'append_batch', ARRAY['text', 'jsonb[]', 'text', 'bigint'], 'append_batch(text, jsonb[], text, bigint) exists');
-SELECT has_function('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'read(text, bigint, integer) exists');
+SELECT has_function('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'read(text, bigint, integer, text[]) exists');
 SELECT has_function('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'read_stream(text, text, bigint, integer, boolean) exists');
 SELECT has_function('eventstore', 'get', ARRAY['uuid'], 'get(uuid) exists');
 
@@ -101,7 +101,7 @@ SELECT function_returns('eventstore', 'is_valid', ARRAY['jsonb'], 'boolean', 'is
 SELECT function_returns('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'void', 'create_topic returns void');
 SELECT function_returns('eventstore', 'append', ARRAY['text', 'jsonb', 'text', 'bigint'], 'bigint', 'append returns bigint');
 SELECT function_returns('eventstore', 'append_batch', ARRAY['text', 'jsonb[]', 'text', 'bigint'], 'setof bigint', 'append_batch returns setof bigint');
-SELECT function_returns('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'setof eventstore.event', 'read returns setof eventstore.event');
+SELECT function_returns('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'setof eventstore.event', 'read returns setof eventstore.event');
 SELECT function_returns('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'setof eventstore.event', 'read_stream returns setof eventstore.event');
 SELECT function_returns('eventstore', 'get', ARRAY['uuid'], 'eventstore.event', 'get returns eventstore.event');
 
@@ -172,10 +172,10 @@ SELECT function_privs_are('eventstore', 'append_batch', ARRAY['text', 'jsonb[]',
 SELECT function_privs_are('eventstore', 'append_batch', ARRAY['text', 'jsonb[]', 'text', 'bigint'], 'public', '{}'::name[]);
 
 -- read / read_stream / get: reader only
-SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'eventstore_writer', '{}'::name[]);
-SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'eventstore_reader', ARRAY['EXECUTE']);
-SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'eventstore_admin', '{}'::name[]);
-SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'public', '{}'::name[]);
+SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'eventstore_writer', '{}'::name[]);
+SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'eventstore_reader', ARRAY['EXECUTE']);
+SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'eventstore_admin', '{}'::name[]);
+SELECT function_privs_are('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'public', '{}'::name[]);
 SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'eventstore_writer', '{}'::name[]);
 SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'eventstore_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'eventstore_admin', '{}'::name[]);
@@ -320,7 +320,7 @@ SELECT set_eq(
           'eventstore.set_retention(text,interval)',
           'eventstore.purge_expired()',
           'eventstore.publish_archive()',
-          'eventstore.read(text,bigint,integer)',
+          'eventstore.read(text,bigint,integer,text[])',
           'eventstore.read_stream(text,text,bigint,integer,boolean)',
           'eventstore.get(uuid)',
           -- stream state and snapshots
@@ -347,7 +347,7 @@ SELECT set_eq(
     'replay_parked, set_topic_version and undelivered, and protect_fields and forget_subject are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');
-SELECT is_definer('eventstore', 'read', ARRAY['text', 'bigint', 'integer'], 'read is SECURITY DEFINER');
+SELECT is_definer('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'read is SECURITY DEFINER');
 SELECT is_definer('eventstore', 'read_stream', ARRAY['text', 'text', 'bigint', 'integer', 'boolean'], 'read_stream is SECURITY DEFINER');
 SELECT is_definer('eventstore', 'get', ARRAY['uuid'], 'get is SECURITY DEFINER');
 SELECT is(
@@ -356,7 +356,7 @@ SELECT is(
     'create_topic has search_path = pg_catalog, pg_temp'
 );
 SELECT is(
-    (SELECT proconfig FROM pg_proc WHERE oid = 'eventstore.read(text,bigint,integer)'::regprocedure),
+    (SELECT proconfig FROM pg_proc WHERE oid = 'eventstore.read(text,bigint,integer,text[])'::regprocedure),
     ARRAY['search_path=pg_catalog, pg_temp'],
     'read has search_path = pg_catalog, pg_temp'
 );

@@ -233,6 +233,7 @@ INSERT INTO sample VALUES
     (NULL, 'path', 'text', $$'client.ip'$$),
     (NULL, 'argument', 'text', $$'paths'$$),
     (NULL, 'paths', 'text[]', $$ARRAY['client.ip']$$),
+    (NULL, 'types', 'text[]', $$ARRAY['new']$$),
     (NULL, 'email', 'text', $$'null.matrix@example.org'$$),
     (NULL, 'display_name', 'text', $$'Null Matrix'$$),
     (NULL, 'token', 'text', $$'bw_limits_token'$$),

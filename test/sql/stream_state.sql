@@ -132,6 +132,27 @@ SELECT stream, version, first_position = last_position AS one_event_left FROM ev
 INSERT INTO eventstore.snapshots (topic, stream, version, state) VALUES ('short', 'old', 2, '{"n": 2}');
 SELECT * FROM eventstore.load_snapshot('short', 'old', 2);
 
+-- truncate_stream: the events below a version go now, with their
+-- snapshots; the stream goes on from its version
+SELECT count(eventstore.append('account', ev(n), 'trunc')) FROM generate_series(40, 45) n;
+SELECT eventstore.save_snapshot('account', 'trunc', 2, '{"at": 2}');
+SELECT eventstore.save_snapshot('account', 'trunc', 5, '{"at": 5}');
+SELECT eventstore.truncate_stream('account', 'trunc', 4) AS removed;
+SELECT array_agg(stream_version ORDER BY stream_version) AS left FROM eventstore.read_stream('account', 'trunc');
+SELECT version FROM eventstore.snapshots WHERE stream = 'trunc';
+SELECT eventstore.append('account', ev(46), 'trunc', 6) > 0 AS goes_on;
+SELECT stream, version, first_position = (SELECT position FROM eventstore.events WHERE stream = 'trunc' AND stream_version = 4) AS first_is_4
+  FROM eventstore.streams WHERE stream = 'trunc';
+SELECT eventstore.truncate_stream('account', 'trunc', 4) AS nothing_more;
+SELECT eventstore.truncate_stream('account', 'trunc', 8) AS all_of_it;
+SELECT eventstore.stream_version('account', 'trunc') AS version_kept;
+SELECT eventstore.truncate_stream('account', 'trunc', 9);
+SELECT eventstore.truncate_stream('account', 'trunc', 0);
+SELECT eventstore.truncate_stream('account', 'trunc', NULL);
+SELECT eventstore.truncate_stream('account', NULL, 1);
+SELECT eventstore.truncate_stream('no_such_topic', 'trunc', 1);
+SELECT eventstore.truncate_stream('account', 'never-appended', 1) AS nothing;
+
 -- privileges: readers read stream state, writers save snapshots and close
 -- streams; neither may do the other's part, and a role that is neither
 -- reads nothing
@@ -150,6 +171,7 @@ SELECT count(*) AS streams FROM eventstore.streams;
 SELECT version FROM eventstore.load_snapshot('account', 'acct-1');
 SELECT eventstore.save_snapshot('account', 'acct-1', 5, '{}');
 SELECT eventstore.close_stream('account', 'acct-1');
+SELECT eventstore.truncate_stream('account', 'acct-1', 1);
 RESET ROLE;
 SET ROLE stream_state_writer;
 SELECT eventstore.save_snapshot('account', 'acct-1', 5, '{"balance": 15}');
