@@ -293,12 +293,14 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
  * The statements on a stream's row.  Its table is eventstore.stream_heads
  * from 1.2 on and eventstore.streams before, without closed_at: this
  * library serves an installation of either until ALTER EXTENSION UPDATE,
- * so each has its plans, and the installed one is looked up per call.
+ * so each has its plans, and the installed one is looked up per call.  A
+ * new row starts where an erased stream of the same name stopped
+ * (eventstore.erased_streams, by a keyed digest of the name), else at 0.
  */
 typedef struct StreamPlans
 {
 	SPIPlanPtr	lock;			/* (topic, stream) -> version, closed */
-	SPIPlanPtr	create;			/* (topic, stream): a row at version 0 */
+	SPIPlanPtr	create;			/* (topic, stream): a new row */
 	SPIPlanPtr	set_version;	/* (topic, stream, version) */
 } StreamPlans;
 
@@ -309,7 +311,8 @@ stream_plans(void)
 	bool		heads = eventstore_has_stream_heads();
 	StreamPlans *p = &plans[heads ? 1 : 0];
 
-	if (p->lock == NULL)
+	/* the last one prepared: an error half way leaves the others to redo */
+	if (p->set_version == NULL)
 	{
 		const char *table = heads ? "eventstore.stream_heads" : "eventstore.streams";
 		const char *key = " WHERE topic OPERATOR(pg_catalog.=) $1"
@@ -320,9 +323,16 @@ stream_plans(void)
 										heads ? "closed_at IS NOT NULL" : "false",
 										table, key),
 							   2, argtypes);
-		p->create = prepare_plan(psprintf("INSERT INTO %s (topic, stream, version)"
-										  " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
-										  table),
+		p->create = prepare_plan(heads
+								 ? "INSERT INTO eventstore.stream_heads (topic, stream, version, closed_at)"
+								 " SELECT $1, $2, COALESCE(x.version, 0), x.closed_at"
+								 "   FROM (VALUES (1)) AS one"
+								 "   LEFT JOIN eventstore.erased_streams x"
+								 "     ON x.topic OPERATOR(pg_catalog.=) $1"
+								 "    AND x.digest OPERATOR(pg_catalog.=) eventstore.stream_digest($2)"
+								 " ON CONFLICT DO NOTHING"
+								 : "INSERT INTO eventstore.streams (topic, stream, version)"
+								 " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
 								 2, argtypes);
 		p->set_version = prepare_plan(psprintf("UPDATE %s SET version = $3%s", table, key),
 									  3, argtypes);
@@ -331,8 +341,8 @@ stream_plans(void)
 }
 
 /*
- * Locks the stream's row, creating it at version 0; returns its version,
- * and in *closed whether close_stream() has closed it.
+ * Locks the stream's row, creating it if need be; returns its version, and
+ * in *closed whether close_stream() has closed it.
  */
 static int64
 lock_stream(AppendRequest *req, bool *closed)

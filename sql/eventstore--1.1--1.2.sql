@@ -139,6 +139,39 @@ ALTER INDEX streams_pkey RENAME TO stream_heads_pkey;
 ALTER TABLE stream_heads ADD COLUMN closed_at timestamptz;
 COMMENT ON TABLE stream_heads IS 'current version of every stream and when it was closed; locked by appenders to the stream';
 
+-- The version (and closing) an erased stream had reached, so that a stream
+-- appended to again after erase_stream goes on from there and read models
+-- keyed on stream and version never meet a version twice.  The name is
+-- not kept: only a digest of it under a key of this installation
+-- (stream_name_key), which cannot be turned back into the name without the
+-- key, and which no role may read.
+CREATE TABLE erased_streams (
+    topic     text COLLATE "C" NOT NULL,
+    digest    bytea NOT NULL,
+    version   bigint NOT NULL,
+    closed_at timestamptz,
+    PRIMARY KEY (topic, digest)
+);
+COMMENT ON TABLE erased_streams IS 'the versions erased streams reached, by a keyed digest of their name';
+
+-- One key, made by the first erasure (so that a restored dump brings its
+-- own): 32 bytes from the server's strong random source.
+CREATE TABLE stream_name_key (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    key      bytea NOT NULL CHECK (pg_catalog.length(key) = 32)
+);
+COMMENT ON TABLE stream_name_key IS 'the key of the digests in erased_streams; readable by no role';
+SELECT pg_catalog.pg_extension_config_dump('erased_streams', '');
+SELECT pg_catalog.pg_extension_config_dump('stream_name_key', '');
+
+-- The digest of a stream's name, NULL while nothing has been erased.
+CREATE FUNCTION stream_digest(stream text) RETURNS bytea
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sha256(k.key || convert_to(stream, 'UTF8')) FROM eventstore.stream_name_key k
+$$;
+
+
 -- The arguments every function on one stream takes: both given, the topic
 -- one that exists, and a page size (max) as check_read_args wants it.
 CREATE FUNCTION check_stream_args(topic text, stream text, max integer DEFAULT 1) RETURNS void
@@ -203,11 +236,15 @@ BEGIN
     PERFORM eventstore.check_stream_args(topic, stream);
     RETURN coalesce((SELECT h.version FROM eventstore.stream_heads h
                       WHERE h.topic = stream_version.topic
-                        AND h.stream = stream_version.stream), 0);
+                        AND h.stream = stream_version.stream),
+                    (SELECT x.version FROM eventstore.erased_streams x
+                      WHERE x.topic = stream_version.topic
+                        AND x.digest = eventstore.stream_digest(stream_version.stream)),
+                    0);
 END
 $$;
 COMMENT ON FUNCTION stream_version(text, text) IS
-    'the version of a stream''s last event, 0 for a stream with none: the expected_version of the next append';
+    'the version of a stream''s last event (or the one it had reached when it was erased), 0 for a stream with none: the expected_version of the next append';
 
 CREATE FUNCTION last_event(topic text, stream text) RETURNS event
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -279,7 +316,8 @@ COMMENT ON FUNCTION close_stream(text, text) IS
 
 ------------------------------------------------------------------------------
 -- Snapshots, removed with their stream by erase_stream (and by retention
--- with their event, in purge_batch above).
+-- with their event, in purge_batch above); erase_stream keeps what the
+-- stream reached under a keyed digest of its name (erased_streams, above).
 ------------------------------------------------------------------------------
 
 CREATE TABLE snapshots (
@@ -361,10 +399,22 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     removed bigint;
+    head    record;
 BEGIN
     PERFORM eventstore.check_erase_allowed(topic, caller);
     -- The stream's row first: appends to the stream wait until this commits.
-    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream;
+    -- What it had reached is kept under the digest of its name.
+    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream
+    RETURNING h.version, h.closed_at INTO head;
+    IF FOUND THEN
+        INSERT INTO eventstore.stream_name_key (key)
+        VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
+        ON CONFLICT DO NOTHING;
+        INSERT INTO eventstore.erased_streams (topic, digest, version, closed_at)
+        VALUES (topic, eventstore.stream_digest(stream), head.version, head.closed_at)
+        ON CONFLICT ON CONSTRAINT erased_streams_pkey
+        DO UPDATE SET version = excluded.version, closed_at = excluded.closed_at;
+    END IF;
     DELETE FROM eventstore.snapshots s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
     WITH gone AS (
         DELETE FROM eventstore.events e
@@ -382,11 +432,15 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION erase_stream(text, text) IS
+    'remove every event of a stream now (for erasure of personal data), its name with them; returns how many';
+
 REVOKE ALL ON FUNCTION check_stream_args(text, text, integer), read_stream(text, text, bigint, integer, boolean),
                        stream_version(text, text), last_event(text, text), close_stream(text, text),
                        save_snapshot(text, text, bigint, jsonb), load_snapshot(text, text, bigint)
     FROM PUBLIC;
-REVOKE ALL ON streams, snapshots FROM PUBLIC;
+REVOKE ALL ON streams, snapshots, erased_streams, stream_name_key FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_digest(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION read_stream(text, text, bigint, integer, boolean),
                           stream_version(text, text), last_event(text, text),
                           load_snapshot(text, text, bigint)

@@ -9,11 +9,15 @@ BEGIN
     PERFORM eventstore.check_stream_args(topic, stream);
     RETURN coalesce((SELECT h.version FROM eventstore.stream_heads h
                       WHERE h.topic = stream_version.topic
-                        AND h.stream = stream_version.stream), 0);
+                        AND h.stream = stream_version.stream),
+                    (SELECT x.version FROM eventstore.erased_streams x
+                      WHERE x.topic = stream_version.topic
+                        AND x.digest = eventstore.stream_digest(stream_version.stream)),
+                    0);
 END
 $$;
 COMMENT ON FUNCTION stream_version(text, text) IS
-    'the version of a stream''s last event, 0 for a stream with none: the expected_version of the next append';
+    'the version of a stream''s last event (or the one it had reached when it was erased), 0 for a stream with none: the expected_version of the next append';
 
 CREATE FUNCTION last_event(topic text, stream text) RETURNS event
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

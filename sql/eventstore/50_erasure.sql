@@ -2,6 +2,38 @@
 -- once (extension/erase.c), for the personal data of one person, and
 -- truncation of a stream's older events.
 
+-- The version (and closing) an erased stream had reached, so that a stream
+-- appended to again after erase_stream goes on from there and read models
+-- keyed on stream and version never meet a version twice.  The name is
+-- not kept: only a digest of it under a key of this installation
+-- (stream_name_key), which cannot be turned back into the name without the
+-- key, and which no role may read.
+CREATE TABLE erased_streams (
+    topic     text COLLATE "C" NOT NULL,
+    digest    bytea NOT NULL,
+    version   bigint NOT NULL,
+    closed_at timestamptz,
+    PRIMARY KEY (topic, digest)
+);
+COMMENT ON TABLE erased_streams IS 'the versions erased streams reached, by a keyed digest of their name';
+
+-- One key, made by the first erasure (so that a restored dump brings its
+-- own): 32 bytes from the server's strong random source.
+CREATE TABLE stream_name_key (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    key      bytea NOT NULL CHECK (pg_catalog.length(key) = 32)
+);
+COMMENT ON TABLE stream_name_key IS 'the key of the digests in erased_streams; readable by no role';
+SELECT pg_catalog.pg_extension_config_dump('erased_streams', '');
+SELECT pg_catalog.pg_extension_config_dump('stream_name_key', '');
+
+-- The digest of a stream's name, NULL while nothing has been erased.
+CREATE FUNCTION stream_digest(stream text) RETURNS bytea
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sha256(k.key || convert_to(stream, 'UTF8')) FROM eventstore.stream_name_key k
+$$;
+
 -- Raises 42704 for a topic that does not exist, and 42501 unless caller
 -- may remove events of the topic: an eventstore_admin, or a role granted
 -- erase on it.
@@ -31,10 +63,22 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     removed bigint;
+    head    record;
 BEGIN
     PERFORM eventstore.check_erase_allowed(topic, caller);
     -- The stream's row first: appends to the stream wait until this commits.
-    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream;
+    -- What it had reached is kept under the digest of its name.
+    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream
+    RETURNING h.version, h.closed_at INTO head;
+    IF FOUND THEN
+        INSERT INTO eventstore.stream_name_key (key)
+        VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
+        ON CONFLICT DO NOTHING;
+        INSERT INTO eventstore.erased_streams (topic, digest, version, closed_at)
+        VALUES (topic, eventstore.stream_digest(stream), head.version, head.closed_at)
+        ON CONFLICT ON CONSTRAINT erased_streams_pkey
+        DO UPDATE SET version = excluded.version, closed_at = excluded.closed_at;
+    END IF;
     DELETE FROM eventstore.snapshots s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
     WITH gone AS (
         DELETE FROM eventstore.events e
@@ -55,7 +99,7 @@ $$;
 CREATE FUNCTION erase_stream(topic text, stream text) RETURNS bigint
     LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_erase_stream';
 COMMENT ON FUNCTION erase_stream(text, text) IS
-    'remove every event of a stream now (for erasure of personal data); returns how many';
+    'remove every event of a stream now (for erasure of personal data), its name with them; returns how many';
 
 -- Removes the stream's events below before_version, and their snapshots;
 -- the stream keeps its version, so the next event goes on from it.  The

@@ -141,6 +141,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.erase_stream_as(text,text,oid)', false, '{}'),
     ('eventstore', 'eventstore.truncate_stream_as(text,text,bigint,oid)', false, '{}'),
     ('eventstore', 'eventstore.check_erase_allowed(text,oid)', false, '{}'),
+    ('eventstore', 'eventstore.stream_digest(text)', false, '{}'),
     ('eventstore', 'eventstore.is_undelivered(eventstore.consumers,bigint,xid8)', false, '{}'),
     ('eventstore', 'eventstore.lock_consumer(text,text)', false, '{}'),
     ('eventstore', 'eventstore.protect_data(text,jsonb,uuid,integer)', false, '{}'),
@@ -439,6 +440,8 @@ CREATE TEMP TABLE topics (LIKE eventstore.topics);
 CREATE TEMP TABLE streams (LIKE eventstore.streams);
 CREATE TEMP TABLE stream_heads (LIKE eventstore.stream_heads);
 CREATE TEMP TABLE snapshots (LIKE eventstore.snapshots);
+CREATE TEMP TABLE erased_streams (LIKE eventstore.erased_streams);
+CREATE TEMP TABLE stream_name_key (only_row boolean, key bytea);
 CREATE TEMP TABLE consumers (LIKE eventstore.consumers);
 CREATE TEMP TABLE parked (LIKE eventstore.parked);
 CREATE TEMP TABLE upcasters (LIKE eventstore.upcasters);
@@ -450,6 +453,7 @@ CREATE TEMP TABLE ticks (image_url text, owner uuid, event_id uuid, ticked_at ti
 CREATE TEMP TABLE outbox (LIKE birdwatch.outbox);
 CREATE TEMP TABLE score_secret (only_row boolean, secret text, changed_at timestamptz);
 GRANT ALL ON pg_temp.events, pg_temp.topics, pg_temp.streams, pg_temp.stream_heads, pg_temp.snapshots,
+             pg_temp.erased_streams, pg_temp.stream_name_key,
              pg_temp.consumers, pg_temp.parked,
              pg_temp.upcasters, pg_temp.protections, pg_temp.subject_keys, pg_temp.users,
              pg_temp.tokens, pg_temp.ticks, pg_temp.outbox, pg_temp.score_secret TO PUBLIC;
@@ -576,6 +580,8 @@ SELECT is_empty(
     $$SELECT 'events' FROM pg_temp.events UNION ALL SELECT 'topics' FROM pg_temp.topics
       UNION ALL SELECT 'streams' FROM pg_temp.streams UNION ALL SELECT 'stream_heads' FROM pg_temp.stream_heads
       UNION ALL SELECT 'snapshots' FROM pg_temp.snapshots UNION ALL SELECT 'consumers' FROM pg_temp.consumers
+      UNION ALL SELECT 'erased_streams' FROM pg_temp.erased_streams
+      UNION ALL SELECT 'stream_name_key' FROM pg_temp.stream_name_key
       UNION ALL SELECT 'parked' FROM pg_temp.parked UNION ALL SELECT 'upcasters' FROM pg_temp.upcasters
       UNION ALL SELECT 'protections' FROM pg_temp.protections
       UNION ALL SELECT 'subject_keys' FROM pg_temp.subject_keys UNION ALL SELECT 'users' FROM pg_temp.users

@@ -17,7 +17,7 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(258);
+SELECT plan(266);
 
 ------------------------------------------------------------------------------
 -- Structure: schema, tables, columns
@@ -237,7 +237,7 @@ SELECT table_privs_are('eventstore', 'events', 'eventstore_admin', '{}'::name[])
 SELECT table_privs_are('eventstore', 'events', 'public', '{}'::name[]);
 -- stream_heads and snapshots: nobody
 SELECT table_privs_are('eventstore', t, r, '{}'::name[])
-  FROM unnest(ARRAY['stream_heads', 'snapshots']) AS t
+  FROM unnest(ARRAY['stream_heads', 'snapshots', 'erased_streams', 'stream_name_key']) AS t
  CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r
  ORDER BY t, r;
 -- the view streams: readers and admins (rows filtered by topic)

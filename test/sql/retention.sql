@@ -110,7 +110,15 @@ SELECT count(*) AS person_1_stream_row FROM eventstore.streams WHERE stream = 'p
 -- Neither consumer had received person-1's 5 events (reader_ahead still
 -- holds its last batch, unacked): each counts them as skipped.
 SELECT name, skipped FROM eventstore.consumer_status ORDER BY name;
--- A new event of the stream starts it afresh at version 1.
-SELECT eventstore.append('user', ev(210), stream => 'person-1', expected_version => 0) > 0 AS restarted;
+-- The stream's name is gone (only a keyed digest of it is kept), and a new
+-- event of the stream goes on from the version it had reached: 6.
+SELECT count(*) AS erased_rows,
+       count(*) FILTER (WHERE position(convert_to('person-1', 'UTF8') IN digest) > 0) AS holding_the_name,
+       min(length(digest)) AS digest_bytes
+  FROM eventstore.erased_streams WHERE topic = 'user';
+SELECT eventstore.stream_version('user', 'person-1') AS version_kept;
+SELECT eventstore.append('user', ev(210), stream => 'person-1', expected_version => 0);
+SELECT eventstore.append('user', ev(210), stream => 'person-1', expected_version => 5) > 0 AS goes_on;
+SELECT stream_version FROM eventstore.events WHERE stream = 'person-1';
 SELECT eventstore.revoke_topic('user', 'erase', 'es_test_eraser');
 DROP ROLE es_test_eraser;

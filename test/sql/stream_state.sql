@@ -115,6 +115,10 @@ SELECT eventstore.save_snapshot('account', 'acct-2', 2, '{"balance": 13}');
 SELECT eventstore.erase_stream('account', 'acct-2') AS erased;
 SELECT count(*) AS acct_2_snapshots FROM eventstore.snapshots WHERE stream = 'acct-2';
 SELECT count(*) AS acct_2_streams FROM eventstore.streams WHERE stream = 'acct-2';
+-- the erased stream's version and closing are kept under a digest of its
+-- name: it stays closed, and its version is still 3
+SELECT eventstore.stream_version('account', 'acct-2') AS version_kept;
+SELECT eventstore.append('account', ev(60), 'acct-2');
 
 -- retention removes a snapshot with the event of its version
 SELECT eventstore.create_topic('short');
