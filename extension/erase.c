@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * erase.c
- *		erase_stream(): removing every event of one stream at once, and
- *		truncate_stream(): its events below a version.
+ *		erase_stream(): removing every event of one stream at once;
+ *		truncate_stream() and set_stream_max_count(): its older events.
  *
  * Personal data must sometimes go before its topic's retention would take
  * it (a person asks to be forgotten).  A producer that keeps a person's
@@ -11,9 +11,10 @@
  * (grant_topic); this entry point checks the real caller, then removes the
  * events as the owner through eventstore.erase_stream_as(), which also
  * counts for each consumer the events it had not received yet
- * (consumer_status.skipped).  truncate_stream() is checked the same way
- * (removing events is what the erase grant allows) and works through
- * eventstore.truncate_stream_as().
+ * (consumer_status.skipped).  truncate_stream() and set_stream_max_count()
+ * are checked the same way (removing events is what the erase grant
+ * allows) and work through eventstore.truncate_stream_as() and
+ * eventstore.set_stream_max_count_as().
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +29,7 @@
 
 PG_FUNCTION_INFO_V1(eventstore_erase_stream);
 PG_FUNCTION_INFO_V1(eventstore_truncate_stream);
+PG_FUNCTION_INFO_V1(eventstore_set_stream_max_count);
 
 /*
  * Checks that topic and stream (the first two arguments) are given, then
@@ -82,5 +84,14 @@ eventstore_truncate_stream(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(remove_as_owner(fcinfo,
 									"SELECT eventstore.truncate_stream_as($1, $2, $3, $4)",
+									3, (Oid[]) {TEXTOID, TEXTOID, INT8OID, InvalidOid}));
+}
+
+/* set_stream_max_count(topic text, stream text, max_count bigint) RETURNS bigint */
+Datum
+eventstore_set_stream_max_count(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(remove_as_owner(fcinfo,
+									"SELECT eventstore.set_stream_max_count_as($1, $2, $3, $4)",
 									3, (Oid[]) {TEXTOID, TEXTOID, INT8OID, InvalidOid}));
 }

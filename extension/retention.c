@@ -86,7 +86,7 @@ retention_task_run(TimestampTz now)
 		pass_start = now;
 	more = false;				/* what a failure leaves: the pass ends */
 	removed = purge_one_batch();
-	more = (removed == PURGE_BATCH);
+	more = (removed >= PURGE_BATCH);	/* a stream's excess may come at once */
 	if (removed > 0)
 		ereport(DEBUG1,
 				(errmsg_internal("eventstore: removed " INT64_FORMAT " expired events", removed)));

@@ -80,6 +80,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t       record;
+    h       record;
     removed bigint := 0;
     n       bigint;
 BEGIN
@@ -124,6 +125,22 @@ BEGIN
         PERFORM eventstore.stats_count_purged(t.name, n);
         removed := removed + n;
     END LOOP;
+    -- Streams over their max_count (set_stream_max_count): the events that
+    -- appends pushed out, a stream at a time, each stream's row locked as
+    -- appends lock it (a stream being appended to waits for the next pass).
+    FOR h IN SELECT sh.topic, sh.stream, sh.version - sh.max_count + 1 AS keep_from
+               FROM eventstore.stream_heads sh
+              WHERE sh.max_count IS NOT NULL
+                AND EXISTS (SELECT FROM eventstore.events e
+                             WHERE e.topic = sh.topic AND e.stream = sh.stream
+                               AND e.stream_version <= sh.version - sh.max_count)
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        EXIT WHEN removed >= max;
+        n := eventstore.remove_stream_events(h.topic, h.stream, h.keep_from);
+        PERFORM eventstore.stats_count_purged(h.topic, n);
+        removed := removed + n;
+    END LOOP;
     RETURN removed;
 END
 $$;
@@ -137,7 +154,9 @@ $$;
 ALTER TABLE streams RENAME TO stream_heads;
 ALTER INDEX streams_pkey RENAME TO stream_heads_pkey;
 ALTER TABLE stream_heads ADD COLUMN closed_at timestamptz;
-COMMENT ON TABLE stream_heads IS 'current version of every stream and when it was closed; locked by appenders to the stream';
+ALTER TABLE stream_heads ADD COLUMN max_count bigint CHECK (max_count >= 1);
+COMMENT ON TABLE stream_heads IS 'current version of every stream, when it was closed and how many events it keeps; locked by appenders to the stream';
+CREATE INDEX stream_heads_max_count ON stream_heads (topic, stream) WHERE max_count IS NOT NULL;
 
 -- The version (and closing) an erased stream had reached, so that a stream
 -- appended to again after erase_stream goes on from there and read models
@@ -199,19 +218,25 @@ CREATE FUNCTION read_stream(topic text, stream text,
 RETURNS SETOF event
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    pushed_out bigint;
 BEGIN
     PERFORM eventstore.check_stream_args(topic, stream, max);
     IF backward IS NULL THEN
         RAISE EXCEPTION 'backward must not be null'
             USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "backward" is NULL.';
     END IF;
+    -- The versions a max_count has pushed out, which the retention task
+    -- has not removed yet: not read.
+    SELECT h.version - h.max_count INTO pushed_out FROM eventstore.stream_heads h
+     WHERE h.topic = read_stream.topic AND h.stream = read_stream.stream;
     IF NOT backward THEN
         RETURN QUERY
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
               FROM eventstore.stored_events s
              WHERE s.topic = read_stream.topic
                AND s.stream = read_stream.stream
-               AND s.stream_version > coalesce(after_version, 0)
+               AND s.stream_version > greatest(coalesce(after_version, 0), coalesce(pushed_out, 0))
              ORDER BY s.stream_version
              LIMIT max;
     ELSE
@@ -221,6 +246,7 @@ BEGIN
              WHERE s.topic = read_stream.topic
                AND s.stream = read_stream.stream
                AND s.stream_version < coalesce(nullif(after_version, 0), 9223372036854775807)
+               AND s.stream_version > coalesce(pushed_out, 0)
              ORDER BY s.stream_version DESC
              LIMIT max;
     END IF;
@@ -276,12 +302,15 @@ SELECT h.topic,
        l.position AS last_position,
        l.recorded_at AS last_recorded_at,
        CASE WHEN h.closed_at IS NULL THEN 'open' ELSE 'closed' END AS state,
-       h.closed_at
+       h.closed_at,
+       h.max_count
   FROM stream_heads h
   JOIN topics t ON t.name OPERATOR(pg_catalog.=) h.topic
   LEFT JOIN LATERAL (SELECT e.position FROM events e
                       WHERE e.topic OPERATOR(pg_catalog.=) h.topic
                         AND e.stream OPERATOR(pg_catalog.=) h.stream
+                        AND e.stream_version OPERATOR(pg_catalog.>)
+                            COALESCE(h.version OPERATOR(pg_catalog.-) h.max_count, 0)
                       ORDER BY e.stream_version
                       LIMIT 1) f ON true
   LEFT JOIN LATERAL (SELECT e.position, e.recorded_at FROM events e
@@ -808,7 +837,8 @@ SELECT c.name,
   FROM consumers c, LATERAL undelivered(c.name) u;
 
 ------------------------------------------------------------------------------
--- truncate_stream: a stream's events below a version removed now, the
+-- truncate_stream and set_stream_max_count: a stream's older events
+-- removed (now, and by the retention task as appends push them out), the
 -- stream going on from its version; allowed to whom erase_stream is.
 ------------------------------------------------------------------------------
 
@@ -836,6 +866,37 @@ BEGIN
 END
 $$;
 
+-- Removes the events of a stream below before_version, and their
+-- snapshots, counting for each consumer those it had not received yet
+-- (consumers.skipped); returns how many.  The callers hold the stream's
+-- row: truncate_stream_as, set_stream_max_count_as and purge_batch.
+CREATE FUNCTION remove_stream_events(topic text, stream text, before_version bigint)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed bigint;
+BEGIN
+    DELETE FROM eventstore.snapshots s
+     WHERE s.topic = remove_stream_events.topic AND s.stream = remove_stream_events.stream
+       AND s.version < before_version;
+    WITH gone AS (
+        DELETE FROM eventstore.events e
+         WHERE e.topic = remove_stream_events.topic AND e.stream = remove_stream_events.stream
+           AND e.stream_version < before_version
+        RETURNING e.position, e.xid, e.type
+    ), missed AS (
+        UPDATE eventstore.consumers c
+           SET skipped = c.skipped + (SELECT count(*) FROM gone g
+                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
+         WHERE remove_stream_events.topic = ANY (c.topics)
+    )
+    SELECT count(*) INTO removed FROM gone;
+    RETURN removed;
+END
+$$;
+
 -- Removes the stream's events below before_version, and their snapshots;
 -- the stream keeps its version, so the next event goes on from it.  The
 -- stream's row is locked first, as appends lock it: they wait for this.
@@ -845,7 +906,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     current bigint;
-    removed bigint;
 BEGIN
     PERFORM eventstore.check_erase_allowed(topic, caller);
     IF before_version IS NULL THEN
@@ -861,23 +921,7 @@ BEGIN
                   DETAIL = format('Argument "before_version" is %s; stream "%s" is at version %s, so it must be between 1 and %s.',
                                   before_version, stream, coalesce(current, 0), coalesce(current, 0) + 1);
     END IF;
-    DELETE FROM eventstore.snapshots s
-     WHERE s.topic = truncate_stream_as.topic AND s.stream = truncate_stream_as.stream
-       AND s.version < before_version;
-    WITH gone AS (
-        DELETE FROM eventstore.events e
-         WHERE e.topic = truncate_stream_as.topic AND e.stream = truncate_stream_as.stream
-           AND e.stream_version < before_version
-        RETURNING e.position, e.xid, e.type
-    ), missed AS (
-        UPDATE eventstore.consumers c
-           SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
-                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
-         WHERE truncate_stream_as.topic = ANY (c.topics)
-    )
-    SELECT count(*) INTO removed FROM gone;
-    RETURN removed;
+    RETURN eventstore.remove_stream_events(topic, stream, before_version);
 END
 $$;
 
@@ -885,6 +929,40 @@ CREATE FUNCTION truncate_stream(topic text, stream text, before_version bigint) 
     LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_truncate_stream';
 COMMENT ON FUNCTION truncate_stream(text, text, bigint) IS
     'remove the events of a stream below a version now; the stream goes on from its version; returns how many';
+
+-- Keeps the newest max_count events of the stream (NULL: all of them from
+-- now on): removes the older ones now, and the retention task removes
+-- those that later appends push out (purge_batch).  A stream that has no
+-- events yet can be given its limit.
+CREATE FUNCTION set_stream_max_count_as(topic text, stream text, max_count bigint, caller oid)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current bigint;
+BEGIN
+    PERFORM eventstore.check_erase_allowed(topic, caller);
+    IF max_count < 1 THEN
+        RAISE EXCEPTION 'invalid stream max_count'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "max_count" is %s; it must be at least 1, or NULL for no limit.', max_count);
+    END IF;
+    INSERT INTO eventstore.stream_heads AS h (topic, stream, version, max_count)
+    VALUES (topic, stream, 0, max_count)
+    ON CONFLICT ON CONSTRAINT stream_heads_pkey
+    DO UPDATE SET max_count = excluded.max_count
+    RETURNING h.version INTO current;
+    IF max_count IS NULL OR current - max_count < 1 THEN
+        RETURN 0;
+    END IF;
+    RETURN eventstore.remove_stream_events(topic, stream, current - max_count + 1);
+END
+$$;
+
+CREATE FUNCTION set_stream_max_count(topic text, stream text, max_count bigint) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_set_stream_max_count';
+COMMENT ON FUNCTION set_stream_max_count(text, text, bigint) IS
+    'keep the newest max_count events of a stream (NULL: no limit); removes the older ones now and as appends push them out; returns how many it removed now';
 
 CREATE OR REPLACE FUNCTION topic_privilege_functions(privilege text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -898,21 +976,25 @@ AS $$
                          'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
                          'eventstore.unprotect(eventstore.event), eventstore.derived_id(uuid, text)'
         WHEN 'erase' THEN 'eventstore.erase_stream(text, text), '
-                          'eventstore.truncate_stream(text, text, bigint)'
+                          'eventstore.truncate_stream(text, text, bigint), '
+                          'eventstore.set_stream_max_count(text, text, bigint)'
     END
 $$;
 
 REVOKE ALL ON FUNCTION check_erase_allowed(text, oid), truncate_stream_as(text, text, bigint, oid),
-                       truncate_stream(text, text, bigint)
+                       truncate_stream(text, text, bigint), remove_stream_events(text, text, bigint),
+                       set_stream_max_count_as(text, text, bigint, oid), set_stream_max_count(text, text, bigint)
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION truncate_stream(text, text, bigint) TO eventstore_admin;
+GRANT EXECUTE ON FUNCTION truncate_stream(text, text, bigint), set_stream_max_count(text, text, bigint)
+    TO eventstore_admin;
 -- the roles granted erase before this release get it with erase_stream
 DO $$
 DECLARE
     r regrole;
 BEGIN
     FOR r IN SELECT DISTINCT unnest(t.erasers) FROM eventstore.topics t LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION eventstore.truncate_stream(text, text, bigint) TO %s', r::text);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION eventstore.truncate_stream(text, text, bigint),'
+                       ' eventstore.set_stream_max_count(text, text, bigint) TO %s', r::text);
     END LOOP;
 END
 $$;

@@ -52,17 +52,22 @@ CREATE INDEX events_correlation
     ON events (pg_catalog.lower(metadata OPERATOR(pg_catalog.->>) 'correlation_id'))
     WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id';
 
--- One row per stream: its current version, whether it is closed, and the
--- row appenders lock to serialise writers of one stream.  Readers see it
--- through the view eventstore.streams (32_streams.sql).
+-- One row per stream: its current version, whether it is closed, how many
+-- events it keeps, and the row appenders lock to serialise writers of one
+-- stream.  Readers see it through the view eventstore.streams
+-- (32_streams.sql).
 CREATE TABLE stream_heads (
     topic     text COLLATE "C" NOT NULL,
     stream    text COLLATE "C" NOT NULL,
     version   bigint NOT NULL,
     closed_at timestamptz,
+    -- keep the newest max_count events (set_stream_max_count), NULL: all
+    max_count bigint CHECK (max_count >= 1),
     PRIMARY KEY (topic, stream)
 );
-COMMENT ON TABLE stream_heads IS 'current version of every stream and when it was closed; locked by appenders to the stream';
+COMMENT ON TABLE stream_heads IS 'current version of every stream, when it was closed and how many events it keeps; locked by appenders to the stream';
+-- The streams with a max_count, for the retention task.
+CREATE INDEX stream_heads_max_count ON stream_heads (topic, stream) WHERE max_count IS NOT NULL;
 
 -- The events as readers see them: the envelope rebuilt from its columns
 -- (and the type as a column of its own, for readers that filter on it).

@@ -100,7 +100,8 @@ AS $$
                          'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
                          'eventstore.unprotect(eventstore.event), eventstore.derived_id(uuid, text)'
         WHEN 'erase' THEN 'eventstore.erase_stream(text, text), '
-                          'eventstore.truncate_stream(text, text, bigint)'
+                          'eventstore.truncate_stream(text, text, bigint), '
+                          'eventstore.set_stream_max_count(text, text, bigint)'
     END
 $$;
 

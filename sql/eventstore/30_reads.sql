@@ -105,19 +105,25 @@ CREATE FUNCTION read_stream(topic text, stream text,
 RETURNS SETOF event
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    pushed_out bigint;
 BEGIN
     PERFORM eventstore.check_stream_args(topic, stream, max);
     IF backward IS NULL THEN
         RAISE EXCEPTION 'backward must not be null'
             USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "backward" is NULL.';
     END IF;
+    -- The versions a max_count has pushed out, which the retention task
+    -- has not removed yet: not read.
+    SELECT h.version - h.max_count INTO pushed_out FROM eventstore.stream_heads h
+     WHERE h.topic = read_stream.topic AND h.stream = read_stream.stream;
     IF NOT backward THEN
         RETURN QUERY
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
               FROM eventstore.stored_events s
              WHERE s.topic = read_stream.topic
                AND s.stream = read_stream.stream
-               AND s.stream_version > coalesce(after_version, 0)
+               AND s.stream_version > greatest(coalesce(after_version, 0), coalesce(pushed_out, 0))
              ORDER BY s.stream_version
              LIMIT max;
     ELSE
@@ -127,6 +133,7 @@ BEGIN
              WHERE s.topic = read_stream.topic
                AND s.stream = read_stream.stream
                AND s.stream_version < coalesce(nullif(after_version, 0), 9223372036854775807)
+               AND s.stream_version > coalesce(pushed_out, 0)
              ORDER BY s.stream_version DESC
              LIMIT max;
     END IF;

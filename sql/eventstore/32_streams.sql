@@ -39,8 +39,9 @@ COMMENT ON FUNCTION last_event(text, text) IS
 -- One row per stream of the topics the querying role may read (a member of
 -- eventstore_reader, or granted read on the topic): current_user in a view
 -- is the role that queries it.  The first and last events are found through
--- events_stream_version, one index probe each.  A stream whose events all
--- expired has its version and no positions.
+-- events_stream_version, one index probe each (events a max_count has
+-- pushed out are left out before the retention task removes them).  A
+-- stream whose events all expired has its version and no positions.
 CREATE VIEW streams AS
 SELECT h.topic,
        h.stream,
@@ -49,12 +50,15 @@ SELECT h.topic,
        l.position AS last_position,
        l.recorded_at AS last_recorded_at,
        CASE WHEN h.closed_at IS NULL THEN 'open' ELSE 'closed' END AS state,
-       h.closed_at
+       h.closed_at,
+       h.max_count
   FROM stream_heads h
   JOIN topics t ON t.name OPERATOR(pg_catalog.=) h.topic
   LEFT JOIN LATERAL (SELECT e.position FROM events e
                       WHERE e.topic OPERATOR(pg_catalog.=) h.topic
                         AND e.stream OPERATOR(pg_catalog.=) h.stream
+                        AND e.stream_version OPERATOR(pg_catalog.>)
+                            COALESCE(h.version OPERATOR(pg_catalog.-) h.max_count, 0)
                       ORDER BY e.stream_version
                       LIMIT 1) f ON true
   LEFT JOIN LATERAL (SELECT e.position, e.recorded_at FROM events e

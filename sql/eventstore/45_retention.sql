@@ -6,17 +6,21 @@
  * Removes at most max expired events (recorded more than their topic's
  * retention ago), oldest first, topic after topic, and counts for every
  * consumer of their topic those it had not received yet
- * (consumers.skipped); snapshots of removed events go with them.  Returns
- * how many it removed: fewer than max means nothing expired is left.  The
- * dispatcher worker calls it batch after batch, a transaction each, so
- * that no transaction holds many row locks or a long snapshot; appends
- * are never blocked (a DELETE takes no lock that an INSERT waits for).
+ * (consumers.skipped); snapshots of removed events go with them.  Then
+ * the events that appends pushed out of streams with a max_count, a
+ * stream's all at once.  Returns how many it removed: fewer than max means
+ * nothing is left to remove.  The dispatcher worker calls it batch after
+ * batch, a transaction each, so that no transaction holds many row locks
+ * or a long snapshot; appends are not blocked (a DELETE takes no lock that
+ * an INSERT waits for), except those to a stream whose excess is being
+ * removed, which wait for that transaction.
  */
 CREATE FUNCTION purge_batch(max integer) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t       record;
+    h       record;
     removed bigint := 0;
     n       bigint;
 BEGIN
@@ -59,6 +63,22 @@ BEGIN
         )
         SELECT count(*) INTO n FROM gone;
         PERFORM eventstore.stats_count_purged(t.name, n);
+        removed := removed + n;
+    END LOOP;
+    -- Streams over their max_count (set_stream_max_count): the events that
+    -- appends pushed out, a stream at a time, each stream's row locked as
+    -- appends lock it (a stream being appended to waits for the next pass).
+    FOR h IN SELECT sh.topic, sh.stream, sh.version - sh.max_count + 1 AS keep_from
+               FROM eventstore.stream_heads sh
+              WHERE sh.max_count IS NOT NULL
+                AND EXISTS (SELECT FROM eventstore.events e
+                             WHERE e.topic = sh.topic AND e.stream = sh.stream
+                               AND e.stream_version <= sh.version - sh.max_count)
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        EXIT WHEN removed >= max;
+        n := eventstore.remove_stream_events(h.topic, h.stream, h.keep_from);
+        PERFORM eventstore.stats_count_purged(h.topic, n);
         removed := removed + n;
     END LOOP;
     RETURN removed;

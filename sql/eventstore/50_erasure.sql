@@ -1,6 +1,6 @@
 -- sql/eventstore/50_erasure.sql: erasure of every event of one stream, at
 -- once (extension/erase.c), for the personal data of one person, and
--- truncation of a stream's older events.
+-- the removal of a stream's older events (truncate_stream, max_count).
 
 -- The version (and closing) an erased stream had reached, so that a stream
 -- appended to again after erase_stream goes on from there and read models
@@ -101,6 +101,37 @@ CREATE FUNCTION erase_stream(topic text, stream text) RETURNS bigint
 COMMENT ON FUNCTION erase_stream(text, text) IS
     'remove every event of a stream now (for erasure of personal data), its name with them; returns how many';
 
+-- Removes the events of a stream below before_version, and their
+-- snapshots, counting for each consumer those it had not received yet
+-- (consumers.skipped); returns how many.  The callers hold the stream's
+-- row: truncate_stream_as, set_stream_max_count_as and purge_batch.
+CREATE FUNCTION remove_stream_events(topic text, stream text, before_version bigint)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed bigint;
+BEGIN
+    DELETE FROM eventstore.snapshots s
+     WHERE s.topic = remove_stream_events.topic AND s.stream = remove_stream_events.stream
+       AND s.version < before_version;
+    WITH gone AS (
+        DELETE FROM eventstore.events e
+         WHERE e.topic = remove_stream_events.topic AND e.stream = remove_stream_events.stream
+           AND e.stream_version < before_version
+        RETURNING e.position, e.xid, e.type
+    ), missed AS (
+        UPDATE eventstore.consumers c
+           SET skipped = c.skipped + (SELECT count(*) FROM gone g
+                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
+         WHERE remove_stream_events.topic = ANY (c.topics)
+    )
+    SELECT count(*) INTO removed FROM gone;
+    RETURN removed;
+END
+$$;
+
 -- Removes the stream's events below before_version, and their snapshots;
 -- the stream keeps its version, so the next event goes on from it.  The
 -- stream's row is locked first, as appends lock it: they wait for this.
@@ -110,7 +141,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     current bigint;
-    removed bigint;
 BEGIN
     PERFORM eventstore.check_erase_allowed(topic, caller);
     IF before_version IS NULL THEN
@@ -126,23 +156,7 @@ BEGIN
                   DETAIL = format('Argument "before_version" is %s; stream "%s" is at version %s, so it must be between 1 and %s.',
                                   before_version, stream, coalesce(current, 0), coalesce(current, 0) + 1);
     END IF;
-    DELETE FROM eventstore.snapshots s
-     WHERE s.topic = truncate_stream_as.topic AND s.stream = truncate_stream_as.stream
-       AND s.version < before_version;
-    WITH gone AS (
-        DELETE FROM eventstore.events e
-         WHERE e.topic = truncate_stream_as.topic AND e.stream = truncate_stream_as.stream
-           AND e.stream_version < before_version
-        RETURNING e.position, e.xid, e.type
-    ), missed AS (
-        UPDATE eventstore.consumers c
-           SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
-                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
-         WHERE truncate_stream_as.topic = ANY (c.topics)
-    )
-    SELECT count(*) INTO removed FROM gone;
-    RETURN removed;
+    RETURN eventstore.remove_stream_events(topic, stream, before_version);
 END
 $$;
 
@@ -150,3 +164,37 @@ CREATE FUNCTION truncate_stream(topic text, stream text, before_version bigint) 
     LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_truncate_stream';
 COMMENT ON FUNCTION truncate_stream(text, text, bigint) IS
     'remove the events of a stream below a version now; the stream goes on from its version; returns how many';
+
+-- Keeps the newest max_count events of the stream (NULL: all of them from
+-- now on): removes the older ones now, and the retention task removes
+-- those that later appends push out (purge_batch).  A stream that has no
+-- events yet can be given its limit.
+CREATE FUNCTION set_stream_max_count_as(topic text, stream text, max_count bigint, caller oid)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current bigint;
+BEGIN
+    PERFORM eventstore.check_erase_allowed(topic, caller);
+    IF max_count < 1 THEN
+        RAISE EXCEPTION 'invalid stream max_count'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "max_count" is %s; it must be at least 1, or NULL for no limit.', max_count);
+    END IF;
+    INSERT INTO eventstore.stream_heads AS h (topic, stream, version, max_count)
+    VALUES (topic, stream, 0, max_count)
+    ON CONFLICT ON CONSTRAINT stream_heads_pkey
+    DO UPDATE SET max_count = excluded.max_count
+    RETURNING h.version INTO current;
+    IF max_count IS NULL OR current - max_count < 1 THEN
+        RETURN 0;
+    END IF;
+    RETURN eventstore.remove_stream_events(topic, stream, current - max_count + 1);
+END
+$$;
+
+CREATE FUNCTION set_stream_max_count(topic text, stream text, max_count bigint) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_set_stream_max_count';
+COMMENT ON FUNCTION set_stream_max_count(text, text, bigint) IS
+    'keep the newest max_count events of a stream (NULL: no limit); removes the older ones now and as appends push them out; returns how many it removed now';

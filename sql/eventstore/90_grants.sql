@@ -28,6 +28,7 @@ GRANT EXECUTE ON FUNCTION save_snapshot(text, text, bigint, jsonb) TO eventstore
 GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
                           set_retention(text, interval), purge_expired(), publish_archive(),
                           erase_stream(text, text), truncate_stream(text, text, bigint),
+                          set_stream_max_count(text, text, bigint),
                           grant_topic(text, text, regrole), revoke_topic(text, text, regrole)
     TO eventstore_admin;
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;

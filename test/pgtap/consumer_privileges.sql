@@ -295,7 +295,7 @@ SELECT set_eq(
           'grant_topic eventstore_admin', 'revoke_topic eventstore_admin',
           'set_retention eventstore_admin', 'purge_expired eventstore_admin',
           'publish_archive eventstore_admin', 'erase_stream eventstore_admin',
-          'truncate_stream eventstore_admin',
+          'truncate_stream eventstore_admin', 'set_stream_max_count eventstore_admin',
           'create_consumer eventstore_admin', 'drop_consumer eventstore_admin',
           'reset_consumer eventstore_admin', 'run_consumer eventstore_admin',
           'replay_parked eventstore_admin', 'create_upcaster eventstore_admin',

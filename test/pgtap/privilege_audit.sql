@@ -96,6 +96,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.drop_consumer(text)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.erase_stream(text,text)', false, '{birdwatch_user_api,eventstore_admin}'),
     ('eventstore', 'eventstore.truncate_stream(text,text,bigint)', false, '{birdwatch_user_api,eventstore_admin}'),
+    ('eventstore', 'eventstore.set_stream_max_count(text,text,bigint)', false, '{birdwatch_user_api,eventstore_admin}'),
     ('eventstore', 'eventstore.forget_subject(text)', true, '{birdwatch_user_api,eventstore_admin}'),
     ('eventstore', 'eventstore.get(uuid)', true, '{birdwatch_export,eventstore_reader}'),
     ('eventstore', 'eventstore.grant_topic(text,text,regrole)', true, '{eventstore_admin}'),
@@ -140,6 +141,8 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.crypto_schema()', false, '{}'),
     ('eventstore', 'eventstore.erase_stream_as(text,text,oid)', false, '{}'),
     ('eventstore', 'eventstore.truncate_stream_as(text,text,bigint,oid)', false, '{}'),
+    ('eventstore', 'eventstore.set_stream_max_count_as(text,text,bigint,oid)', false, '{}'),
+    ('eventstore', 'eventstore.remove_stream_events(text,text,bigint)', false, '{}'),
     ('eventstore', 'eventstore.check_erase_allowed(text,oid)', false, '{}'),
     ('eventstore', 'eventstore.stream_digest(text)', false, '{}'),
     ('eventstore', 'eventstore.is_undelivered(eventstore.consumers,bigint,xid8)', false, '{}'),
@@ -215,7 +218,7 @@ SELECT x.extname::text AS ext,
  WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
    AND d.deptype = 'e' AND x.extname IN ('eventstore', 'birdwatch');
 
-SELECT plan(141 + (SELECT count(*)::integer FROM pa_expected));
+SELECT plan(142 + (SELECT count(*)::integer FROM pa_expected));
 
 SELECT is_empty(
     $$SELECT a.ext || ': ' || a.fn FROM pa_actual a
@@ -539,6 +542,7 @@ INSERT INTO pa_calls (role, label, q, expect) VALUES
     ('pa_es', 'reset_consumer', $$SELECT eventstore.reset_consumer('pa_audit_outside', 0)$$, 'ok'),
     ('pa_es', 'drop_consumer', $$SELECT eventstore.drop_consumer('pa_audit_outside')$$, 'ok'),
     ('pa_es', 'truncate_stream', $$SELECT eventstore.truncate_stream('pa_audit', 'pa-stream', 2)$$, 'ok'),
+    ('pa_es', 'set_stream_max_count', $$SELECT eventstore.set_stream_max_count('pa_audit', 'pa-stream', 1)$$, 'ok'),
     ('pa_es', 'erase_stream', $$SELECT eventstore.erase_stream('pa_audit', 'pa-stream')$$, 'ok'),
     ('pa_bw', 'register_user', $$SELECT * FROM birdwatch.register_user('pa.shadow@example.com', 'Shadow Test')$$, 'ok'),
     ('pa_bw', 'login with a user agent', $$SELECT birdwatch.login('bw_pa_audit_token_1', 'Mozilla/5.0')$$, 'ok'),

@@ -157,6 +157,30 @@ SELECT eventstore.truncate_stream('account', NULL, 1);
 SELECT eventstore.truncate_stream('no_such_topic', 'trunc', 1);
 SELECT eventstore.truncate_stream('account', 'never-appended', 1) AS nothing;
 
+-- set_stream_max_count: the newest n events stay; older ones go now, and
+-- those later appends push out are not read and go at the next purge
+SELECT count(eventstore.append('account', ev(n), 'capped')) FROM generate_series(70, 75) n;
+SELECT eventstore.save_snapshot('account', 'capped', 2, '{"at": 2}');
+SELECT eventstore.set_stream_max_count('account', 'capped', 3) AS removed_now;
+SELECT array_agg(stream_version ORDER BY stream_version) AS kept FROM eventstore.events WHERE stream = 'capped';
+SELECT count(*) AS capped_snapshots FROM eventstore.snapshots WHERE stream = 'capped';
+SELECT count(eventstore.append('account', ev(n), 'capped')) FROM generate_series(76, 77) n;
+SELECT array_agg(stream_version ORDER BY stream_version) AS stored FROM eventstore.events WHERE stream = 'capped';
+SELECT array_agg(stream_version) AS read FROM eventstore.read_stream('account', 'capped');
+SELECT array_agg(stream_version) AS read_backward FROM eventstore.read_stream('account', 'capped', backward => true);
+SELECT version, max_count, first_position = (SELECT position FROM eventstore.events WHERE stream = 'capped' AND stream_version = 6) AS first_is_6
+  FROM eventstore.streams WHERE stream = 'capped';
+SELECT eventstore.purge_expired() >= 2 AS purged;
+SELECT array_agg(stream_version ORDER BY stream_version) AS after_purge FROM eventstore.events WHERE stream = 'capped';
+-- no limit any more: nothing more goes
+SELECT eventstore.set_stream_max_count('account', 'capped', NULL) AS removed_now;
+SELECT count(eventstore.append('account', ev(n), 'capped')) FROM generate_series(78, 79) n;
+SELECT eventstore.purge_expired() AS purged;
+SELECT array_agg(stream_version ORDER BY stream_version) AS all_kept FROM eventstore.read_stream('account', 'capped');
+SELECT eventstore.set_stream_max_count('account', 'capped', 0);
+SELECT eventstore.set_stream_max_count(NULL, 'capped', 1);
+SELECT eventstore.set_stream_max_count('no_such_topic', 'capped', 1);
+
 -- privileges: readers read stream state, writers save snapshots and close
 -- streams; neither may do the other's part, and a role that is neither
 -- reads nothing
@@ -176,6 +200,7 @@ SELECT version FROM eventstore.load_snapshot('account', 'acct-1');
 SELECT eventstore.save_snapshot('account', 'acct-1', 5, '{}');
 SELECT eventstore.close_stream('account', 'acct-1');
 SELECT eventstore.truncate_stream('account', 'acct-1', 1);
+SELECT eventstore.set_stream_max_count('account', 'acct-1', 1);
 RESET ROLE;
 SET ROLE stream_state_writer;
 SELECT eventstore.save_snapshot('account', 'acct-1', 5, '{"balance": 15}');
