@@ -427,8 +427,7 @@ CREATE OR REPLACE FUNCTION erase_stream_as(topic text, stream text, caller oid) 
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    removed bigint;
-    head    record;
+    head record;
 BEGIN
     PERFORM eventstore.check_erase_allowed(topic, caller);
     -- The stream's row first: appends to the stream wait until this commits.
@@ -444,20 +443,7 @@ BEGIN
         ON CONFLICT ON CONSTRAINT erased_streams_pkey
         DO UPDATE SET version = excluded.version, closed_at = excluded.closed_at;
     END IF;
-    DELETE FROM eventstore.snapshots s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
-    WITH gone AS (
-        DELETE FROM eventstore.events e
-         WHERE e.topic = erase_stream_as.topic AND e.stream = erase_stream_as.stream
-        RETURNING e.position, e.xid, e.type
-    ), missed AS (
-        UPDATE eventstore.consumers c
-           SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
-                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
-         WHERE erase_stream_as.topic = ANY (c.topics)
-    )
-    SELECT count(*) INTO removed FROM gone;
-    RETURN removed;
+    RETURN eventstore.remove_stream_events(topic, stream, 9223372036854775807);
 END
 $$;
 
@@ -594,28 +580,39 @@ BEGIN
                   DETAIL = 'Argument "types" must be NULL (every type) or a non-empty array of event types without NULLs.';
     END IF;
     horizon := coalesce(eventstore.safe_position(), 9223372036854775807);
-    -- Two queries rather than "topic IS NULL OR ...", so that each can use
-    -- its index under a generic plan.  The types are a filter of the same
-    -- scan: the events of other types are passed over where they are found.
-    IF topic IS NULL THEN
+    -- A query for each case rather than "topic IS NULL OR ..." and
+    -- "types IS NULL OR ...": a generic plan cannot fold those, and pays
+    -- for them on every row (and the topic's index goes unused).  The types
+    -- are a filter of the same scan: the events of other types are passed
+    -- over where they are found.
+    IF topic IS NULL AND types IS NULL THEN
         RETURN QUERY
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
               FROM eventstore.stored_events s
-             WHERE s.position > coalesce(after, 0)
-               AND s.position <= horizon
-               AND (types IS NULL OR s.type = ANY (types))
-             ORDER BY s.position
-             LIMIT max;
+             WHERE s.position > coalesce(after, 0) AND s.position <= horizon
+             ORDER BY s.position LIMIT max;
+    ELSIF topic IS NULL THEN
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.position > coalesce(after, 0) AND s.position <= horizon
+               AND s.type = ANY (types)
+             ORDER BY s.position LIMIT max;
+    ELSIF types IS NULL THEN
+        RETURN QUERY
+            SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
+              FROM eventstore.stored_events s
+             WHERE s.topic = read.topic
+               AND s.position > coalesce(after, 0) AND s.position <= horizon
+             ORDER BY s.position LIMIT max;
     ELSE
         RETURN QUERY
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at
               FROM eventstore.stored_events s
              WHERE s.topic = read.topic
-               AND s.position > coalesce(after, 0)
-               AND s.position <= horizon
-               AND (types IS NULL OR s.type = ANY (types))
-             ORDER BY s.position
-             LIMIT max;
+               AND s.position > coalesce(after, 0) AND s.position <= horizon
+               AND s.type = ANY (types)
+             ORDER BY s.position LIMIT max;
     END IF;
 END
 $$;

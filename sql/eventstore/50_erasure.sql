@@ -58,53 +58,11 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION erase_stream_as(topic text, stream text, caller oid) RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    removed bigint;
-    head    record;
-BEGIN
-    PERFORM eventstore.check_erase_allowed(topic, caller);
-    -- The stream's row first: appends to the stream wait until this commits.
-    -- What it had reached is kept under the digest of its name.
-    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream
-    RETURNING h.version, h.closed_at INTO head;
-    IF FOUND THEN
-        INSERT INTO eventstore.stream_name_key (key)
-        VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
-        ON CONFLICT DO NOTHING;
-        INSERT INTO eventstore.erased_streams (topic, digest, version, closed_at)
-        VALUES (topic, eventstore.stream_digest(stream), head.version, head.closed_at)
-        ON CONFLICT ON CONSTRAINT erased_streams_pkey
-        DO UPDATE SET version = excluded.version, closed_at = excluded.closed_at;
-    END IF;
-    DELETE FROM eventstore.snapshots s WHERE s.topic = erase_stream_as.topic AND s.stream = erase_stream_as.stream;
-    WITH gone AS (
-        DELETE FROM eventstore.events e
-         WHERE e.topic = erase_stream_as.topic AND e.stream = erase_stream_as.stream
-        RETURNING e.position, e.xid, e.type
-    ), missed AS (
-        UPDATE eventstore.consumers c
-           SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
-                                         AND (c.types IS NULL OR g.type = ANY (c.types)))
-         WHERE erase_stream_as.topic = ANY (c.topics)
-    )
-    SELECT count(*) INTO removed FROM gone;
-    RETURN removed;
-END
-$$;
-
-CREATE FUNCTION erase_stream(topic text, stream text) RETURNS bigint
-    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_erase_stream';
-COMMENT ON FUNCTION erase_stream(text, text) IS
-    'remove every event of a stream now (for erasure of personal data), its name with them; returns how many';
-
 -- Removes the events of a stream below before_version, and their
 -- snapshots, counting for each consumer those it had not received yet
 -- (consumers.skipped); returns how many.  The callers hold the stream's
--- row: truncate_stream_as, set_stream_max_count_as and purge_batch.
+-- row (or have deleted it): erase_stream_as, truncate_stream_as,
+-- set_stream_max_count_as and purge_batch.
 CREATE FUNCTION remove_stream_events(topic text, stream text, before_version bigint)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -131,6 +89,35 @@ BEGIN
     RETURN removed;
 END
 $$;
+
+CREATE FUNCTION erase_stream_as(topic text, stream text, caller oid) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    head record;
+BEGIN
+    PERFORM eventstore.check_erase_allowed(topic, caller);
+    -- The stream's row first: appends to the stream wait until this commits.
+    -- What it had reached is kept under the digest of its name.
+    DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream
+    RETURNING h.version, h.closed_at INTO head;
+    IF FOUND THEN
+        INSERT INTO eventstore.stream_name_key (key)
+        VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
+        ON CONFLICT DO NOTHING;
+        INSERT INTO eventstore.erased_streams (topic, digest, version, closed_at)
+        VALUES (topic, eventstore.stream_digest(stream), head.version, head.closed_at)
+        ON CONFLICT ON CONSTRAINT erased_streams_pkey
+        DO UPDATE SET version = excluded.version, closed_at = excluded.closed_at;
+    END IF;
+    RETURN eventstore.remove_stream_events(topic, stream, 9223372036854775807);
+END
+$$;
+
+CREATE FUNCTION erase_stream(topic text, stream text) RETURNS bigint
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_erase_stream';
+COMMENT ON FUNCTION erase_stream(text, text) IS
+    'remove every event of a stream now (for erasure of personal data), its name with them; returns how many';
 
 -- Removes the stream's events below before_version, and their snapshots;
 -- the stream keeps its version, so the next event goes on from it.  The
