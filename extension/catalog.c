@@ -10,9 +10,10 @@
  * id.  These facts are looked up once per backend and kept in backend-local
  * memory:
  *
- * - the owner, the column map and the id index are forgotten on any
- *   relcache invalidation of events or topics (ALTER TABLE, ALTER ... OWNER,
- *   CREATE/DROP INDEX, DROP EXTENSION);
+ * - the owner, the column map, the id index, the position sequence and
+ *   which table holds the streams' versions are forgotten on any relcache
+ *   invalidation of events, topics or that table (ALTER TABLE, ALTER ...
+ *   OWNER, CREATE/DROP INDEX, DROP EXTENSION, the rename of 1.2's update);
  * - topics are cached by name.  Plain DML does not invalidate anything, so a
  *   statement trigger on eventstore.topics (topics_changed, below) sends a
  *   relcache invalidation for the table on UPDATE, DELETE and TRUNCATE; every
@@ -33,6 +34,7 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
@@ -67,6 +69,9 @@ static Oid	events_namespace = InvalidOid;
 static Oid	topics_relid = InvalidOid;
 static Oid	owner_oid = InvalidOid;
 static Oid	id_index_oid = InvalidOid;
+static Oid	position_sequence = InvalidOid; /* of events.position */
+static Oid	stream_table_relid = InvalidOid;	/* stream_heads, or streams */
+static bool stream_heads = false;	/* stream_table_relid is stream_heads */
 static int	event_att[NUM_EVENT_COLUMNS];
 static HTAB *topic_cache = NULL;
 static uint64 invalidations = 0;
@@ -83,7 +88,8 @@ roles_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 static void
 catalog_invalidate(Datum arg, Oid relid)
 {
-	if (OidIsValid(relid) && relid != events_relid && relid != topics_relid)
+	if (OidIsValid(relid) && relid != events_relid && relid != topics_relid &&
+		relid != stream_table_relid)
 		return;
 
 	catalog_valid = false;
@@ -170,6 +176,11 @@ catalog_resolve(void)
 	event_columns_map(RelationGetDescr(rel), event_att);
 	id_index_oid = find_id_index(rel, event_att[COL_ID]);
 	table_close(rel, NoLock);
+	position_sequence = getIdentitySequence(events, event_att[COL_POSITION] + 1, true);
+	stream_table_relid = get_relname_relid("stream_heads", schema);
+	stream_heads = OidIsValid(stream_table_relid);
+	if (!stream_heads)
+		stream_table_relid = get_relname_relid("streams", schema);
 	events_relid = events;
 	events_namespace = schema;
 	topics_relid = topics;
@@ -194,7 +205,17 @@ bool
 eventstore_has_stream_heads(void)
 {
 	catalog_resolve();
-	return OidIsValid(get_relname_relid("stream_heads", events_namespace));
+	return stream_heads;
+}
+
+/* The identity sequence that numbers eventstore.events. */
+Oid
+eventstore_position_sequence(void)
+{
+	catalog_resolve();
+	if (!OidIsValid(position_sequence))
+		report_altered_events("Column \"position\" has no identity sequence.");
+	return position_sequence;
 }
 
 /* eventstore.events */

@@ -120,6 +120,7 @@ extern SPIPlanPtr prepare_plan(const char *query, int nargs, Oid *argtypes);
 extern void as_owner_end(AsOwner *as);
 extern Oid	eventstore_events_relid(void);
 extern bool eventstore_has_stream_heads(void);
+extern Oid	eventstore_position_sequence(void);
 
 /* Columns of eventstore.events; events_columns() maps them to attributes. */
 typedef enum EventColumn

@@ -15,7 +15,9 @@
  *
  * - horizon_before_append() publishes the bound before the transaction's
  *   first append takes a position: the last value the sequence has handed
- *   out, plus one.  Every later position is above it.
+ *   out, plus one.  Every later position is above it, as long as the
+ *   sequence hands out one value at a time (CACHE 1, as the extension
+ *   creates it: a backend's cache of values would be below the bound).
  * - horizon_xact_end(), from the commit hook's XactCallback after the
  *   commit (or abort) is visible, clears the slot.
  *
@@ -52,7 +54,6 @@
 #include "port/atomics.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
 #include "eventstore.h"
 
@@ -109,15 +110,11 @@ my_slot(void)
 static int64
 last_position_handed_out(void)
 {
-	Oid			sequence = get_relname_relid("events_position_seq",
-											 get_rel_namespace(eventstore_events_relid()));
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		last;
 
-	if (!OidIsValid(sequence))
-		report_altered_events("The sequence eventstore.events_position_seq is missing.");
 	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ObjectIdGetDatum(sequence);
+	fcinfo->args[0].value = ObjectIdGetDatum(eventstore_position_sequence());
 	fcinfo->args[0].isnull = false;
 	last = pg_sequence_last_value(fcinfo);
 	return fcinfo->isnull ? 0 : DatumGetInt64(last);
@@ -164,7 +161,6 @@ eventstore_safe_position(PG_FUNCTION_ARGS)
 {
 	int64		safe;
 	pg_atomic_uint64 *mine;
-
 	Oid			save_userid;
 	int			save_sec_context;
 
