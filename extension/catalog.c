@@ -11,9 +11,10 @@
  * memory:
  *
  * - the owner, the column map, the id index, the position sequence and
- *   which table holds the streams' versions are forgotten on any relcache
- *   invalidation of events, topics or that table (ALTER TABLE, ALTER ...
- *   OWNER, CREATE/DROP INDEX, DROP EXTENSION, the rename of 1.2's update);
+ *   which table holds the streams' versions (and whether consumers have
+ *   types) are forgotten on any relcache invalidation of events, topics,
+ *   that table or consumers (ALTER TABLE, ALTER ... OWNER, CREATE/DROP
+ *   INDEX, DROP EXTENSION, 1.2's update);
  * - topics are cached by name.  Plain DML does not invalidate anything, so a
  *   statement trigger on eventstore.topics (topics_changed, below) sends a
  *   relcache invalidation for the table on UPDATE, DELETE and TRUNCATE; every
@@ -72,6 +73,8 @@ static Oid	id_index_oid = InvalidOid;
 static Oid	position_sequence = InvalidOid; /* of events.position */
 static Oid	stream_table_relid = InvalidOid;	/* stream_heads, or streams */
 static bool stream_heads = false;	/* stream_table_relid is stream_heads */
+static Oid	consumers_relid = InvalidOid;
+static bool consumers_types = false;	/* consumers has the column types (1.2) */
 static int	event_att[NUM_EVENT_COLUMNS];
 static HTAB *topic_cache = NULL;
 static uint64 invalidations = 0;
@@ -89,7 +92,7 @@ static void
 catalog_invalidate(Datum arg, Oid relid)
 {
 	if (OidIsValid(relid) && relid != events_relid && relid != topics_relid &&
-		relid != stream_table_relid)
+		relid != stream_table_relid && relid != consumers_relid)
 		return;
 
 	catalog_valid = false;
@@ -181,6 +184,9 @@ catalog_resolve(void)
 	stream_heads = OidIsValid(stream_table_relid);
 	if (!stream_heads)
 		stream_table_relid = get_relname_relid("streams", schema);
+	consumers_relid = get_relname_relid("consumers", schema);
+	consumers_types = OidIsValid(consumers_relid) &&
+		get_attnum(consumers_relid, "types") != InvalidAttrNumber;
 	events_relid = events;
 	events_namespace = schema;
 	topics_relid = topics;
@@ -206,6 +212,17 @@ eventstore_has_stream_heads(void)
 {
 	catalog_resolve();
 	return stream_heads;
+}
+
+/*
+ * Whether eventstore.consumers has the column types (1.2 and later); an
+ * installation not updated yet reads its consumers as of every type.
+ */
+bool
+eventstore_consumers_have_types(void)
+{
+	catalog_resolve();
+	return consumers_types;
 }
 
 /* The identity sequence that numbers eventstore.events. */

@@ -52,7 +52,6 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "eventstore.h"
@@ -76,10 +75,7 @@
 static const char *
 consumer_columns(void)
 {
-	Oid			consumers = get_relname_relid("consumers",
-											  get_rel_namespace(eventstore_events_relid()));
-
-	return OidIsValid(consumers) && get_attnum(consumers, "types") != InvalidAttrNumber
+	return eventstore_consumers_have_types()
 		? CONSUMER_COLUMNS ", types"
 		: CONSUMER_COLUMNS ", NULL::pg_catalog.text[]";
 }

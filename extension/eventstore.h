@@ -121,6 +121,7 @@ extern void as_owner_end(AsOwner *as);
 extern Oid	eventstore_events_relid(void);
 extern bool eventstore_has_stream_heads(void);
 extern Oid	eventstore_position_sequence(void);
+extern bool eventstore_consumers_have_types(void);
 
 /* Columns of eventstore.events; events_columns() maps them to attributes. */
 typedef enum EventColumn
