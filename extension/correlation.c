@@ -93,7 +93,11 @@ inherited_correlation(const char *cause_id, Jsonb *cause_metadata)
 			cause_metadata = cause->parts.metadata;
 	}
 	correlation = metadata_string(cause_metadata, "correlation_id");
-	return correlation ? correlation : pstrdup(cause_id);
+	/* an event stored before correlation ids were checked may hold anything */
+	if (correlation == NULL || strlen(correlation) != 36 ||
+		strspn(correlation, "0123456789abcdefABCDEF-") != 36)
+		return pstrdup(cause_id);
+	return correlation;
 }
 
 /*

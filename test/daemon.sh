@@ -81,10 +81,15 @@ stop() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Below the kernel's range of ephemeral ports: a port in it can be the
+# local end of some connection (a client of the test cluster), which no
+# connect() finds but which makes a listener's bind() fail.
 free_port() {
-	local p
+	local p low=32768
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+	[ "$low" -gt 20100 ] || low=32768
 	while :; do
-		p=$((20000 + RANDOM % 20000))
+		p=$((20000 + RANDOM % (low - 20000)))
 		port_open "$p" || break
 	done
 	echo "$p"

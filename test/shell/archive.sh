@@ -161,7 +161,7 @@ ok $? "publish_archive() again keeps the one publication and its filter"
 
 # The archive: a second cluster, owned like the primary.
 while :; do
-	aport=$((20000 + RANDOM % 20000))
+	aport=$((20000 + RANDOM % 12000))
 	(exec 3<>"/dev/tcp/127.0.0.1/$aport") 2>/dev/null || break
 done
 [ "$(id -u)" -eq 0 ] && chown "$owner" "$tmp"

@@ -48,7 +48,7 @@ wait_mail() {
 }
 mails() { ls "$maildir"/*.eml 2>/dev/null | wc -l; }
 
-smtp_port=$((20000 + RANDOM % 20000))
+smtp_port=$((20000 + RANDOM % 12000))
 start_smtp() {
 	PYTHONPATH=test "$py" -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c smtp_sink.Sink "$maildir" \
 		>>"$tmp/smtp.log" 2>&1 &

@@ -181,7 +181,7 @@ ok $? "append, read and run_consumer against the packaged extension (appended, r
 
 # --- the daemon from the package ------------------------------------------
 mkdir "$maildir"
-smtp_port=$((20000 + RANDOM % 20000))
+smtp_port=$((20000 + RANDOM % 12000))
 start "$tmp/smtp.log" env PYTHONPATH="$PWD/test" "$py" -m aiosmtpd -n -l "127.0.0.1:$smtp_port" \
 	-c smtp_sink.Sink "$maildir"
 wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$smtp_port" 2>/dev/null

@@ -119,7 +119,7 @@ queries=$dir/queries.yaml
 # ---------------------------------------------------------------------------
 # 3. The exporter, on a free port, as the monitoring role.
 while :; do
-	port=$((20000 + RANDOM % 20000))
+	port=$((20000 + RANDOM % 12000))
 	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
 done
 dsn() { echo "host=${PGHOST:-localhost} port=${PGPORT:-5432} dbname=$1 user=$role password=$secret sslmode=disable"; }

@@ -47,6 +47,15 @@ SELECT meta('c0000000-0000-4000-8000-000000000012');
 SELECT eventstore.append('score', ev('c0000000-0000-4000-8000-000000000013',
        '{"causation_id": "c0000000-0000-4000-8000-0000000000ff"}')) AS p;
 SELECT meta('c0000000-0000-4000-8000-000000000013');
+-- a cause stored before correlation ids were checked, with something else
+-- in its correlation_id: the cause's id is passed on instead
+INSERT INTO eventstore.events (id, topic, type, version_major, version_minor, data, metadata, xid)
+VALUES ('c0000000-0000-4000-8000-0000000000a0', 'tick', 'new', 1, 0, '{}',
+        '{"source": "old", "time": "2020-01-01T00:00:00Z", "correlation_id": "x\", \"evil\": \"y"}',
+        pg_current_xact_id());
+SELECT eventstore.append('score', ev('c0000000-0000-4000-8000-000000000014',
+       '{"causation_id": "c0000000-0000-4000-8000-0000000000a0"}')) > 0 AS stored;
+SELECT meta('c0000000-0000-4000-8000-000000000014');
 -- a retry of the same append is a duplicate, not a conflict
 SELECT eventstore.append('score', ev('c0000000-0000-4000-8000-000000000011',
        '{"causation_id": "c0000000-0000-4000-8000-000000000001"}')) AS same_position;
