@@ -75,6 +75,7 @@ static Oid	stream_table_relid = InvalidOid;	/* stream_heads, or streams */
 static bool stream_heads = false;	/* stream_table_relid is stream_heads */
 static Oid	consumers_relid = InvalidOid;
 static bool consumers_types = false;	/* consumers has the column types (1.2) */
+static bool consumers_members = false;	/* consumers has members (1.3) */
 static int	event_att[NUM_EVENT_COLUMNS];
 static HTAB *topic_cache = NULL;
 static uint64 invalidations = 0;
@@ -187,6 +188,8 @@ catalog_resolve(void)
 	consumers_relid = get_relname_relid("consumers", schema);
 	consumers_types = OidIsValid(consumers_relid) &&
 		get_attnum(consumers_relid, "types") != InvalidAttrNumber;
+	consumers_members = OidIsValid(consumers_relid) &&
+		get_attnum(consumers_relid, "members") != InvalidAttrNumber;
 	events_relid = events;
 	events_namespace = schema;
 	topics_relid = topics;
@@ -223,6 +226,19 @@ eventstore_consumers_have_types(void)
 {
 	catalog_resolve();
 	return consumers_types;
+}
+
+/*
+ * Whether consumers are split into members (1.3 and later): then their
+ * progress is in eventstore.members, a row per member; before, it is in
+ * the consumer's row of eventstore.consumers, which an installation not
+ * updated yet still has.
+ */
+bool
+eventstore_consumers_have_members(void)
+{
+	catalog_resolve();
+	return consumers_members;
 }
 
 /* The identity sequence that numbers eventstore.events. */

@@ -198,13 +198,20 @@ commit_hook_init(void)
 
 /*
  * eventstore.consumers_changed(): called by the functions that create,
- * reset or replay consumers, so that the dispatcher workers look at the
+ * reset or replay consumers (and by the consumer engine when a member
+ * retires, so that the members waiting for it start), so that the dispatcher workers look at the
  * consumers as soon as this transaction commits, even when they had none.
  */
+void
+consumers_changed_at_commit(void)
+{
+	consumers_changed = true;
+}
+
 PG_FUNCTION_INFO_V1(eventstore_consumers_changed);
 Datum
 eventstore_consumers_changed(PG_FUNCTION_ARGS)
 {
-	consumers_changed = true;
+	consumers_changed_at_commit();
 	PG_RETURN_VOID();
 }

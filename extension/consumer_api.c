@@ -132,14 +132,20 @@ run_internal(const char *query, Oid *argtypes, InternalArgs *args)
 /*
  * create_consumer(name text, topics text[], handler regprocedure,
  *                 batch_size integer, max_attempts integer, run_as regrole,
- *                 types text[]); before 1.2 without types, which an
- * installation not updated yet still calls.
+ *                 types text[], members integer); before 1.3 without
+ * members and before 1.2 without types, as an installation not updated yet
+ * still calls it.
  */
 Datum
 eventstore_create_consumer(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[7] = {TEXTOID, TEXTARRAYOID, REGPROCEDUREOID, INT4OID, INT4OID, REGROLEOID,
-	TEXTARRAYOID};
+	static const char *const registrations[] = {
+		"SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
+		"SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6, $7)",
+		"SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6, $7, $8)",
+	};
+	Oid			argtypes[8] = {TEXTOID, TEXTARRAYOID, REGPROCEDUREOID, INT4OID, INT4OID, REGROLEOID,
+	TEXTARRAYOID, INT4OID};
 	InternalArgs args;
 	AsOwner		as;
 
@@ -160,10 +166,7 @@ eventstore_create_consumer(PG_FUNCTION_ARGS)
 						"create a consumer for role", NULL);
 	if (!PG_ARGISNULL(2))
 		check_function_runs_as(PG_GETARG_OID(2), DatumGetObjectId(args.values[5]));
-	run_internal(PG_NARGS() > 6
-				 ? "SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6, $7)"
-				 : "SELECT eventstore.register_consumer($1, $2, $3, $4, $5, $6)",
-				 argtypes, &args);
+	run_internal(registrations[Min(Max(PG_NARGS(), 6), 8) - 6], argtypes, &args);
 	as_owner_end(&as);
 	PG_RETURN_VOID();
 }
@@ -224,17 +227,11 @@ consumer_name_arg(FunctionCallInfo fcinfo)
 	return name;
 }
 
-/* Locks the outside consumer named by the first argument for a batch call. */
-static void
-lock_outside(FunctionCallInfo fcinfo, Consumer *c)
-{
-	(void) consumer_lock(consumer_name_arg(fcinfo), CONSUMER_OUTSIDE, false, c);
-}
-
 /*
- * The outside consumer's batch to deliver now: the leased one again once
- * its lease ran out (parked after max_attempts), else a new one.  false
- * when there is none, or the leased batch is still out.
+ * The outside consumer's batch of the locked member to deliver now: the
+ * leased one again once its lease ran out (parked after max_attempts),
+ * else a new one.  false when there is none, or the leased batch is still
+ * out.
  */
 static bool
 batch_to_deliver(Consumer *c, int limit, Batch *b)
@@ -266,8 +263,41 @@ batch_to_deliver(Consumer *c, int limit, Batch *b)
 }
 
 /*
- * poll(consumer text, max integer) RETURNS SETOF delivery: the consumer's
- * batch, each event upcast to its topic's current major version.
+ * Finds a batch for poll(): of member (-1: of any member that is free,
+ * skipping those another poller holds), locking the member it comes from
+ * into *c.  false when no member has one.
+ */
+static bool
+poll_members(const char *name, int member, int limit, Consumer *c, Batch *b)
+{
+	int			n;
+	int			members;
+	MemberRef  *refs = consumer_member_refs(name, member, member < 0, &n, &members);
+
+	if (member >= members)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer \"%s\" has no member %d", name, member),
+				 errdetail("Argument \"member\" is %d; the consumer has %d member%s, numbered from 0.",
+						   member, members, members == 1 ? "" : "s")));
+	if (n == 0)
+		consumer_settings(name, CONSUMER_OUTSIDE, false, c);	/* its kind */
+	for (int i = 0; i < n; i++)
+	{
+		if (!consumer_lock(name, CONSUMER_OUTSIDE, refs[i], member < 0, c))
+			continue;
+		if (i == 0)
+			consumer_check_topics(c);
+		if (batch_to_deliver(c, limit, b))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * poll(consumer text, max integer, member integer) RETURNS SETOF delivery:
+ * the batch of a member, each event upcast to its topic's current major
+ * version.  Before 1.3, without member (and delivery has no member).
  */
 Datum
 eventstore_poll(PG_FUNCTION_ARGS)
@@ -277,9 +307,13 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	Consumer	c;
 	Batch		b = {0};
 	int			max;
+	int			member = -1;
+	bool		with_member;
 
 	InitMaterializedSRF(fcinfo, 0);
-	check_event_type(rsinfo->setDesc, "eventstore.delivery", DELIVERY_NATTS);
+	with_member = rsinfo->setDesc->natts == DELIVERY_NATTS;
+	check_event_type(rsinfo->setDesc, "eventstore.delivery",
+					 with_member ? DELIVERY_NATTS : DELIVERY_NATTS_BEFORE_1_3);
 	as_owner_begin(&as);
 	check_consumer_caller(fcinfo, &as, "poll");
 	max = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT32(1);
@@ -289,9 +323,17 @@ eventstore_poll(PG_FUNCTION_ARGS)
 				 errmsg("invalid poll limit"),
 				 errdetail("Argument \"max\" is %s; it must be between 1 and 10000.",
 						   PG_ARGISNULL(1) ? "NULL" : psprintf("%d", max))));
-	lock_outside(fcinfo, &c);
-	consumer_check_topics(&c);
-	if (batch_to_deliver(&c, max, &b))
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+	{
+		member = PG_GETARG_INT32(2);
+		if (member < 0 || member > 255)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid consumer member"),
+					 errdetail("Argument \"member\" is %d; it must be between 0 and 255, or NULL for any member.",
+							   member)));
+	}
+	if (poll_members(consumer_name_arg(fcinfo), member, max, &c, &b))
 	{
 		for (int i = 0; i < b.n; i++)
 		{
@@ -307,6 +349,8 @@ eventstore_poll(PG_FUNCTION_ARGS)
 			nulls[DELIVERY_ATT_BATCH_ID - 1] = false;
 			row[DELIVERY_ATT_ATTEMPT - 1] = Int32GetDatum(c.batch_attempt);
 			nulls[DELIVERY_ATT_ATTEMPT - 1] = false;
+			row[DELIVERY_ATT_MEMBER - 1] = Int32GetDatum(c.ref.member);
+			nulls[DELIVERY_ATT_MEMBER - 1] = false;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
 		}
 		batch_free(&b);
@@ -316,26 +360,23 @@ eventstore_poll(PG_FUNCTION_ARGS)
 }
 
 /*
- * Locks the outside consumer for ack or nack of batch_id, which must be a
- * batch poll() gave out; false when that batch is no longer the leased one
- * (acked already, parked): then there is nothing to do.
+ * Locks the member of the outside consumer that holds batch_id for ack or
+ * nack; false when no member holds it any more (acked already, parked):
+ * then there is nothing to do.
  */
 static bool
 lock_batch(FunctionCallInfo fcinfo, AsOwner *as, const char *action, Consumer *c)
 {
-	int64		batch_id;
+	char	   *name;
 
 	check_consumer_caller(fcinfo, as, action);
-	lock_outside(fcinfo, c);
-	batch_id = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT64(1);
-	if (batch_id < 1 || batch_id > c->batch_id)
+	name = consumer_name_arg(fcinfo);
+	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch %s of consumer \"%s\" was never delivered",
-						PG_ARGISNULL(1) ? "NULL" : psprintf(INT64_FORMAT, batch_id), c->name),
-				 errdetail("Argument \"batch_id\" must be a batch returned by eventstore.poll(); the last one is " INT64_FORMAT ".",
-						   c->batch_id)));
-	return batch_id == c->batch_id && c->batch_kind != BATCH_NONE;
+				 errmsg("batch NULL of consumer \"%s\" was never delivered", name),
+				 errdetail("Argument \"batch_id\" must be a batch returned by eventstore.poll().")));
+	return consumer_lock_batch(name, PG_GETARG_INT64(1), c);
 }
 
 /* ack(consumer text, batch_id bigint): acking a batch again changes nothing. */
@@ -404,11 +445,11 @@ eventstore_lock_consumer(PG_FUNCTION_ARGS)
 	Consumer	c;
 
 	SPI_connect();
-	(void) consumer_lock(name,
-						 kind == NULL ? CONSUMER_ANY
-						 : strcmp(kind, "outside") == 0 ? CONSUMER_OUTSIDE
-						 : CONSUMER_IN_DATABASE,
-						 false, &c);
+	consumer_settings(name,
+					  kind == NULL ? CONSUMER_ANY
+					  : strcmp(kind, "outside") == 0 ? CONSUMER_OUTSIDE
+					  : CONSUMER_IN_DATABASE,
+					  true, &c);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -60,24 +60,58 @@
 #define MAX_RETRY_DELAY_MS (3600 * 1000)
 
 /*
- * The columns of eventstore.consumers a Consumer is read from, in order;
- * then types, which installations of releases before 1.2 do not have until
- * they are updated: consumer_columns() reads it, or NULL in its place.
+ * Where the progress of a consumer's members is (catalog.c says which):
+ * since 1.3 a row per member in eventstore.members, keyed by the consumer's
+ * name ($1), the generation ($2) and the member ($3); before, the
+ * consumer's own row, keyed by its name, which an installation not updated
+ * yet still has.  The statements of this file pass all three keys either
+ * way and their own arguments from $4 on.
  */
-#define CONSUMER_COLUMNS \
-	"handler, run_as::pg_catalog.oid, topics, batch_size, max_attempts," \
-	" start_after, done_snapshot, window_snapshot, window_after," \
+#define PROGRESS_TABLE() \
+	(eventstore_consumers_have_members() ? "eventstore.members" : "eventstore.consumers")
+#define PROGRESS_KEY() \
+	(eventstore_consumers_have_members() \
+	 ? "consumer OPERATOR(pg_catalog.=) $1 AND generation OPERATOR(pg_catalog.=) $2" \
+	   " AND member OPERATOR(pg_catalog.=) $3" \
+	 : "name OPERATOR(pg_catalog.=) $1")
+#define KEY_ARGS 3
+
+/*
+ * The columns of a consumer's settings, in eventstore.consumers: then
+ * types (1.2) and members (1.3), or what stands for them before.
+ */
+#define SETTINGS_COLUMNS \
+	"handler, run_as::pg_catalog.oid, topics, batch_size, max_attempts"
+#define SETTINGS_NATTS 7
+
+/* The columns of a member's progress, and of the member itself. */
+#define PROGRESS_COLUMNS \
+	"start_after, done_snapshot, window_snapshot, window_after," \
 	" batch_id, batch_kind, batch_upto, batch_attempt," \
 	" coalesce(leased_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)," \
 	" attempts, coalesce(retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), false)," \
 	" last_error"
+#define PROGRESS_NATTS 12
+#define MEMBER_COLUMNS "generation, member, member_count, fence_snapshot"
+#define MEMBER_COLUMNS_BEFORE_1_3 "0, 0, 1, NULL::pg_catalog.pg_snapshot"
 
 static const char *
-consumer_columns(void)
+settings_columns(void)
 {
-	return eventstore_consumers_have_types()
-		? CONSUMER_COLUMNS ", types"
-		: CONSUMER_COLUMNS ", NULL::pg_catalog.text[]";
+	if (eventstore_consumers_have_members())
+		return SETTINGS_COLUMNS ", types, members";
+	if (eventstore_consumers_have_types())
+		return SETTINGS_COLUMNS ", types, 1";
+	return SETTINGS_COLUMNS ", NULL::pg_catalog.text[], 1";
+}
+
+/* What an UPDATE of a member's progress returns. */
+static const char *
+progress_columns(void)
+{
+	return eventstore_consumers_have_members()
+		? PROGRESS_COLUMNS ", " MEMBER_COLUMNS
+		: PROGRESS_COLUMNS ", " MEMBER_COLUMNS_BEFORE_1_3;
 }
 
 static void
@@ -104,9 +138,9 @@ result_datum(int i, bool *isnull)
 	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
 }
 
-/* Reads a Consumer from row 0 of the last result (consumer_columns()). */
+/* Reads a consumer's settings from columns 1.. of row 0 (settings_columns()). */
 static void
-consumer_from_result(Consumer *c)
+settings_from_result(Consumer *c)
 {
 	bool		isnull;
 	Datum		d;
@@ -117,24 +151,39 @@ consumer_from_result(Consumer *c)
 	c->topics = result_datum(3, &isnull);
 	c->batch_size = DatumGetInt32(result_datum(4, &isnull));
 	c->max_attempts = DatumGetInt32(result_datum(5, &isnull));
-	c->start_after = DatumGetInt64(result_datum(6, &isnull));
-	c->done_snapshot = result_datum(7, &isnull);
-	c->window_snapshot = result_datum(8, &isnull);
-	d = result_datum(9, &isnull);
+	c->types = result_datum(6, &isnull);
+	c->members = DatumGetInt32(result_datum(7, &isnull));
+}
+
+/* Reads a member's progress from columns from.. of row 0 (progress_columns()). */
+static void
+progress_from_result(Consumer *c, int from)
+{
+	bool		isnull;
+	Datum		d;
+	int			i = from;
+
+	c->start_after = DatumGetInt64(result_datum(i++, &isnull));
+	c->done_snapshot = result_datum(i++, &isnull);
+	c->window_snapshot = result_datum(i++, &isnull);
+	d = result_datum(i++, &isnull);
 	c->window_after = isnull ? 0 : DatumGetInt64(d);
-	c->batch_id = DatumGetInt64(result_datum(10, &isnull));
-	d = result_datum(11, &isnull);
+	c->batch_id = DatumGetInt64(result_datum(i++, &isnull));
+	d = result_datum(i++, &isnull);
 	c->batch_kind = isnull ? BATCH_NONE
 		: (strcmp(TextDatumGetCString(d), "window") == 0 ? BATCH_WINDOW : BATCH_REPLAY);
-	d = result_datum(12, &isnull);
+	d = result_datum(i++, &isnull);
 	c->batch_upto = isnull ? 0 : DatumGetInt64(d);
-	c->batch_attempt = DatumGetInt32(result_datum(13, &isnull));
-	c->leased = DatumGetBool(result_datum(14, &isnull));
-	c->attempts = DatumGetInt32(result_datum(15, &isnull));
-	c->backing_off = DatumGetBool(result_datum(16, &isnull));
-	d = result_datum(17, &isnull);
+	c->batch_attempt = DatumGetInt32(result_datum(i++, &isnull));
+	c->leased = DatumGetBool(result_datum(i++, &isnull));
+	c->attempts = DatumGetInt32(result_datum(i++, &isnull));
+	c->backing_off = DatumGetBool(result_datum(i++, &isnull));
+	d = result_datum(i++, &isnull);
 	c->last_error = isnull ? NULL : TextDatumGetCString(d);
-	c->types = result_datum(18, &isnull);
+	c->ref.generation = DatumGetInt32(result_datum(i++, &isnull));
+	c->ref.member = DatumGetInt32(result_datum(i++, &isnull));
+	c->member_count = DatumGetInt32(result_datum(i++, &isnull));
+	c->fence_snapshot = result_datum(i++, &isnull);
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -160,52 +209,116 @@ check_consumer_name(const char *name)
 						   quote_literal_cstr(name))));
 }
 
-/*
- * Locks the consumer's row for the rest of the transaction and reads it
- * into *c.  With skip_locked, returns false when another transaction holds
- * the lock; otherwise waits for it.  Raises 42704 for a consumer that does
- * not exist and 42809 for one of the other kind than asked.
- */
-bool
-consumer_lock(const char *name, ConsumerKind kind, bool skip_locked, Consumer *c)
+/* Raises 42704: there is no such consumer. */
+static void
+report_no_consumer(const char *name)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("consumer \"%s\" does not exist", name),
+			 errhint("Create it with eventstore.create_consumer().")));
+}
 
-	values[0] = CStringGetTextDatum(name);
-	run_sql(psprintf("SELECT %s FROM eventstore.consumers"
-					 " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE%s",
-					 consumer_columns(), skip_locked ? " SKIP LOCKED" : ""),
-			1, argtypes, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		if (skip_locked)
-		{
-			run_sql("SELECT FROM eventstore.consumers WHERE name OPERATOR(pg_catalog.=) $1",
-					1, argtypes, values, NULL, SPI_OK_SELECT);
-			if (SPI_processed > 0)
-				return false;
-		}
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("consumer \"%s\" does not exist", name),
-				 errhint("Create it with eventstore.create_consumer().")));
-	}
-	c->name = pstrdup(name);
-	consumer_from_result(c);
+/* Raises 42809 when the consumer is not of the kind asked for. */
+static void
+check_kind(Consumer *c, ConsumerKind kind)
+{
 	if (kind == CONSUMER_OUTSIDE && c->handler_name != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("consumer \"%s\" is an in-database consumer", name),
+				 errmsg("consumer \"%s\" is an in-database consumer", c->name),
 				 errdetail("Its handler is %s.", c->handler_name),
 				 errhint("Run it with eventstore.run_consumer().")));
 	if (kind == CONSUMER_IN_DATABASE && c->handler_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("consumer \"%s\" is an outside consumer", name),
+				 errmsg("consumer \"%s\" is an outside consumer", c->name),
 				 errdetail("It has no handler."),
 				 errhint("Take its events with eventstore.poll() and eventstore.ack().")));
+}
+
+/*
+ * Reads a consumer's settings into *c.  With lock, locks its row of
+ * eventstore.consumers for the rest of the transaction, exclusively: this
+ * waits for every batch of its members in flight, which hold it shared
+ * (consumer_lock), and keeps new ones out; for the SQL functions that
+ * change a consumer.  Raises 42704 for a consumer that does not exist and
+ * 42809 for one of the other kind than asked.
+ */
+void
+consumer_settings(const char *name, ConsumerKind kind, bool lock, Consumer *c)
+{
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	run_sql(psprintf("SELECT %s FROM eventstore.consumers"
+					 " WHERE name OPERATOR(pg_catalog.=) $1%s",
+					 settings_columns(), lock ? " FOR UPDATE" : ""),
+			1, (Oid[]) {TEXTOID}, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		report_no_consumer(name);
+	memset(c, 0, sizeof(Consumer));
+	c->name = pstrdup(name);
+	settings_from_result(c);
+	SPI_freetuptable(SPI_tuptable);
+	check_kind(c, kind);
+}
+
+/*
+ * Locks member ref of the consumer for the rest of the transaction and
+ * reads it into *c: the member's row for update, the consumer's row
+ * shared (so that set_consumer_members, drop_consumer and reset_consumer
+ * wait for the batch).  With skip_locked, returns false when another
+ * transaction has the member; otherwise waits for it.  Also false when the
+ * member is no longer there (retired, or replaced by a change of the
+ * member count).  Raises 42704 for a consumer that does not exist and 42809
+ * for one of the other kind than asked.
+ */
+bool
+consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_locked,
+			  Consumer *c)
+{
+	Datum		values[KEY_ARGS] = {CStringGetTextDatum(name),
+	Int32GetDatum(ref.generation), Int32GetDatum(ref.member)};
+	const char *skip = skip_locked ? " SKIP LOCKED" : "";
+
+	if (eventstore_consumers_have_members())
+		run_sql(psprintf("SELECT %s, %s,"
+						 "       EXISTS (SELECT FROM eventstore.members o"
+						 "                WHERE o.consumer OPERATOR(pg_catalog.=) m.consumer"
+						 "                  AND o.generation OPERATOR(pg_catalog.<) m.generation)"
+						 "  FROM eventstore.consumers c"
+						 "  JOIN eventstore.members m ON m.consumer OPERATOR(pg_catalog.=) c.name"
+						 " WHERE c.name OPERATOR(pg_catalog.=) $1"
+						 "   AND m.generation OPERATOR(pg_catalog.=) $2"
+						 "   AND m.member OPERATOR(pg_catalog.=) $3"
+						 "   FOR SHARE OF c%s FOR UPDATE OF m%s",
+						 settings_columns(), progress_columns(), skip, skip),
+				KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID}, values, NULL, SPI_OK_SELECT);
+	else
+		run_sql(psprintf("SELECT %s, %s, false FROM eventstore.consumers"
+						 " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE%s",
+						 settings_columns(), progress_columns(), skip),
+				KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID}, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		run_sql("SELECT FROM eventstore.consumers WHERE name OPERATOR(pg_catalog.=) $1",
+				1, (Oid[]) {TEXTOID}, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			report_no_consumer(name);
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	memset(c, 0, sizeof(Consumer));
+	c->name = pstrdup(name);
+	settings_from_result(c);
+	{
+		bool		isnull;
+
+		c->waiting = DatumGetBool(result_datum(SETTINGS_NATTS + PROGRESS_NATTS + 5, &isnull));
+	}
+	progress_from_result(c, SETTINGS_NATTS + 1);
+	check_kind(c, kind);
 	return true;
 }
 
@@ -238,30 +351,45 @@ consumer_retry_delay_ms(int attempts)
 }
 
 /*
- * Runs an UPDATE of the consumer's row ending in RETURNING consumer_columns()
- * ($1 is the name) and reads the row back into *c.
+ * Runs an UPDATE of the member's progress, SET set (its arguments from $4
+ * on), and reads the progress back into *c.
  */
 static void
 update_consumer(Consumer *c, const char *set, int nargs, Oid *argtypes, Datum *values,
 				const char *nulls)
 {
-	Oid			types[8] = {TEXTOID};
-	Datum		args[8] = {CStringGetTextDatum(c->name)};
-	char		argnulls[9] = " ";
+	Oid			types[KEY_ARGS + 8] = {TEXTOID, INT4OID, INT4OID};
+	Datum		args[KEY_ARGS + 8] = {CStringGetTextDatum(c->name),
+	Int32GetDatum(c->ref.generation), Int32GetDatum(c->ref.member)};
+	char		argnulls[KEY_ARGS + 9] = "   ";
 
+	if (c->retired)
+		return;					/* the member is gone: nothing to record */
 	Assert(nargs < 8);
 	for (int i = 0; i < nargs; i++)
 	{
-		types[i + 1] = argtypes[i];
-		args[i + 1] = values[i];
-		argnulls[i + 1] = nulls ? nulls[i] : ' ';
+		types[KEY_ARGS + i] = argtypes[i];
+		args[KEY_ARGS + i] = values[i];
+		argnulls[KEY_ARGS + i] = nulls ? nulls[i] : ' ';
 	}
-	argnulls[nargs + 1] = '\0';
-	run_sql(psprintf("UPDATE eventstore.consumers SET %s"
-					 " WHERE name OPERATOR(pg_catalog.=) $1 RETURNING %s",
-					 set, consumer_columns()),
-			nargs + 1, types, args, argnulls, SPI_OK_UPDATE_RETURNING);
-	consumer_from_result(c);
+	argnulls[KEY_ARGS + nargs] = '\0';
+	run_sql(psprintf("UPDATE %s SET %s WHERE %s RETURNING %s",
+					 PROGRESS_TABLE(), set, PROGRESS_KEY(), progress_columns()),
+			KEY_ARGS + nargs, types, args, argnulls, SPI_OK_UPDATE_RETURNING);
+	progress_from_result(c, 1);
+}
+
+/*
+ * The condition that an event e belongs to the member, for the queries
+ * that find its events: empty when the consumer has one member.
+ */
+static const char *
+member_condition(Consumer *c)
+{
+	if (c->member_count <= 1)
+		return "";
+	return psprintf(" AND eventstore.member_of(e.stream, e.id, %d) OPERATOR(pg_catalog.=) %d",
+					c->member_count, c->ref.member);
 }
 
 /*------------------------------------------------------------------------
@@ -270,8 +398,28 @@ update_consumer(Consumer *c, const char *set, int nargs, Oid *argtypes, Datum *v
  */
 
 /*
- * Opens a window for the consumer unless one is open; false when there is
- * nothing new.  An empty window moves done_snapshot on at once.
+ * A retiring member has delivered everything up to its fence: it goes.
+ * The newer generation's members no longer wait for it once all are gone.
+ */
+static void
+member_retire(Consumer *c)
+{
+	run_sql("DELETE FROM eventstore.members"
+			" WHERE consumer OPERATOR(pg_catalog.=) $1"
+			"   AND generation OPERATOR(pg_catalog.=) $2 AND member OPERATOR(pg_catalog.=) $3",
+			KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID},
+			(Datum[]) {CStringGetTextDatum(c->name), Int32GetDatum(c->ref.generation),
+			Int32GetDatum(c->ref.member)},
+			NULL, SPI_OK_DELETE);
+	c->retired = true;
+	consumers_changed_at_commit();
+}
+
+/*
+ * Opens a window for the member unless one is open; false when there is
+ * nothing new.  An empty window moves done_snapshot on at once.  The
+ * window of a retiring member is its fence, and once that is delivered the
+ * member retires.
  */
 static bool
 window_open(Consumer *c)
@@ -282,9 +430,14 @@ window_open(Consumer *c)
 
 	if (c->window_snapshot != (Datum) 0)
 		return true;
-	run_sql("SELECT eventstore.window_snapshot()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	snapshot = result_datum(1, &isnull);
-	SPI_freetuptable(SPI_tuptable);
+	if (c->fence_snapshot != (Datum) 0)
+		snapshot = c->fence_snapshot;
+	else
+	{
+		run_sql("SELECT eventstore.window_snapshot()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+		snapshot = result_datum(1, &isnull);
+		SPI_freetuptable(SPI_tuptable);
+	}
 
 	if (c->done_snapshot == (Datum) 0)
 		low = c->start_after;
@@ -294,7 +447,11 @@ window_open(Consumer *c)
 
 		/* as values: the stored one may have a short varlena header */
 		if (datum_image_eq(snapshot, c->done_snapshot, false, -1))
+		{
+			if (c->fence_snapshot != (Datum) 0)
+				member_retire(c);
 			return false;		/* no transaction has ended since */
+		}
 
 		/*
 		 * The lowest position in the window, found through the BRIN index on
@@ -307,15 +464,16 @@ window_open(Consumer *c)
 		save_nestlevel = NewGUCNestLevel();
 		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-		run_sql("SELECT pg_catalog.min(e.position OPERATOR(pg_catalog.+) 0)"
-				"         OPERATOR(pg_catalog.-) 1"
-				"  FROM eventstore.events e"
-				" WHERE e.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1)"
-				"   AND e.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2)"
-				"   AND (e.topic OPERATOR(pg_catalog.||) '') OPERATOR(pg_catalog.=) ANY ($3)"
-				"   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
-				"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
-				"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)",
+		run_sql(psprintf("SELECT pg_catalog.min(e.position OPERATOR(pg_catalog.+) 0)"
+						 "         OPERATOR(pg_catalog.-) 1"
+						 "  FROM eventstore.events e"
+						 " WHERE e.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1)"
+						 "   AND e.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2)"
+						 "   AND (e.topic OPERATOR(pg_catalog.||) '') OPERATOR(pg_catalog.=) ANY ($3)"
+						 "   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
+						 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
+						 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)%s",
+						 member_condition(c)),
 				4, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTARRAYOID},
 				(Datum[]) {c->done_snapshot, snapshot, c->topics, c->types},
 				c->types == (Datum) 0 ? "   n" : NULL, SPI_OK_SELECT);
@@ -325,18 +483,23 @@ window_open(Consumer *c)
 		SPI_freetuptable(SPI_tuptable);
 		if (isnull)
 		{
-			update_consumer(c, "done_snapshot = $2", 1, (Oid[]) {PG_SNAPSHOTOID},
+			update_consumer(c, "done_snapshot = $4", 1, (Oid[]) {PG_SNAPSHOTOID},
 							&snapshot, NULL);
+			if (c->fence_snapshot != (Datum) 0)
+				member_retire(c);
 			return false;
 		}
 	}
-	update_consumer(c, "window_snapshot = $2, window_after = $3", 2,
+	update_consumer(c, "window_snapshot = $4, window_after = $5", 2,
 					(Oid[]) {PG_SNAPSHOTOID, INT8OID},
 					(Datum[]) {snapshot, Int64GetDatum(low)}, NULL);
 	return true;
 }
 
-/* The window is drained: what it saw is now delivered. */
+/*
+ * The window is drained: what it saw is now delivered.  A retiring member
+ * whose window was its fence retires.
+ */
 static void
 window_close(Consumer *c)
 {
@@ -344,6 +507,9 @@ window_close(Consumer *c)
 		return;
 	update_consumer(c, "done_snapshot = window_snapshot, window_snapshot = NULL,"
 					" window_after = NULL", 0, NULL, NULL, NULL);
+	if (c->fence_snapshot != (Datum) 0 &&
+		datum_image_eq(c->done_snapshot, c->fence_snapshot, false, -1))
+		member_retire(c);
 }
 
 /* Takes the rows of the last result ("SELECT e FROM eventstore.events e") into b. */
@@ -383,14 +549,14 @@ window_page(Consumer *c, int64 upto, int limit, Batch *b)
 		nulls[4] = 'n';
 	if (c->types == (Datum) 0)
 		nulls[6] = 'n';
-	run_sql("SELECT e FROM eventstore.events e"
-			" WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
-			"   AND e.position OPERATOR(pg_catalog.>) $2"
-			"   AND e.position OPERATOR(pg_catalog.<=) $3"
-			"   AND ($7 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($7))"
-			"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
-			"   AND ($5 IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5))"
-			" ORDER BY e.position LIMIT $6",
+	run_sql(psprintf("SELECT e FROM eventstore.events e"
+					 " WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
+					 "   AND e.position OPERATOR(pg_catalog.>) $2"
+					 "   AND e.position OPERATOR(pg_catalog.<=) $3"
+					 "   AND ($7 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($7))"
+					 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
+					 "   AND ($5 IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5))%s"
+					 " ORDER BY e.position LIMIT $6", member_condition(c)),
 			7, argtypes, values, nulls, SPI_OK_SELECT);
 	batch_from_result(b, BATCH_WINDOW);
 }
@@ -401,10 +567,11 @@ window_page(Consumer *c, int64 upto, int limit, Batch *b)
  */
 
 /*
- * The parked events of the consumer marked for replay (replay_parked), in
- * position order, at most limit; with batch_id > 0 those of that leased
- * batch instead.  Parked events that have been removed since (retention,
- * erasure) are gone for good and are forgotten first.
+ * The parked events of the consumer marked for replay (replay_parked) that
+ * belong to the member, in position order, at most limit; with batch_id > 0
+ * those of that leased batch instead.  Parked events that have been
+ * removed since (retention, erasure) are gone for good and are forgotten
+ * first.
  */
 static void
 parked_batch(Consumer *c, int limit, int64 batch_id, Batch *b)
@@ -418,12 +585,13 @@ parked_batch(Consumer *c, int limit, int64 batch_id, Batch *b)
 			"   AND NOT EXISTS (SELECT FROM eventstore.events e"
 			"                    WHERE e.id OPERATOR(pg_catalog.=) p.event_id)",
 			1, argtypes, values, NULL, SPI_OK_DELETE);
-	run_sql("SELECT e FROM eventstore.parked p"
-			"  JOIN eventstore.events e ON e.id OPERATOR(pg_catalog.=) p.event_id"
-			" WHERE p.consumer OPERATOR(pg_catalog.=) $1"
-			"   AND CASE WHEN $3 OPERATOR(pg_catalog.>) 0"
-			"            THEN p.batch_id OPERATOR(pg_catalog.=) $3 ELSE p.replay END"
-			" ORDER BY p.position LIMIT $2",
+	run_sql(psprintf("SELECT e FROM eventstore.parked p"
+					 "  JOIN eventstore.events e ON e.id OPERATOR(pg_catalog.=) p.event_id"
+					 " WHERE p.consumer OPERATOR(pg_catalog.=) $1"
+					 "   AND CASE WHEN $3 OPERATOR(pg_catalog.>) 0"
+					 "            THEN p.batch_id OPERATOR(pg_catalog.=) $3 ELSE p.replay END%s"
+					 " ORDER BY p.position LIMIT $2",
+					 batch_id > 0 ? "" : member_condition(c)),
 			3, argtypes, values, NULL, SPI_OK_SELECT);
 	batch_from_result(b, BATCH_REPLAY);
 }
@@ -436,11 +604,17 @@ parked_batch(Consumer *c, int limit, int64 batch_id, Batch *b)
 bool
 consumer_next_batch(Consumer *c, int limit, Batch *b)
 {
-	parked_batch(c, limit, 0, b);
-	if (b->n > 0)
-		return true;
-	batch_free(b);
-	for (int round = 0; round < 2; round++)
+	if (c->waiting)
+		return false;			/* older members first: see set_consumer_members */
+	if (c->fence_snapshot == (Datum) 0)
+	{
+		/* a retiring member leaves parked events to the new ones */
+		parked_batch(c, limit, 0, b);
+		if (b->n > 0)
+			return true;
+		batch_free(b);
+	}
+	for (int round = 0; round < 2 && !c->retired; round++)
 	{
 		if (!window_open(c))
 			return false;
@@ -494,10 +668,13 @@ consumer_lease_batch(Consumer *c, Batch *b)
 {
 	bool		window = b->kind == BATCH_WINDOW;
 
-	update_consumer(c, "batch_id = batch_id OPERATOR(pg_catalog.+) 1, batch_kind = $2,"
-					" batch_upto = $3, batch_attempt = 1,"
-					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $4,"
+	update_consumer(c, psprintf("batch_id = %s, batch_kind = $4,"
+					" batch_upto = $5, batch_attempt = 1,"
+					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $6,"
 					" last_run = pg_catalog.now()",
+								eventstore_consumers_have_members()
+								? "pg_catalog.nextval('eventstore.batch_ids')"
+								: "batch_id OPERATOR(pg_catalog.+) 1"),
 					3, (Oid[]) {TEXTOID, INT8OID, INTERVALOID},
 					(Datum[]) {CStringGetTextDatum(window ? "window" : "replay"),
 				Int64GetDatum(b->n > 0 ? b->events[b->n - 1].position : 0),
@@ -528,7 +705,7 @@ void
 consumer_renew_lease(Consumer *c)
 {
 	update_consumer(c, "batch_attempt = batch_attempt OPERATOR(pg_catalog.+) 1,"
-					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $2,"
+					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $4,"
 					" last_run = pg_catalog.now()",
 					1, (Oid[]) {INTERVALOID},
 					(Datum[]) {ms_interval_datum(eventstore_lease_timeout_ms)}, NULL);
@@ -541,8 +718,8 @@ consumer_renew_lease(Consumer *c)
 void
 consumer_count_failure(Consumer *c, const char *error)
 {
-	update_consumer(c, "attempts = attempts OPERATOR(pg_catalog.+) 1, last_error = $2,"
-					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $3",
+	update_consumer(c, "attempts = attempts OPERATOR(pg_catalog.+) 1, last_error = $4,"
+					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $5",
 					2, (Oid[]) {TEXTOID, INTERVALOID},
 					(Datum[]) {CStringGetTextDatum(error),
 				ms_interval_datum(consumer_retry_delay_ms(c->attempts + 1))},
@@ -564,7 +741,7 @@ void
 consumer_count_expired_lease(Consumer *c)
 {
 	update_consumer(c, "attempts = attempts OPERATOR(pg_catalog.+) 1,"
-					" last_error = pg_catalog.format('batch %s not acked within %s', batch_id, $2)",
+					" last_error = pg_catalog.format('batch %s not acked within %s', batch_id, $4)",
 					1, (Oid[]) {INTERVALOID},
 					(Datum[]) {ms_interval_datum(eventstore_lease_timeout_ms)}, NULL);
 }
@@ -636,12 +813,12 @@ consumer_record(Consumer *c, Batch *b, int done, int64 handled, const char *erro
 	nulls[0] = last > 0 ? ' ' : 'n';
 	nulls[3] = error ? ' ' : 'n';
 	nulls[4] = retry_ms >= 0 ? ' ' : 'n';
-	update_consumer(c, "window_after = coalesce($2, window_after),"
-					" position = GREATEST(position, $2),"
-					" handled = handled OPERATOR(pg_catalog.+) $3,"
-					" attempts = $4,"
-					" last_error = coalesce($5, last_error),"
-					" retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) $6,"
+	update_consumer(c, "window_after = coalesce($4, window_after),"
+					" position = GREATEST(position, $4),"
+					" handled = handled OPERATOR(pg_catalog.+) $5,"
+					" attempts = $6,"
+					" last_error = coalesce($7, last_error),"
+					" retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) $8,"
 					" batch_kind = NULL, batch_upto = NULL, batch_attempt = 0,"
 					" leased_until = NULL, last_run = pg_catalog.now()",
 					5, (Oid[]) {INT8OID, INT8OID, INT4OID, TEXTOID, INTERVALOID},
@@ -663,14 +840,15 @@ consumer_record(Consumer *c, Batch *b, int done, int64 handled, const char *erro
  * then).
  */
 bool
-consumer_record_error(const char *name, const char *message)
+consumer_record_error(const char *name, MemberRef ref, const char *message)
 {
-	run_sql("UPDATE eventstore.consumers"
-			"   SET last_error = $2,"
-			"       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '10 seconds'"
-			" WHERE name OPERATOR(pg_catalog.=) $1",
-			2, (Oid[]) {TEXTOID, TEXTOID},
-			(Datum[]) {CStringGetTextDatum(name), CStringGetTextDatum(message)},
+	run_sql(psprintf("UPDATE %s"
+					 "   SET last_error = $4,"
+					 "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '10 seconds'"
+					 " WHERE %s", PROGRESS_TABLE(), PROGRESS_KEY()),
+			KEY_ARGS + 1, (Oid[]) {TEXTOID, INT4OID, INT4OID, TEXTOID},
+			(Datum[]) {CStringGetTextDatum(name), Int32GetDatum(ref.generation),
+			Int32GetDatum(ref.member), CStringGetTextDatum(message)},
 			NULL, SPI_OK_UPDATE);
 	return SPI_processed > 0;
 }

@@ -204,13 +204,13 @@ handle_replay_batch(Runner *r, Batch *b)
 }
 
 /*
- * Runs one batch of at most limit events of an in-database consumer, in the
- * current transaction; returns the events taken (handled or parked), 0 when
- * there was nothing to do or the consumer is busy or backing off.  Must be
- * called inside SPI_connect, as the owner role.
+ * Runs one batch of at most limit events of a member of an in-database
+ * consumer, in the current transaction; returns the events taken (handled
+ * or parked), 0 when there was nothing to do or the member is busy, gone or
+ * backing off.  Must be called inside SPI_connect, as the owner role.
  */
 static int
-run_batch(const char *name, Oid caller, int limit, bool *stop)
+run_batch(const char *name, MemberRef ref, Oid caller, int limit, bool *stop)
 {
 	Runner		r;
 	Batch		b = {0};
@@ -218,7 +218,7 @@ run_batch(const char *name, Oid caller, int limit, bool *stop)
 	int			n;
 
 	*stop = true;
-	if (!consumer_lock(name, CONSUMER_IN_DATABASE, true, &r.c))
+	if (!consumer_lock(name, CONSUMER_IN_DATABASE, ref, true, &r.c))
 		return 0;
 	check_consumer_role(caller, r.c.run_as, "run", name);
 	consumer_check_topics(&r.c);
@@ -245,83 +245,69 @@ run_batch(const char *name, Oid caller, int limit, bool *stop)
 }
 
 /*
- * Runs an in-database consumer for up to max_events events (one batch when
- * max_events is 0, until nothing is left when it is negative) in the current
- * transaction.  Used by run_consumer() and by the dispatcher workers.  The
- * current user must be a member of the consumer's role: the handler runs as
- * that role.
+ * Runs member ref of an in-database consumer for up to max_events events
+ * (one batch when max_events is 0, until nothing is left when it is
+ * negative) in the current transaction, as caller; returns the events
+ * taken.
  */
-int64
-consumer_run(const char *name, int64 max_events)
+static int64
+run_member(const char *name, MemberRef ref, Oid caller, int64 max_events)
 {
-	AsOwner		as;
 	int64		total = 0;
 
-	as_owner_begin(&as);
 	for (;;)
 	{
 		int			limit = max_events > 0 ? (int) Min(max_events - total, 10000) : 10000;
 		bool		stop;
-		int			n = run_batch(name, as.caller, limit, &stop);
+		int			n = run_batch(name, ref, caller, limit, &stop);
 
 		total += n;
 		if (n == 0 || stop || max_events == 0 || (max_events > 0 && total >= max_events))
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}
+	return total;
+}
+
+/*
+ * Runs every member of an in-database consumer, one after the other (the
+ * retiring ones of a change of the member count first), for up to
+ * max_events events in all (until nothing is left when it is negative) in
+ * the current transaction: run_consumer().  The current user must be a
+ * member of the consumer's role: the handler runs as that role.
+ */
+int64
+consumer_run(const char *name, int64 max_events)
+{
+	AsOwner		as;
+	int64		total = 0;
+	int			n;
+	int			members;
+	MemberRef  *refs;
+
+	as_owner_begin(&as);
+	refs = consumer_member_refs(name, -1, false, &n, &members);
+	for (int i = 0; i < n && (max_events < 0 || total < max_events); i++)
+		total += run_member(name, refs[i], as.caller,
+							max_events < 0 ? -1 : max_events - total);
 	as_owner_end(&as);
 	return total;
 }
 
 /*
- * The names of the in-database consumers that are not backing off, in name
- * order, allocated in the caller's memory context.  *any tells whether
- * there is any in-database consumer at all, *next_retry when the first one
- * backing off is due (0 when none is).
+ * One batch of one member of an in-database consumer, in the current
+ * transaction: the dispatcher's unit of work.
  */
-List *
-consumers_due(bool *any, TimestampTz *next_retry)
+int64
+consumer_run_member(const ConsumerTask *task)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	List	   *names = NIL;
 	AsOwner		as;
+	int64		n;
 
 	as_owner_begin(&as);
-	if (SPI_execute("SELECT name, retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), retry_at"
-					"  FROM eventstore.consumers"
-					" WHERE handler IS NOT NULL"
-					" ORDER BY name", true, 0) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("could not list the in-database consumers")));
-	*any = SPI_processed > 0;
-	*next_retry = 0;
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		bool		isnull;
-		bool		waiting = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull)) &&
-			!isnull;
-
-		if (waiting)
-		{
-			TimestampTz at = DatumGetTimestampTz(SPI_getbinval(row, SPI_tuptable->tupdesc, 3,
-															   &isnull));
-
-			if (*next_retry == 0 || at < *next_retry)
-				*next_retry = at;
-		}
-		else
-		{
-			char	   *name = SPI_getvalue(row, SPI_tuptable->tupdesc, 1);
-			MemoryContext old = MemoryContextSwitchTo(caller);
-
-			names = lappend(names, pstrdup(name));
-			MemoryContextSwitchTo(old);
-		}
-	}
+	n = run_member(task->name, task->ref, as.caller, 0);
 	as_owner_end(&as);
-	return names;
+	return n;
 }
 
 /* eventstore.run_consumer(name text, max_events integer DEFAULT NULL) RETURNS bigint */

@@ -3,18 +3,19 @@
  * dispatcher_rounds.c
  *		A dispatcher worker's round of in-database consumers.
  *
- * Every worker runs the in-database consumers: one batch per consumer per
- * transaction, round after round while any of them made progress (the
- * loop is in dispatcher.c).  A worker that finds a consumer's row locked
- * skips it (another worker has it), so no two workers ever run the same
- * consumer; worker i starts its rounds at the i-th consumer so that they
- * spread out.  An error that escapes a consumer (its handler was dropped,
+ * Every worker runs the in-database consumers: one batch per member of a
+ * consumer per transaction, round after round while any of them made
+ * progress (the loop is in dispatcher.c).  A worker that finds a member's
+ * row locked skips it (another worker has it), so no two workers ever run
+ * the same member, and the members of one consumer run on different
+ * workers at the same time; worker i starts its rounds at the i-th member
+ * so that they spread out.  An error that escapes a consumer (its handler was dropped,
  * say) is logged and recorded in the consumer's row, which backs off; the
  * other consumers go on.  When there is no in-database consumer at all,
  * commits do not trigger rounds; the fallback poll looks for new consumers.
  *
- * Which consumers are due, and running one batch, are consumer.c's
- * (consumers_due(), consumer_run()); this file only calls them, each in a
+ * Which members are due, and running one batch, are the consumer files'
+ * (consumers_due(), consumer_run_member()); this file only calls them, each in a
  * transaction of its own, and survives a DROP EXTENSION that commits while
  * it lists or runs them.
  *
@@ -32,7 +33,7 @@
 #include "eventstore.h"
 
 /*
- * The in-database consumers to run, or NIL when the extension is absent
+ * The members of in-database consumers to run (ConsumerTask), or NIL when the extension is absent
  * (or was dropped meanwhile); see consumers_due() for *any and *next_retry.
  * Any other error ends the worker, which the launcher starts again.
  */
@@ -79,30 +80,31 @@ list_consumers(MemoryContext cxt, bool *any, TimestampTz *next_retry, bool *inst
  * own: see consumer_record_error().
  */
 static bool
-record_consumer_error(const char *name, const char *message)
+record_consumer_error(const ConsumerTask *task, const char *message)
 {
 	bool		found;
 
 	dispatcher_begin_transaction("eventstore: recording a consumer error");
 	SPI_connect();
-	found = consumer_record_error(name, message);
+	found = consumer_record_error(task->name, task->ref, message);
 	SPI_finish();
 	dispatcher_commit_transaction();
 	return found;
 }
 
-/* One batch of one consumer in its own transaction; events taken. */
+/* One batch of one member in its own transaction; events taken. */
 static int64
-run_one_batch(const char *name)
+run_one_batch(const ConsumerTask *task)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	char	   *activity = psprintf("eventstore: running consumer %s", name);
+	char	   *activity = psprintf("eventstore: running consumer %s member %d",
+									task->name, task->ref.member);
 	int64		n = 0;
 
 	PG_TRY();
 	{
 		dispatcher_begin_transaction(activity);
-		n = consumer_run(name, 0);
+		n = consumer_run_member(task);
 		dispatcher_commit_transaction();
 	}
 	PG_CATCH();
@@ -114,9 +116,10 @@ run_one_batch(const char *name)
 		 * is no failure.
 		 */
 		if (dispatcher_extension_installed() &&
-			record_consumer_error(name, edata->message))
+			record_consumer_error(task, edata->message))
 			ereport(LOG,
-					(errmsg("eventstore consumer \"%s\" failed: %s", name, edata->message)));
+					(errmsg("eventstore consumer \"%s\" failed: %s", task->name,
+							edata->message)));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -145,10 +148,10 @@ dispatcher_run_consumers(int worker, MemoryContext round_cxt, bool *any,
 	n = list_length(names);
 	for (int k = 0; k < n; k++)
 	{
-		const char *name = list_nth(names, (k + worker) % n);
+		const ConsumerTask *task = list_nth(names, (k + worker) % n);
 
 		CHECK_FOR_INTERRUPTS();
-		if (run_one_batch(name) > 0)
+		if (run_one_batch(task) > 0)
 			progress = true;
 	}
 	pgstat_report_stat(false);

@@ -54,7 +54,9 @@ extern bool eventstore_track_stats;
 /* eventstore.delivery: the event's attributes, then batch_id and attempt */
 #define DELIVERY_ATT_BATCH_ID 8
 #define DELIVERY_ATT_ATTEMPT 9
-#define DELIVERY_NATTS 9
+#define DELIVERY_ATT_MEMBER 10
+#define DELIVERY_NATTS 10
+#define DELIVERY_NATTS_BEFORE_1_3 9	/* without member */
 
 /*
  * envelope.c: validation of the event envelope (its rules are listed in
@@ -122,6 +124,7 @@ extern Oid	eventstore_events_relid(void);
 extern bool eventstore_has_stream_heads(void);
 extern Oid	eventstore_position_sequence(void);
 extern bool eventstore_consumers_have_types(void);
+extern bool eventstore_consumers_have_members(void);
 
 /* Columns of eventstore.events; events_columns() maps them to attributes. */
 typedef enum EventColumn
@@ -193,6 +196,7 @@ extern void shmem_init(void);
 /* commit_hook.c: what a committing transaction tells the dispatcher. */
 extern void commit_hook_init(void);
 extern void notify_topic_appended(const char *topic);
+extern void consumers_changed_at_commit(void);
 
 /* notify.c: per-topic pending notifications, and the notifier task. */
 extern Size notify_shmem_size(void);
@@ -292,7 +296,18 @@ typedef enum BatchKind
 	BATCH_REPLAY				/* parked events asked for again */
 } BatchKind;
 
-/* A consumer's row of eventstore.consumers, as locked. */
+/* A member of a consumer: its generation and number (see 40_consumers.sql). */
+typedef struct MemberRef
+{
+	int32		generation;
+	int32		member;
+} MemberRef;
+
+/*
+ * A member of a consumer, as locked: the consumer's settings and the
+ * member's progress.  Before 1.3 a consumer has one member, whose progress
+ * is in the consumer's own row (generation 0, member 0).
+ */
 typedef struct Consumer
 {
 	char	   *name;
@@ -302,6 +317,14 @@ typedef struct Consumer
 	Datum		types;			/* text[], (Datum) 0 when NULL: every type */
 	int			batch_size;
 	int			max_attempts;
+	int			members;		/* the consumer's number of members */
+	/* the member */
+	MemberRef	ref;
+	int			member_count;	/* the number of members of its generation */
+	Datum		fence_snapshot; /* pg_snapshot of a retiring member, else 0 */
+	bool		waiting;		/* a newer generation: older members remain */
+	bool		retired;		/* the retiring member is done and removed */
+	/* its progress */
 	int64		start_after;
 	Datum		done_snapshot;	/* pg_snapshot, (Datum) 0 when NULL */
 	Datum		window_snapshot;	/* likewise */
@@ -326,9 +349,17 @@ typedef struct Batch
 	SPITupleTable *rows;
 } Batch;
 
+/* An in-database consumer's member for the dispatcher to run. */
+typedef struct ConsumerTask
+{
+	char	   *name;
+	MemberRef	ref;
+} ConsumerTask;
+
 extern void check_consumer_name(const char *name);
-extern bool consumer_lock(const char *name, ConsumerKind kind, bool skip_locked,
-						  Consumer *c);
+extern void consumer_settings(const char *name, ConsumerKind kind, bool lock, Consumer *c);
+extern bool consumer_lock(const char *name, ConsumerKind kind, MemberRef ref,
+						  bool skip_locked, Consumer *c);
 extern void consumer_check_topics(Consumer *c);
 extern int64 consumer_retry_delay_ms(int attempts);
 extern Datum ms_interval_datum(int64 ms);
@@ -344,7 +375,13 @@ extern void consumer_park(Consumer *c, Batch *b, int from, int to, int attempts,
 						  const char *error);
 extern void consumer_record(Consumer *c, Batch *b, int done, int64 handled,
 							const char *error, int64 retry_ms);
-extern bool consumer_record_error(const char *name, const char *message);
+extern bool consumer_record_error(const char *name, MemberRef ref, const char *message);
+
+/* consumer_members.c: which members of a consumer there are and are free. */
+extern MemberRef *consumer_member_refs(const char *name, int member, bool free_only,
+									   int *n, int *members);
+extern bool consumer_lock_batch(const char *name, int64 batch_id, Consumer *c);
+extern List *consumers_due(bool *any, TimestampTz *next_retry);
 
 /* consumer_api.c: the SQL entry points of consumers, and who may use them. */
 extern void check_consumer_role(Oid caller, Oid role, const char *action,
@@ -352,7 +389,7 @@ extern void check_consumer_role(Oid caller, Oid role, const char *action,
 
 /* consumer_run.c: running in-database consumers. */
 extern int64 consumer_run(const char *name, int64 max_events);
-extern List *consumers_due(bool *any, TimestampTz *next_retry);
+extern int64 consumer_run_member(const ConsumerTask *task);
 
 /* retention.c: removing expired events, a task of dispatcher worker 0. */
 extern TimestampTz retention_task_due(void);

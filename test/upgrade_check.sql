@@ -119,10 +119,12 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT prefix || replace(rtrim(t, E'\n'), E'\n', E'\n' || prefix)
 $$;
 
--- The columns of a table, view or composite type, in order.
+-- The columns of a table, view or composite type, in order, numbered
+-- among the columns that are there: an upgrade that drops columns leaves
+-- gaps in attnum that a fresh installation does not have, and nobody sees.
 CREATE FUNCTION upgrade_check.columns(rel oid) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT string_agg(format(E'\n  column %s %I %s%s%s%s%s%s acl %s %s', a.attnum, a.attname,
+    SELECT string_agg(format(E'\n  column %s %I %s%s%s%s%s%s acl %s %s', a.n, a.attname,
                              format_type(a.atttypid, a.atttypmod),
                              CASE WHEN a.attcollation <> 0 THEN ' collate ' || a.attcollation::regcollation END,
                              CASE WHEN a.attnotnull THEN ' not null' END,
@@ -133,9 +135,10 @@ LANGUAGE sql STABLE AS $$
                              upgrade_check.acl(a.attacl),
                              upgrade_check.extras('pg_class', rel, a.attnum)),
                       '' ORDER BY a.attnum)
-      FROM pg_attribute a
+      FROM (SELECT pa.*, row_number() OVER (ORDER BY pa.attnum) AS n
+              FROM pg_attribute pa
+             WHERE pa.attrelid = rel AND pa.attnum > 0 AND NOT pa.attisdropped) a
       LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 
 -- The operators and support functions of an operator family.

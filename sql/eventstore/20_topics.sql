@@ -96,7 +96,7 @@ AS $$
                            'eventstore.append_batch(text, jsonb[], text, bigint), '
                            'eventstore.validate(jsonb), eventstore.is_valid(jsonb), '
                            'eventstore.derived_id(uuid, text)'
-        WHEN 'read' THEN 'eventstore.poll(text, integer), eventstore.ack(text, bigint), '
+        WHEN 'read' THEN 'eventstore.poll(text, integer, integer), eventstore.ack(text, bigint), '
                          'eventstore.nack(text, bigint, text), eventstore.upcast(eventstore.event), '
                          'eventstore.unprotect(eventstore.event), eventstore.derived_id(uuid, text)'
         WHEN 'erase' THEN 'eventstore.erase_stream(text, text), '

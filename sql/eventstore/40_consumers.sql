@@ -5,18 +5,30 @@
 -- the consumer engine in C, extension/consumer_engine.c.
 
 ------------------------------------------------------------------------------
--- Consumers and their progress.
+-- Consumers, their members and their progress.
 --
--- Progress is a pair of snapshots (docs/architecture.md).  Events whose
--- transaction is visible in done_snapshot are delivered.  The open window is
--- what is visible in window_snapshot and not in done_snapshot; it is paged by
--- position, and window_after is the last position delivered inside it.  When
--- the window is drained, window_snapshot becomes done_snapshot.  An event
--- committed late (its position taken before others that committed first)
--- simply falls into a later window: nothing is skipped.
+-- A consumer is split into members (1 by default): an event belongs to
+-- member member_of(stream, id, members), so all the events of a stream go
+-- to one member, and each member delivers its events in position order,
+-- which within a stream is version order.  Members run in parallel: each
+-- has its own row in members, locked by whoever runs a batch of it.
 --
--- A new or reset consumer has no done_snapshot: its first window is every
--- event after start_after.
+-- A member's progress is a pair of snapshots (docs/architecture.md).
+-- Events whose transaction is visible in done_snapshot are delivered.  The
+-- open window is what is visible in window_snapshot and not in
+-- done_snapshot; it is paged by position, and window_after is the last
+-- position delivered inside it.  When the window is drained,
+-- window_snapshot becomes done_snapshot.  An event committed late (its
+-- position taken before others that committed first) simply falls into a
+-- later window: nothing is skipped.  A new or reset member has no
+-- done_snapshot: its first window is every event after start_after.
+--
+-- Changing the number of members (set_consumer_members) starts a new
+-- generation of members and fences the old one at a snapshot: the old
+-- members deliver what is visible in fence_snapshot and are then removed;
+-- the new ones start with that snapshot as done and wait until no old
+-- member is left, so that no event is delivered twice and each stream's
+-- events stay in order across the change.
 ------------------------------------------------------------------------------
 
 CREATE TABLE consumers (
@@ -33,6 +45,25 @@ CREATE TABLE consumers (
     batch_size      integer NOT NULL CHECK (batch_size BETWEEN 1 AND 10000),
     max_attempts    integer NOT NULL CHECK (max_attempts BETWEEN 1 AND 1000),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- events of its topics removed (retention, erase_stream) before it got them
+    skipped         bigint NOT NULL DEFAULT 0,
+    -- the event types it is given, NULL: all; the others are passed over
+    -- where events are found (consumer_engine.c)
+    types           text[] COLLATE "C"
+                    CHECK (pg_catalog.cardinality(types) BETWEEN 1 AND 64),
+    -- how many members its events are spread over
+    members         integer NOT NULL DEFAULT 1 CHECK (members BETWEEN 1 AND 256)
+);
+COMMENT ON TABLE consumers IS 'registered consumers';
+
+CREATE TABLE members (
+    consumer        text COLLATE "C" NOT NULL REFERENCES consumers (name) ON DELETE CASCADE,
+    -- set_consumer_members starts a new generation; the older one retires
+    generation      integer NOT NULL CHECK (generation >= 0),
+    member          integer NOT NULL CHECK (member >= 0 AND member < member_count),
+    member_count    integer NOT NULL CHECK (member_count BETWEEN 1 AND 256),
+    -- retiring: the member delivers what is visible here, then is removed
+    fence_snapshot  pg_snapshot,
     -- progress
     start_after     bigint NOT NULL DEFAULT 0,
     done_snapshot   pg_snapshot,
@@ -51,16 +82,25 @@ CREATE TABLE consumers (
     last_error      text,
     retry_at        timestamptz,
     last_run        timestamptz,
-    -- events of its topics removed (retention, erase_stream) before it got them
-    skipped         bigint NOT NULL DEFAULT 0,
-    -- the event types it is given, NULL: all; the others are passed over
-    -- where events are found (consumer_engine.c)
-    types           text[] COLLATE "C"
-                    CHECK (pg_catalog.cardinality(types) BETWEEN 1 AND 64),
+    PRIMARY KEY (consumer, generation, member),
     CHECK ((window_snapshot IS NULL) = (window_after IS NULL)),
     CHECK ((batch_kind = 'window') = (batch_upto IS NOT NULL))
 );
-COMMENT ON TABLE consumers IS 'registered consumers and how far each has got';
+COMMENT ON TABLE members IS 'the members of each consumer and how far each has got';
+
+-- The numbers of the batches given to outside consumers: unique across a
+-- consumer's members, so that ack and nack need nothing else.
+CREATE SEQUENCE batch_ids;
+
+-- The member of a consumer with member_count members an event belongs to:
+-- by its stream, so that a stream's events stay together and in order, or
+-- by its id when it has none.  The hash is PostgreSQL's for text (the same
+-- on every server of one platform, as replicas are).
+CREATE FUNCTION member_of(stream text, id uuid, member_count integer) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ((pg_catalog.hashtextextended(coalesce(stream, id::text), 0)
+         OPERATOR(pg_catalog.&) 9223372036854775807)
+        OPERATOR(pg_catalog.%) member_count)::integer;
 
 CREATE TABLE parked (
     consumer  text COLLATE "C" NOT NULL REFERENCES consumers (name) ON DELETE CASCADE,
@@ -85,9 +125,10 @@ CREATE TYPE delivery AS (
     envelope       jsonb,
     recorded_at    timestamptz,
     batch_id       bigint,
-    attempt        integer
+    attempt        integer,
+    member         integer
 );
-COMMENT ON TYPE delivery IS 'an event as polled by an outside consumer, with its batch and delivery attempt';
+COMMENT ON TYPE delivery IS 'an event as polled by an outside consumer, with its batch, delivery attempt and member';
 
 ------------------------------------------------------------------------------
 -- Internal helpers of the consumer functions (not granted to anyone).
@@ -137,6 +178,34 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION check_member_count(members integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF members IS NULL OR members NOT BETWEEN 1 AND 256 THEN
+        RAISE EXCEPTION 'invalid number of consumer members'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "members" is %s; it must be between 1 and 256.',
+                                  coalesce(members::text, 'NULL'));
+    END IF;
+END
+$$;
+
+-- Inserts generation's members 0 .. members - 1 of a consumer, each
+-- starting after position start_after or, with done, from that snapshot.
+-- They carry the consumer's last batch id on: ack and nack tell a batch
+-- never given out by the highest of its members'.
+CREATE FUNCTION start_members(consumer text, generation integer, members integer,
+                              start_after bigint, done pg_snapshot, last_batch_id bigint)
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO eventstore.members (consumer, generation, member, member_count,
+                                    start_after, position, done_snapshot, batch_id)
+    SELECT consumer, generation, m, members, start_after, start_after, done, last_batch_id
+      FROM generate_series(0, members - 1) AS m;
+$$;
+
 ------------------------------------------------------------------------------
 -- Consumer API
 ------------------------------------------------------------------------------
@@ -145,7 +214,7 @@ $$;
 -- calls this as the extension's owner.
 CREATE FUNCTION register_consumer(name text, topics text[], handler regprocedure,
                                   batch_size integer, max_attempts integer,
-                                  run_as regrole, types text[])
+                                  run_as regrole, types text[], members integer)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -183,6 +252,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Argument "max_attempts" is %s; it must be between 1 and 1000.', coalesce(max_attempts::text, 'NULL'));
     END IF;
+    PERFORM eventstore.check_member_count(members);
     IF handler IS NOT NULL THEN
         SELECT * INTO fn FROM pg_proc p WHERE p.oid = handler;
         IF fn.prokind <> 'f' OR fn.pronargs <> 1
@@ -199,8 +269,10 @@ BEGIN
         END IF;
     END IF;
     PERFORM eventstore.check_topics_readable(run_as, topics, 'the consumer''s role');
-    INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts, types)
-    VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types);
+    INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts,
+                                      types, members)
+    VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types, members);
+    PERFORM eventstore.start_members(name, 0, members, 0, NULL, 0);
     PERFORM eventstore.consumers_changed();
 EXCEPTION
     WHEN unique_violation THEN
@@ -214,11 +286,12 @@ CREATE FUNCTION create_consumer(name text, topics text[],
                                 batch_size integer DEFAULT 100,
                                 max_attempts integer DEFAULT 5,
                                 run_as regrole DEFAULT NULL,
-                                types text[] DEFAULT NULL)
+                                types text[] DEFAULT NULL,
+                                members integer DEFAULT 1)
 RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_create_consumer';
-COMMENT ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[]) IS
-    'register a consumer of topics (of some event types only, with types): in-database with a handler f(eventstore.event), outside (poll/ack) without; it acts as run_as (default: the caller)';
+COMMENT ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[], integer) IS
+    'register a consumer of topics (of some event types only, with types): in-database with a handler f(eventstore.event), outside (poll/ack) without; it acts as run_as (default: the caller) and is split into members by stream';
 
 CREATE FUNCTION drop_consumer(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -233,6 +306,9 @@ COMMENT ON FUNCTION drop_consumer(text) IS 'forget a consumer, its progress and 
 CREATE FUNCTION reset_consumer(name text, to_position bigint DEFAULT 0) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    next_generation integer;
+    last_batch_id   bigint;
 BEGIN
     IF to_position IS NULL OR to_position < 0 THEN
         RAISE EXCEPTION 'invalid consumer position'
@@ -240,12 +316,14 @@ BEGIN
                   DETAIL = format('Argument "to_position" is %s; it must be 0 or more.', coalesce(to_position::text, 'NULL'));
     END IF;
     PERFORM eventstore.lock_consumer(name);
-    UPDATE eventstore.consumers c
-       SET start_after = to_position, done_snapshot = NULL,
-           window_snapshot = NULL, window_after = NULL, position = to_position,
-           batch_kind = NULL, batch_upto = NULL, batch_attempt = 0, leased_until = NULL,
-           attempts = 0, retry_at = NULL
-     WHERE c.name = reset_consumer.name;
+    -- every member starts again: a new generation with nothing to wait for
+    SELECT max(m.generation) + 1, max(m.batch_id) INTO next_generation, last_batch_id
+      FROM eventstore.members m WHERE m.consumer = reset_consumer.name;
+    DELETE FROM eventstore.members m WHERE m.consumer = reset_consumer.name;
+    PERFORM eventstore.start_members(name, coalesce(next_generation, 0),
+                                     (SELECT c.members FROM eventstore.consumers c
+                                       WHERE c.name = reset_consumer.name),
+                                     to_position, NULL, coalesce(last_batch_id, 0));
     UPDATE eventstore.parked p SET batch_id = NULL WHERE p.consumer = reset_consumer.name;
     PERFORM eventstore.consumers_changed();
 END
@@ -253,10 +331,64 @@ $$;
 COMMENT ON FUNCTION reset_consumer(text, bigint) IS
     'deliver again every event after to_position (0: replay from the start)';
 
-CREATE FUNCTION poll(consumer text, max integer DEFAULT 100) RETURNS SETOF delivery
+-- Changes the number of members.  Batches in flight end first: the
+-- consumer's row is locked, which waits for every batch being run or polled
+-- (they hold it shared).  The members then retire at a fence, a snapshot
+-- taken now: each delivers what is visible in it and not delivered yet
+-- (leased batches are acked or redelivered as before), then goes.  The new
+-- members start with the fence as their done snapshot, so nothing before it
+-- is theirs, and take no batch until every retiring member has gone
+-- (consumer_engine.c): a stream's events before the fence are handled
+-- before its events after it.  While members still retire, the new ones
+-- have handled nothing and are simply replaced.
+CREATE FUNCTION set_consumer_members(name text, members integer) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_count     integer;
+    newest        integer;
+    fence         pg_snapshot;
+    last_batch_id bigint;
+BEGIN
+    PERFORM eventstore.check_member_count(members);
+    PERFORM eventstore.lock_consumer(name);
+    SELECT c.members INTO old_count FROM eventstore.consumers c WHERE c.name = set_consumer_members.name;
+    IF old_count = members THEN
+        RETURN;
+    END IF;
+    SELECT max(m.generation), max(m.batch_id) INTO newest, last_batch_id
+      FROM eventstore.members m WHERE m.consumer = set_consumer_members.name;
+    SELECT m.fence_snapshot INTO fence
+      FROM eventstore.members m
+     WHERE m.consumer = set_consumer_members.name AND m.fence_snapshot IS NOT NULL
+     LIMIT 1;
+    IF FOUND THEN
+        -- the newest generation waits for the retiring one: it has not started
+        DELETE FROM eventstore.members m
+         WHERE m.consumer = set_consumer_members.name AND m.generation = newest;
+    ELSE
+        fence := eventstore.window_snapshot();
+        UPDATE eventstore.members m SET fence_snapshot = fence
+         WHERE m.consumer = set_consumer_members.name;
+    END IF;
+    PERFORM eventstore.start_members(name, newest + 1, members, 0, fence, last_batch_id);
+    UPDATE eventstore.members m
+       SET position = (SELECT max(o.position) FROM eventstore.members o
+                        WHERE o.consumer = m.consumer AND o.generation <= newest)
+     WHERE m.consumer = set_consumer_members.name AND m.generation = newest + 1;
+    UPDATE eventstore.consumers c SET members = set_consumer_members.members
+     WHERE c.name = set_consumer_members.name;
+    PERFORM eventstore.consumers_changed();
+END
+$$;
+COMMENT ON FUNCTION set_consumer_members(text, integer) IS
+    'spread a consumer over 1 to 256 members, while it runs: nothing is lost or delivered twice, streams stay in order';
+
+CREATE FUNCTION poll(consumer text, max integer DEFAULT 100, member integer DEFAULT NULL)
+RETURNS SETOF delivery
     LANGUAGE c ROWS 100 AS 'MODULE_PATHNAME', 'eventstore_poll';
-COMMENT ON FUNCTION poll(text, integer) IS
-    'next batch of an outside consumer; the same batch again after its lease runs out, until acked';
+COMMENT ON FUNCTION poll(text, integer, integer) IS
+    'next batch of an outside consumer (of member, or of any member with work and no lease); the same batch again after its lease runs out, until acked';
 
 CREATE FUNCTION ack(consumer text, batch_id bigint) RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_ack';
@@ -293,54 +425,84 @@ $$;
 COMMENT ON FUNCTION replay_parked(text, uuid) IS
     'deliver a parked event again: first thing on the consumer''s next run or poll';
 
--- Events of a consumer's topics (and types) it has not been given yet, and the oldest
--- one's recording time.  A consumer that has a done snapshot has been given
--- everything older than its xmin, so only events from there on are looked
--- at, through the BRIN index on xid (as in open_window); a new or reset one
--- counts by position.
-CREATE FUNCTION undelivered(consumer text, OUT events bigint, OUT oldest timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+-- Events of a member's topics (and types) it has not been given yet, and
+-- the oldest one's recording time.  A member that has a done snapshot has
+-- been given everything older than its xmin, so only events from there on
+-- are looked at, through the BRIN index on xid (as in open_window); a new
+-- or reset one counts by position.  A retiring member is given nothing
+-- after its fence.
+CREATE FUNCTION member_undelivered(m members, OUT events bigint, OUT oldest timestamptz)
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
 AS $$
 DECLARE
     c eventstore.consumers;
 BEGIN
-    SELECT * INTO c FROM eventstore.consumers WHERE name = consumer;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    IF c.done_snapshot IS NULL THEN
+    SELECT * INTO c FROM eventstore.consumers WHERE name = m.consumer;
+    IF m.done_snapshot IS NULL THEN
         SELECT count(*), min(e.recorded_at) INTO events, oldest
           FROM eventstore.events e
          WHERE e.topic = ANY (c.topics)
            AND (c.types IS NULL OR e.type = ANY (c.types))
-           AND e.position > c.start_after
-           AND NOT (c.window_snapshot IS NOT NULL
-                    AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
-                    AND e.position <= c.window_after);
+           AND (m.member_count = 1 OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
+           AND e.position > m.start_after
+           AND eventstore.member_is_undelivered(m, e.position, e.xid);
     ELSE
         SELECT count(*), min(e.recorded_at) INTO events, oldest
           FROM eventstore.events e
-         WHERE e.xid >= pg_snapshot_xmin(c.done_snapshot)
+         WHERE e.xid >= pg_snapshot_xmin(m.done_snapshot)
            AND (e.topic || '') = ANY (c.topics)
            AND (c.types IS NULL OR e.type = ANY (c.types))
-           AND NOT pg_visible_in_snapshot(e.xid, c.done_snapshot)
-           AND NOT (c.window_snapshot IS NOT NULL
-                    AND pg_visible_in_snapshot(e.xid, c.window_snapshot)
-                    AND e.position <= c.window_after);
+           AND (m.member_count = 1 OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
+           AND eventstore.member_is_undelivered(m, e.position, e.xid);
     END IF;
 END
 $$;
 
--- Whether event (position, xid) is still to come for consumer c: the
--- predicate of undelivered() for one event.
-CREATE FUNCTION is_undelivered(c consumers, event_position bigint, event_xid xid8)
+-- The same for a consumer: summed over its members.
+CREATE FUNCTION undelivered(consumer text, OUT events bigint, OUT oldest timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sum(u.events)::bigint, min(u.oldest)
+      FROM eventstore.members m, LATERAL eventstore.member_undelivered(m) u
+     WHERE m.consumer = undelivered.consumer
+$$;
+
+-- Whether event (position, xid) is still to come for member m, if it is
+-- one of m's: the predicate of member_undelivered() for one event.
+CREATE FUNCTION member_is_undelivered(m members, event_position bigint, event_xid xid8)
 RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN c.done_snapshot IS NULL THEN event_position > c.start_after
-                ELSE NOT pg_visible_in_snapshot(event_xid, c.done_snapshot) END
-       AND NOT (c.window_snapshot IS NOT NULL
-                AND pg_visible_in_snapshot(event_xid, c.window_snapshot)
-                AND event_position <= c.window_after)
+    SELECT CASE WHEN m.done_snapshot IS NULL THEN event_position > m.start_after
+                ELSE NOT pg_visible_in_snapshot(event_xid, m.done_snapshot) END
+       AND NOT (m.window_snapshot IS NOT NULL
+                AND pg_visible_in_snapshot(event_xid, m.window_snapshot)
+                AND event_position <= m.window_after)
+       AND (m.fence_snapshot IS NULL OR pg_visible_in_snapshot(event_xid, m.fence_snapshot))
+$$;
+
+-- Waits for the batches in flight of the consumers of topic: a removal
+-- (retention, erasure) then counts what they have not received from
+-- their progress once those batches are committed, in its next statement.
+CREATE FUNCTION wait_for_batches(topic text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT FROM eventstore.members m JOIN eventstore.consumers c ON c.name = m.consumer
+     WHERE wait_for_batches.topic = ANY (c.topics)
+       FOR SHARE OF m
+$$;
+
+-- Whether an event is still to come for consumer c: for the member it
+-- belongs to (in either generation while the members change).  The
+-- consumer's types are the caller's to check.
+CREATE FUNCTION is_undelivered(c consumers, event_stream text, event_id uuid,
+                               event_position bigint, event_xid xid8)
+RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM eventstore.members m
+                    WHERE m.consumer = c.name
+                      AND m.member = eventstore.member_of(event_stream, event_id, m.member_count)
+                      AND eventstore.member_is_undelivered(m, event_position, event_xid))
 $$;

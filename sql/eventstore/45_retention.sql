@@ -38,6 +38,7 @@ BEGIN
         -- event of the other topics on the way (bench/RESULTS.md).
         -- The positions are collected first and deleted through the
         -- primary key: a join would let the planner read the whole table.
+        PERFORM eventstore.wait_for_batches(t.name);
         WITH gone AS (
             DELETE FROM eventstore.events e
              WHERE e.position = ANY (ARRAY(
@@ -48,7 +49,7 @@ BEGIN
                             ORDER BY e2.topic, e2.position
                             LIMIT max - removed) AS oldest
                     WHERE oldest.recorded_at < now() - t.retention))
-            RETURNING e.position, e.xid, e.type, e.stream, e.stream_version
+            RETURNING e.position, e.xid, e.type, e.id, e.stream, e.stream_version
         ), snapshots_gone AS (
             -- A snapshot goes with the event of its version.
             DELETE FROM eventstore.snapshots s
@@ -57,7 +58,7 @@ BEGIN
         ), missed AS (
             UPDATE eventstore.consumers c
                SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                           WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                           WHERE eventstore.is_undelivered(c, g.stream, g.id, g.position, g.xid)
                                              AND (c.types IS NULL OR g.type = ANY (c.types)))
              WHERE t.name = ANY (c.topics)
         )

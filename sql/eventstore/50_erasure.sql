@@ -73,15 +73,16 @@ BEGIN
     DELETE FROM eventstore.snapshots s
      WHERE s.topic = remove_stream_events.topic AND s.stream = remove_stream_events.stream
        AND s.version < before_version;
+    PERFORM eventstore.wait_for_batches(topic);
     WITH gone AS (
         DELETE FROM eventstore.events e
          WHERE e.topic = remove_stream_events.topic AND e.stream = remove_stream_events.stream
            AND e.stream_version < before_version
-        RETURNING e.position, e.xid, e.type
+        RETURNING e.position, e.xid, e.type, e.id, e.stream
     ), missed AS (
         UPDATE eventstore.consumers c
            SET skipped = c.skipped + (SELECT count(*) FROM gone g
-                                       WHERE eventstore.is_undelivered(c, g.position, g.xid)
+                                       WHERE eventstore.is_undelivered(c, g.stream, g.id, g.position, g.xid)
                                          AND (c.types IS NULL OR g.type = ANY (c.types)))
          WHERE remove_stream_events.topic = ANY (c.topics)
     )

@@ -34,13 +34,14 @@ GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;
 
 GRANT USAGE ON TYPE delivery TO eventstore_reader, eventstore_admin;
-GRANT EXECUTE ON FUNCTION poll(text, integer), ack(text, bigint), nack(text, bigint, text),
+GRANT EXECUTE ON FUNCTION poll(text, integer, integer), ack(text, bigint), nack(text, bigint, text),
                           upcast(event)
     TO eventstore_reader;
 GRANT EXECUTE ON FUNCTION derived_id(uuid, text)
     TO eventstore_writer, eventstore_reader, eventstore_admin;
-GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[]),
+GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, integer, regrole, text[], integer),
                           drop_consumer(text), reset_consumer(text, bigint),
+                          set_consumer_members(text, integer),
                           run_consumer(text, integer), replay_parked(text, uuid),
                           create_upcaster(text, integer, integer, regprocedure),
                           set_topic_version(text, text)
@@ -50,7 +51,7 @@ GRANT EXECUTE ON FUNCTION unprotect(event) TO eventstore_reader;
 GRANT EXECUTE ON FUNCTION protect_fields(text, text, text[]), forget_subject(text)
     TO eventstore_admin;
 GRANT SELECT ON protections TO eventstore_reader, eventstore_writer, eventstore_admin;
-GRANT SELECT ON consumer_status, parked, upcasters TO eventstore_reader, eventstore_admin;
+GRANT SELECT ON consumer_status, consumer_members, parked, upcasters TO eventstore_reader, eventstore_admin;
 GRANT USAGE ON SCHEMA eventstore TO pg_monitor;
 GRANT SELECT ON stats, stats_refused TO eventstore_reader, eventstore_admin, pg_monitor;
 GRANT EXECUTE ON FUNCTION stats_counters() TO eventstore_reader, eventstore_admin, pg_monitor;

@@ -219,6 +219,8 @@ INSERT INTO sample VALUES
     (NULL, NULL, 'jsonb[]', 'ARRAY[test_limits.ev(2), test_limits.ev(3)]'),
     (NULL, NULL, 'eventstore.event', $$(SELECT e FROM eventstore.read('limits') e LIMIT 1)$$),
     (NULL, NULL, 'eventstore.consumers', $$(SELECT c FROM eventstore.consumers c WHERE name = 'watcher')$$),
+    (NULL, NULL, 'eventstore.members', $$(SELECT m FROM eventstore.members m WHERE consumer = 'watcher' LIMIT 1)$$),
+    (NULL, NULL, 'pg_snapshot', 'pg_current_snapshot()'),
     -- by argument name
     (NULL, 'topic', 'text', $$'limits'$$),
     (NULL, 'consumer', 'text', $$'watcher'$$),
