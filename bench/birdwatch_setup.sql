@@ -77,11 +77,11 @@ CREATE TABLE bench_bw_marks (
     handled    jsonb NOT NULL,       -- consumer name -> handled
     unsent     bigint NOT NULL,      -- outbox rows not sent
     leased     bigint NOT NULL,      -- of which claimed (leased), not reported yet
-    -- updates of eventstore.consumers rows so far (statistics, flushed by
+    -- updates of eventstore.members rows so far (statistics, flushed by
     -- the dispatcher at most once a second): a batch that handled events
-    -- writes its consumer's row two or three times (open_window, the
+    -- writes its member's row two or three times (open_window, the
     -- outcome, close_window); a round that finds nothing new for a
-    -- consumer once or not at all
+    -- member once or not at all
     consumer_updates bigint NOT NULL
 );
 
@@ -89,12 +89,12 @@ CREATE PROCEDURE bench_bw_mark(label text)
 LANGUAGE sql AS $$
     INSERT INTO bench_bw_marks (label, handled, unsent, leased, consumer_updates)
     SELECT label,
-           (SELECT jsonb_object_agg(c.name, c.handled) FROM eventstore.consumers c
+           (SELECT jsonb_object_agg(c.name, c.handled) FROM eventstore.consumer_status c
              WHERE c.name LIKE 'birdwatch\_%'),
            count(*),
            count(*) FILTER (WHERE o.leased_until > now()),
            (SELECT t.n_tup_upd FROM pg_stat_user_tables t
-             WHERE t.relid = 'eventstore.consumers'::regclass)
+             WHERE t.relid = 'eventstore.members'::regclass)
       FROM birdwatch.outbox o
      WHERE o.sent_at IS NULL
 $$;

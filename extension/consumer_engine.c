@@ -12,6 +12,12 @@
  * progress when they succeed or fail, is here.  All of it runs inside
  * SPI_connect, as the extension's owner.
  *
+ * A consumer is split into members (consumer_members.c): an event belongs
+ * to one member by a hash of its stream, and each member has its own
+ * progress, lease and retries, in its row of eventstore.members.  What
+ * follows is about one member; a Consumer here is a consumer's settings
+ * together with one member's progress.
+ *
  * Progress is a pair of transaction snapshots (docs/architecture.md,
  * "Consumers").  Events whose transaction is visible in done_snapshot have
  * been delivered.  The open window is what is visible in window_snapshot
@@ -35,10 +41,19 @@
  * max_attempts its events are parked and the consumer moves on.  A parked
  * event replayed and failing again goes back to parked.
  *
- * Locking: every state change holds the consumer's row lock (FOR UPDATE)
- * for the rest of the transaction.  The dispatcher and run_consumer take it
- * with SKIP LOCKED (a busy consumer is somebody else's work); poll, ack,
- * nack and the SQL functions that change a consumer wait for it.
+ * Members retire: set_consumer_members gives the current members a fence
+ * snapshot and starts a new generation from it.  A retiring member takes
+ * the fence instead of a new snapshot for its windows and deletes its row
+ * once it has delivered up to it; the new generation waits (Consumer.waiting)
+ * until no older member is left.
+ *
+ * Locking: every state change holds the member's row lock (FOR UPDATE) and
+ * the consumer's row in eventstore.consumers shared, for the rest of the
+ * transaction.  The dispatcher, run_consumer and a poll of any member take
+ * them with SKIP LOCKED (a busy member is somebody else's work); a poll of
+ * one member, ack and nack wait.  The SQL functions that change a consumer
+ * (set_consumer_members, reset_consumer, drop_consumer) lock the
+ * consumer's row for update, which waits for every batch in flight.
  *
  *-------------------------------------------------------------------------
  */

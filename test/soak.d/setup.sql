@@ -80,8 +80,11 @@ END
 $$;
 REVOKE ALL ON FUNCTION soak.record(eventstore.event) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION soak.record(eventstore.event) TO soak_handler;
+-- Split into members (4 unless SOAK_MEMBERS says otherwise): the dispatcher
+-- workers run different members' batches at the same time.
 SELECT eventstore.create_consumer('soak_ledger', ARRAY['soak'], 'soak.record(eventstore.event)',
-                                  batch_size => 50, max_attempts => 3, run_as => 'soak_handler');
+                                  batch_size => 50, max_attempts => 3, run_as => 'soak_handler',
+                                  members => :members);
 
 -- What the clients saw acknowledged (loaded from their files at the end):
 -- kind append, tick or rate; the event id; key: the position append
