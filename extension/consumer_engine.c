@@ -107,8 +107,13 @@
 	" attempts, coalesce(retry_at OPERATOR(pg_catalog.>) pg_catalog.now(), false)," \
 	" last_error"
 #define PROGRESS_NATTS 12
-#define MEMBER_COLUMNS "generation, member, member_count, fence_snapshot"
-#define MEMBER_COLUMNS_BEFORE_1_3 "0, 0, 1, NULL::pg_catalog.pg_snapshot"
+#define MEMBER_COLUMNS \
+	"generation, member, member_count, fence_snapshot," \
+	" fence_floor, window_floor, done_floor"
+#define MEMBER_COLUMNS_BEFORE_1_3 \
+	"0, 0, 1, NULL::pg_catalog.pg_snapshot, NULL::pg_catalog.int8, NULL::pg_catalog.int8," \
+	" NULL::pg_catalog.int8"
+#define MEMBER_NATTS 7
 
 static const char *
 settings_columns(void)
@@ -199,6 +204,12 @@ progress_from_result(Consumer *c, int from)
 	c->ref.member = DatumGetInt32(result_datum(i++, &isnull));
 	c->member_count = DatumGetInt32(result_datum(i++, &isnull));
 	c->fence_snapshot = result_datum(i++, &isnull);
+	d = result_datum(i++, &isnull);
+	c->fence_floor = isnull ? -1 : DatumGetInt64(d);
+	d = result_datum(i++, &isnull);
+	c->window_floor = isnull ? -1 : DatumGetInt64(d);
+	d = result_datum(i++, &isnull);
+	c->done_floor = isnull ? -1 : DatumGetInt64(d);
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -330,7 +341,8 @@ consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_lock
 	{
 		bool		isnull;
 
-		c->waiting = DatumGetBool(result_datum(SETTINGS_NATTS + PROGRESS_NATTS + 5, &isnull));
+		c->waiting = DatumGetBool(result_datum(SETTINGS_NATTS + PROGRESS_NATTS + MEMBER_NATTS + 1,
+											   &isnull));
 	}
 	progress_from_result(c, SETTINGS_NATTS + 1);
 	check_kind(c, kind);
@@ -431,24 +443,92 @@ member_retire(Consumer *c)
 }
 
 /*
+ * The lowest position of the window of snapshot, less one, or -1 when the
+ * window is empty: the events of the member visible in snapshot and not in
+ * the done snapshot.  With the done snapshot's floor known, they are all
+ * above it, and the first is found through the primary key from there, at
+ * a cost that does not grow with the history (only with what came after
+ * the floor).  Without, through the BRIN index on xid and nothing else:
+ * "position + 0" keeps the planner off a min() by primary key, "topic ||
+ * ''" off the topic index, either of which reads every event of the topic;
+ * sequential scans are off so that the BRIN index serves even before the
+ * table has statistics.  The arguments are known when the statement is
+ * planned.
+ */
+static int64
+window_low(Consumer *c, Datum snapshot)
+{
+	int			save_nestlevel = NewGUCNestLevel();
+	bool		isnull;
+	int64		low;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	run_sql(psprintf(c->done_floor >= 0
+					 ? "SELECT e.position OPERATOR(pg_catalog.-) 1"
+					 "  FROM eventstore.events e"
+					 " WHERE e.position OPERATOR(pg_catalog.>) $5"
+					 "   AND e.topic OPERATOR(pg_catalog.=) ANY ($3)"
+					 "   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
+					 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
+					 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)%s"
+					 " ORDER BY e.position LIMIT 1"
+					 : "SELECT pg_catalog.min(e.position OPERATOR(pg_catalog.+) 0)"
+					 "         OPERATOR(pg_catalog.-) 1"
+					 "  FROM eventstore.events e"
+					 " WHERE e.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1)"
+					 "   AND e.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2)"
+					 "   AND (e.topic OPERATOR(pg_catalog.||) '') OPERATOR(pg_catalog.=) ANY ($3)"
+					 "   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
+					 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
+					 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)%s",
+					 member_condition(c)),
+			5, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID},
+			(Datum[]) {c->done_snapshot, snapshot, c->topics, c->types,
+		Int64GetDatum(c->done_floor)},
+			c->types == (Datum) 0 ? "   n " : NULL, SPI_OK_SELECT);
+	AtEOXact_GUC(true, save_nestlevel);
+	low = SPI_processed == 0 ? 0
+		: DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (SPI_processed == 0)
+		isnull = true;
+	SPI_freetuptable(SPI_tuptable);
+	return isnull ? -1 : low;
+}
+
+/*
  * Opens a window for the member unless one is open; false when there is
  * nothing new.  An empty window moves done_snapshot on at once.  The
  * window of a retiring member is its fence, and once that is delivered the
  * member retires.
+ *
+ * Floors: just before a window snapshot is taken, the read horizon with
+ * this transaction's own bound (horizon.c) is a position at or below which
+ * every event is visible in the snapshot or aborted.  Stored with the
+ * snapshot (window_floor, then done_floor), it lets the next window start
+ * there.  Without the preloaded library (no horizon) or before 1.3 there
+ * is no floor, and windows are found through the BRIN index on xid.
  */
 static bool
 window_open(Consumer *c)
 {
+	bool		members = eventstore_consumers_have_members();
 	Datum		snapshot;
+	int64		floor = -1;
 	bool		isnull;
 	int64		low;
 
 	if (c->window_snapshot != (Datum) 0)
 		return true;
 	if (c->fence_snapshot != (Datum) 0)
+	{
 		snapshot = c->fence_snapshot;
+		floor = c->fence_floor;
+	}
 	else
 	{
+		if (!members || !horizon_safe_position(true, &floor))
+			floor = -1;
 		run_sql("SELECT eventstore.window_snapshot()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 		snapshot = result_datum(1, &isnull);
 		SPI_freetuptable(SPI_tuptable);
@@ -458,8 +538,6 @@ window_open(Consumer *c)
 		low = c->start_after;
 	else
 	{
-		int			save_nestlevel;
-
 		/* as values: the stored one may have a short varlena header */
 		if (datum_image_eq(snapshot, c->done_snapshot, false, -1))
 		{
@@ -467,47 +545,24 @@ window_open(Consumer *c)
 				member_retire(c);
 			return false;		/* no transaction has ended since */
 		}
-
-		/*
-		 * The lowest position in the window, found through the BRIN index on
-		 * xid and nothing else: "position + 0" keeps the planner off a min()
-		 * by primary key, "topic || ''" off the topic index, either of which
-		 * reads every event of the topic.  Sequential scans are off so that
-		 * the BRIN index serves even before the table has statistics.  The
-		 * arguments are known when the statement is planned.
-		 */
-		save_nestlevel = NewGUCNestLevel();
-		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		run_sql(psprintf("SELECT pg_catalog.min(e.position OPERATOR(pg_catalog.+) 0)"
-						 "         OPERATOR(pg_catalog.-) 1"
-						 "  FROM eventstore.events e"
-						 " WHERE e.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1)"
-						 "   AND e.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2)"
-						 "   AND (e.topic OPERATOR(pg_catalog.||) '') OPERATOR(pg_catalog.=) ANY ($3)"
-						 "   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
-						 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
-						 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)%s",
-						 member_condition(c)),
-				4, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTARRAYOID},
-				(Datum[]) {c->done_snapshot, snapshot, c->topics, c->types},
-				c->types == (Datum) 0 ? "   n" : NULL, SPI_OK_SELECT);
-		AtEOXact_GUC(true, save_nestlevel);
-		low = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										  &isnull));
-		SPI_freetuptable(SPI_tuptable);
-		if (isnull)
+		low = window_low(c, snapshot);
+		if (low < 0)
 		{
-			update_consumer(c, "done_snapshot = $4", 1, (Oid[]) {PG_SNAPSHOTOID},
-							&snapshot, NULL);
+			update_consumer(c, members ? "done_snapshot = $4, done_floor = $5"
+							: "done_snapshot = $4",
+							2, (Oid[]) {PG_SNAPSHOTOID, INT8OID},
+							(Datum[]) {snapshot, Int64GetDatum(floor)},
+							floor >= 0 ? "  " : " n");
 			if (c->fence_snapshot != (Datum) 0)
 				member_retire(c);
 			return false;
 		}
 	}
-	update_consumer(c, "window_snapshot = $4, window_after = $5", 2,
-					(Oid[]) {PG_SNAPSHOTOID, INT8OID},
-					(Datum[]) {snapshot, Int64GetDatum(low)}, NULL);
+	update_consumer(c, members ? "window_snapshot = $4, window_after = $5, window_floor = $6"
+					: "window_snapshot = $4, window_after = $5",
+					3, (Oid[]) {PG_SNAPSHOTOID, INT8OID, INT8OID},
+					(Datum[]) {snapshot, Int64GetDatum(low), Int64GetDatum(floor)},
+					floor >= 0 ? "   " : "  n");
 	return true;
 }
 
@@ -520,7 +575,10 @@ window_close(Consumer *c)
 {
 	if (c->window_snapshot == (Datum) 0)
 		return;
-	update_consumer(c, "done_snapshot = window_snapshot, window_snapshot = NULL,"
+	update_consumer(c, eventstore_consumers_have_members()
+					? "done_snapshot = window_snapshot, done_floor = window_floor,"
+					" window_snapshot = NULL, window_after = NULL, window_floor = NULL"
+					: "done_snapshot = window_snapshot, window_snapshot = NULL,"
 					" window_after = NULL", 0, NULL, NULL, NULL);
 	if (c->fence_snapshot != (Datum) 0 &&
 		datum_image_eq(c->done_snapshot, c->fence_snapshot, false, -1))

@@ -236,6 +236,7 @@ extern Size horizon_shmem_size(void);
 extern void horizon_shmem_attach(void *region, bool created);
 extern void horizon_before_append(void);
 extern void horizon_xact_end(void);
+extern bool horizon_safe_position(bool include_own, int64 *safe);
 
 /* dispatcher_shmem.c: the dispatcher's registry of databases. */
 extern Size dispatcher_shmem_size(void);
@@ -322,6 +323,9 @@ typedef struct Consumer
 	MemberRef	ref;
 	int			member_count;	/* the number of members of its generation */
 	Datum		fence_snapshot; /* pg_snapshot of a retiring member, else 0 */
+	int64		fence_floor;	/* the floors of its snapshots, -1: unknown */
+	int64		window_floor;
+	int64		done_floor;
 	bool		waiting;		/* a newer generation: older members remain */
 	bool		retired;		/* the retiring member is done and removed */
 	/* its progress */

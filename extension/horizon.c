@@ -40,8 +40,14 @@
  * over the slots per call, nothing per event; for appends, one read of the
  * sequence and two atomic writes per transaction.
  *
+ * The consumer engine takes the same horizon, this transaction's bound
+ * included, just before each window snapshot: a floor below which every
+ * event the snapshot does not see is aborted, so that the next window is
+ * found by position from there (consumer_engine.c, "floors").
+ *
  * Without the library preloaded there is no shared memory: safe_position()
- * returns NULL and read() pages without a horizon, as before 1.2.
+ * returns NULL and read() pages without a horizon, as before 1.2; the
+ * consumer engine finds windows through the BRIN index on xid.
  *
  *-------------------------------------------------------------------------
  */
@@ -58,6 +64,7 @@
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_safe_position);
+PG_FUNCTION_INFO_V1(eventstore_window_floor);
 
 typedef struct HorizonShared
 {
@@ -151,31 +158,32 @@ horizon_xact_end(void)
 }
 
 /*
- * eventstore.safe_position(): the horizon, or NULL without shared memory.
- * The events at or below it that a reader does not see now it will never
- * see: their transactions have aborted, or they are visible to any
- * snapshot taken after this call.
+ * The horizon into *safe; false without shared memory.  The events at or
+ * below it that a snapshot taken after this call does not see it will never
+ * see: their transactions have aborted, or are visible to it.  With
+ * include_own, this transaction's own bound counts too (a consumer's
+ * window does not see the transaction that opens it); without, it does not
+ * (a reader sees its own events).
  */
-Datum
-eventstore_safe_position(PG_FUNCTION_ARGS)
+bool
+horizon_safe_position(bool include_own, int64 *safe)
 {
-	int64		safe;
 	pg_atomic_uint64 *mine;
 	Oid			save_userid;
 	int			save_sec_context;
 
 	if (horizon == NULL)
-		PG_RETURN_NULL();
+		return false;
 	/*
 	 * The sequence is read as its owner (an error aborts the transaction,
 	 * which restores the user); nothing here runs user code.
 	 */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(eventstore_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	safe = last_position_handed_out();
+	*safe = last_position_handed_out();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	pg_memory_barrier();
-	mine = my_slot();
+	mine = include_own ? NULL : my_slot();
 	for (int i = 0; i < horizon->nslots; i++)
 	{
 		uint64		low;
@@ -185,8 +193,34 @@ eventstore_safe_position(PG_FUNCTION_ARGS)
 		low = pg_atomic_read_u64(&horizon->low[i]);
 		if (low != 0 && ProcGlobal->allProcs[i].databaseId != MyDatabaseId)
 			continue;			/* positions of another database */
-		if (low != 0 && (int64) low - 1 < safe)
-			safe = (int64) low - 1;
+		if (low != 0 && (int64) low - 1 < *safe)
+			*safe = (int64) low - 1;
 	}
+	return true;
+}
+
+/* eventstore.safe_position(): the horizon, or NULL without shared memory. */
+Datum
+eventstore_safe_position(PG_FUNCTION_ARGS)
+{
+	int64		safe;
+
+	if (!horizon_safe_position(false, &safe))
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(safe);
+}
+
+/*
+ * eventstore.window_floor(): the horizon counting this transaction too, or
+ * NULL without shared memory; for set_consumer_members, which takes it
+ * before its fence snapshot (see consumer_engine.c, "floors").
+ */
+Datum
+eventstore_window_floor(PG_FUNCTION_ARGS)
+{
+	int64		safe;
+
+	if (!horizon_safe_position(true, &safe))
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(safe);
 }

@@ -69,6 +69,12 @@ CREATE TABLE members (
     done_snapshot   pg_snapshot,
     window_snapshot pg_snapshot,
     window_after    bigint,
+    -- each snapshot's floor: a position at or below which every event the
+    -- snapshot does not show has aborted (NULL: not known, without the
+    -- preloaded library); the next window is found by position from there
+    fence_floor     bigint,
+    done_floor      bigint,
+    window_floor    bigint,
     position        bigint NOT NULL DEFAULT 0,
     handled         bigint NOT NULL DEFAULT 0,
     -- the batch an outside consumer has been given and not acked yet
@@ -192,19 +198,26 @@ END
 $$;
 
 -- Inserts generation's members 0 .. members - 1 of a consumer, each
--- starting after position start_after or, with done, from that snapshot.
--- They carry the consumer's last batch id on: ack and nack tell a batch
--- never given out by the highest of its members'.
+-- starting after position start_after or, with done, from that snapshot
+-- (and its floor).  They carry the consumer's last batch id on: ack and
+-- nack tell a batch never given out by the highest of its members'.
 CREATE FUNCTION start_members(consumer text, generation integer, members integer,
-                              start_after bigint, done pg_snapshot, last_batch_id bigint)
+                              start_after bigint, done pg_snapshot, done_floor bigint,
+                              last_batch_id bigint)
 RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO eventstore.members (consumer, generation, member, member_count,
-                                    start_after, position, done_snapshot, batch_id)
-    SELECT consumer, generation, m, members, start_after, start_after, done, last_batch_id
+                                    start_after, position, done_snapshot, done_floor, batch_id)
+    SELECT consumer, generation, m, members, start_after, start_after, done, done_floor,
+           last_batch_id
       FROM generate_series(0, members - 1) AS m;
 $$;
+
+-- The floor of a snapshot this transaction takes next: see
+-- extension/horizon.c.  NULL without the preloaded library.
+CREATE FUNCTION window_floor() RETURNS bigint
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'eventstore_window_floor';
 
 ------------------------------------------------------------------------------
 -- Consumer API
@@ -272,7 +285,7 @@ BEGIN
     INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts,
                                       types, members)
     VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types, members);
-    PERFORM eventstore.start_members(name, 0, members, 0, NULL, 0);
+    PERFORM eventstore.start_members(name, 0, members, 0, NULL, NULL, 0);
     PERFORM eventstore.consumers_changed();
 EXCEPTION
     WHEN unique_violation THEN
@@ -323,7 +336,7 @@ BEGIN
     PERFORM eventstore.start_members(name, coalesce(next_generation, 0),
                                      (SELECT c.members FROM eventstore.consumers c
                                        WHERE c.name = reset_consumer.name),
-                                     to_position, NULL, coalesce(last_batch_id, 0));
+                                     to_position, NULL, NULL, coalesce(last_batch_id, 0));
     UPDATE eventstore.parked p SET batch_id = NULL WHERE p.consumer = reset_consumer.name;
     PERFORM eventstore.consumers_changed();
 END
@@ -348,6 +361,7 @@ DECLARE
     old_count     integer;
     newest        integer;
     fence         pg_snapshot;
+    fence_at      bigint;
     last_batch_id bigint;
 BEGIN
     PERFORM eventstore.check_member_count(members);
@@ -358,7 +372,7 @@ BEGIN
     END IF;
     SELECT max(m.generation), max(m.batch_id) INTO newest, last_batch_id
       FROM eventstore.members m WHERE m.consumer = set_consumer_members.name;
-    SELECT m.fence_snapshot INTO fence
+    SELECT m.fence_snapshot, m.fence_floor INTO fence, fence_at
       FROM eventstore.members m
      WHERE m.consumer = set_consumer_members.name AND m.fence_snapshot IS NOT NULL
      LIMIT 1;
@@ -367,11 +381,15 @@ BEGIN
         DELETE FROM eventstore.members m
          WHERE m.consumer = set_consumer_members.name AND m.generation = newest;
     ELSE
+        -- the floor first: every event the fence does not show is above it
+        fence_at := eventstore.window_floor();
         fence := eventstore.window_snapshot();
-        UPDATE eventstore.members m SET fence_snapshot = fence
+        UPDATE eventstore.members m
+           SET fence_snapshot = fence, fence_floor = fence_at
          WHERE m.consumer = set_consumer_members.name;
     END IF;
-    PERFORM eventstore.start_members(name, newest + 1, members, 0, fence, last_batch_id);
+    PERFORM eventstore.start_members(name, newest + 1, members, 0, fence, fence_at,
+                                     last_batch_id);
     UPDATE eventstore.members m
        SET position = (SELECT max(o.position) FROM eventstore.members o
                         WHERE o.consumer = m.consumer AND o.generation <= newest)
@@ -427,9 +445,10 @@ COMMENT ON FUNCTION replay_parked(text, uuid) IS
 
 -- Events of a member's topics (and types) it has not been given yet, and
 -- the oldest one's recording time.  A member that has a done snapshot has
--- been given everything older than its xmin, so only events from there on
--- are looked at, through the BRIN index on xid (as in open_window); a new
--- or reset one counts by position.  A retiring member is given nothing
+-- been given everything at or below its floor, so only events from there
+-- on are looked at, by position; without a floor, everything older than its
+-- xmin, so only events from there on, through the BRIN index on xid (as in
+-- open_window); a new or reset one counts by position.  A retiring member is given nothing
 -- after its fence.
 CREATE FUNCTION member_undelivered(m members, OUT events bigint, OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE
@@ -446,6 +465,16 @@ BEGIN
            AND (c.types IS NULL OR e.type = ANY (c.types))
            AND (m.member_count = 1 OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
            AND e.position > m.start_after
+           AND eventstore.member_is_undelivered(m, e.position, e.xid);
+    ELSIF m.done_floor IS NOT NULL THEN
+        -- by position from the floor: the events since, not a scan of the
+        -- whole BRIN index
+        SELECT count(*), min(e.recorded_at) INTO events, oldest
+          FROM eventstore.events e
+         WHERE e.position > m.done_floor
+           AND e.topic = ANY (c.topics)
+           AND (c.types IS NULL OR e.type = ANY (c.types))
+           AND (m.member_count = 1 OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
            AND eventstore.member_is_undelivered(m, e.position, e.xid);
     ELSE
         SELECT count(*), min(e.recorded_at) INTO events, oldest

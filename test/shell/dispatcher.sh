@@ -304,7 +304,7 @@ q "SELECT count(*) FROM eventstore.append_batch('dt_crash',
        ARRAY(SELECT dispatcher_test.envelope(g) FROM generate_series(1, 100) g))" >/dev/null
 running="SELECT pid FROM pg_stat_activity
           WHERE backend_type = 'eventstore dispatcher' AND state = 'active'
-            AND query = 'eventstore: running consumer dt_crash'"
+            AND query = 'eventstore: running consumer dt_crash member 0'"
 wait_for 30 "SELECT EXISTS ($running)
                 AND (SELECT last_value >= 20 FROM dispatcher_test.crash_progress)"
 victim=$(q "$running" | head -1)
@@ -332,7 +332,7 @@ q "SELECT count(*) FROM eventstore.append_batch('dt_restart',
        ARRAY(SELECT dispatcher_test.envelope(g) FROM generate_series(1, 200) g))" >/dev/null
 wait_for 30 "SELECT (SELECT count(*) >= 40 FROM dispatcher_test.effects WHERE consumer = 'dt_restart')
                 AND EXISTS (SELECT FROM pg_stat_activity
-                             WHERE query = 'eventstore: running consumer dt_restart')"
+                             WHERE query = 'eventstore: running consumer dt_restart member 0')"
 before=$(q "SELECT count(*) FROM dispatcher_test.effects WHERE consumer = 'dt_restart'")
 shutdowns=$(grep -c "received immediate shutdown request" "$pg_log")
 restart_cluster immediate &&
@@ -451,7 +451,7 @@ par_drained="SELECT count(*) FILTER (WHERE lag_events = 0)
                FROM eventstore.consumer_status WHERE name LIKE 'dt\_par\__'"
 par_busy() {	# par_busy PID: SQL, whether the worker runs a dt_par consumer
 	echo "EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1
-	                AND query LIKE 'eventstore: running consumer dt\_par\__')"
+	                AND query LIKE 'eventstore: running consumer dt\_par\__ member %')"
 }
 # a) both held, each stuck in a consumer of its own
 q "INSERT INTO dispatcher_test.hold VALUES (${p0:-0}), (${p1:-0})" >/dev/null

@@ -65,7 +65,7 @@ q "SELECT eventstore.create_consumer('dc_a', ARRAY['tick'], 'public.dc_handler(e
 append
 wait_for 20 "SELECT EXISTS (SELECT FROM pg_stat_activity
                              WHERE backend_type = 'eventstore dispatcher'
-                               AND query = 'eventstore: running consumer dc_a'
+                               AND query = 'eventstore: running consumer dc_a member 0'
                                AND wait_event = 'advisory')"
 ok $? "a dispatcher worker is in the middle of dc_a's batch, its handler blocked"
 
