@@ -425,19 +425,30 @@ member_condition(Consumer *c)
  */
 
 /*
- * A retiring member has delivered everything up to its fence: it goes.
- * The newer generation's members no longer wait for it once all are gone.
+ * A retiring member has delivered everything up to its fence: it goes,
+ * leaving the count of the events it handled to member 0 of the newest
+ * generation.  The newer generation's members no longer wait for it once
+ * all are gone.
  */
 static void
 member_retire(Consumer *c)
 {
-	run_sql("DELETE FROM eventstore.members"
-			" WHERE consumer OPERATOR(pg_catalog.=) $1"
-			"   AND generation OPERATOR(pg_catalog.=) $2 AND member OPERATOR(pg_catalog.=) $3",
+	/* what it handled counts on, with member 0 of the newest generation */
+	run_sql("WITH gone AS (DELETE FROM eventstore.members"
+			"               WHERE consumer OPERATOR(pg_catalog.=) $1"
+			"                 AND generation OPERATOR(pg_catalog.=) $2"
+			"                 AND member OPERATOR(pg_catalog.=) $3"
+			"              RETURNING handled)"
+			" UPDATE eventstore.members m"
+			"    SET handled = m.handled OPERATOR(pg_catalog.+) (SELECT handled FROM gone)"
+			"  WHERE m.consumer OPERATOR(pg_catalog.=) $1 AND m.member OPERATOR(pg_catalog.=) 0"
+			"    AND m.generation OPERATOR(pg_catalog.=)"
+			"        (SELECT pg_catalog.max(generation) FROM eventstore.members"
+			"          WHERE consumer OPERATOR(pg_catalog.=) $1)",
 			KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID},
 			(Datum[]) {CStringGetTextDatum(c->name), Int32GetDatum(c->ref.generation),
 			Int32GetDatum(c->ref.member)},
-			NULL, SPI_OK_DELETE);
+			NULL, SPI_OK_UPDATE);
 	c->retired = true;
 	consumers_changed_at_commit();
 }

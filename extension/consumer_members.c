@@ -23,13 +23,49 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_member_of);
+
+/*
+ * eventstore.member_of(stream text, id uuid, member_count integer): the
+ * member of a consumer of member_count members an event belongs to, by its
+ * stream, so that a stream's events stay together and in order, or by its
+ * id when it has none.  The hash is PostgreSQL's hashtextextended (seed 0,
+ * the "C" collation), the same on every server of one platform, as
+ * replicas are.  NULL when member_count is, or the event has neither.
+ */
+Datum
+eventstore_member_of(PG_FUNCTION_ARGS)
+{
+	Datum		key;
+	int32		count;
+	uint64		hash;
+
+	if (PG_ARGISNULL(2) || (PG_ARGISNULL(0) && PG_ARGISNULL(1)))
+		PG_RETURN_NULL();
+	count = PG_GETARG_INT32(2);
+	if (count < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid number of consumer members"),
+				 errdetail("Argument \"member_count\" is %d; it must be at least 1.", count)));
+	key = !PG_ARGISNULL(0) ? PG_GETARG_DATUM(0)
+		: CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(uuid_out,
+																	PG_GETARG_DATUM(1))));
+	hash = DatumGetUInt64(DirectFunctionCall2Coll(hashtextextended, C_COLLATION_OID, key,
+												  Int64GetDatum(0)));
+	PG_RETURN_INT32((int32) (hash % (uint64) count));
+}
 
 static void
 run_select(const char *query, int nargs, Oid *argtypes, Datum *values)

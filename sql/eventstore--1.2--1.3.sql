@@ -78,10 +78,7 @@ ALTER TYPE delivery ADD ATTRIBUTE member integer;
 COMMENT ON TYPE delivery IS 'an event as polled by an outside consumer, with its batch, delivery attempt and member';
 
 CREATE FUNCTION member_of(stream text, id uuid, member_count integer) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN ((pg_catalog.hashtextextended(coalesce(stream, id::text), 0)
-         OPERATOR(pg_catalog.&) 9223372036854775807)
-        OPERATOR(pg_catalog.%) member_count)::integer;
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'eventstore_member_of';
 
 CREATE FUNCTION check_member_count(members integer) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -98,14 +95,15 @@ $$;
 
 CREATE FUNCTION start_members(consumer text, generation integer, members integer,
                               start_after bigint, done pg_snapshot, done_floor bigint,
-                              last_batch_id bigint)
+                              last_batch_id bigint, handled bigint)
 RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO eventstore.members (consumer, generation, member, member_count,
-                                    start_after, position, done_snapshot, done_floor, batch_id)
+                                    start_after, position, done_snapshot, done_floor, batch_id,
+                                    handled)
     SELECT consumer, generation, m, members, start_after, start_after, done, done_floor,
-           last_batch_id
+           last_batch_id, CASE WHEN m = 0 THEN handled ELSE 0 END
       FROM generate_series(0, members - 1) AS m;
 $$;
 
@@ -175,7 +173,7 @@ BEGIN
     INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts,
                                       types, members)
     VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types, members);
-    PERFORM eventstore.start_members(name, 0, members, 0, NULL, NULL, 0);
+    PERFORM eventstore.start_members(name, 0, members, 0, NULL, NULL, 0, 0);
     PERFORM eventstore.consumers_changed();
 EXCEPTION
     WHEN unique_violation THEN
@@ -202,6 +200,7 @@ AS $$
 DECLARE
     next_generation integer;
     last_batch_id   bigint;
+    handled         bigint;
 BEGIN
     IF to_position IS NULL OR to_position < 0 THEN
         RAISE EXCEPTION 'invalid consumer position'
@@ -210,13 +209,15 @@ BEGIN
     END IF;
     PERFORM eventstore.lock_consumer(name);
     -- every member starts again: a new generation with nothing to wait for
-    SELECT max(m.generation) + 1, max(m.batch_id) INTO next_generation, last_batch_id
+    SELECT max(m.generation) + 1, max(m.batch_id), sum(m.handled)
+      INTO next_generation, last_batch_id, handled
       FROM eventstore.members m WHERE m.consumer = reset_consumer.name;
     DELETE FROM eventstore.members m WHERE m.consumer = reset_consumer.name;
     PERFORM eventstore.start_members(name, coalesce(next_generation, 0),
                                      (SELECT c.members FROM eventstore.consumers c
                                        WHERE c.name = reset_consumer.name),
-                                     to_position, NULL, NULL, coalesce(last_batch_id, 0));
+                                     to_position, NULL, NULL, coalesce(last_batch_id, 0),
+                                     coalesce(handled, 0));
     UPDATE eventstore.parked p SET batch_id = NULL WHERE p.consumer = reset_consumer.name;
     PERFORM eventstore.consumers_changed();
 END
@@ -233,6 +234,7 @@ DECLARE
     fence         pg_snapshot;
     fence_at      bigint;
     last_batch_id bigint;
+    replaced      bigint := 0;
 BEGIN
     PERFORM eventstore.check_member_count(members);
     PERFORM eventstore.lock_consumer(name);
@@ -247,9 +249,13 @@ BEGIN
      WHERE m.consumer = set_consumer_members.name AND m.fence_snapshot IS NOT NULL
      LIMIT 1;
     IF FOUND THEN
-        -- the newest generation waits for the retiring one: it has not started
-        DELETE FROM eventstore.members m
-         WHERE m.consumer = set_consumer_members.name AND m.generation = newest;
+        -- the newest generation waits for the retiring one: it has not
+        -- started (its count of handled events is what retired members left)
+        WITH gone AS (
+            DELETE FROM eventstore.members m
+             WHERE m.consumer = set_consumer_members.name AND m.generation = newest
+            RETURNING m.handled)
+        SELECT coalesce(sum(gone.handled), 0) INTO replaced FROM gone;
     ELSE
         -- the floor first: every event the fence does not show is above it
         fence_at := eventstore.window_floor();
@@ -259,7 +265,7 @@ BEGIN
          WHERE m.consumer = set_consumer_members.name;
     END IF;
     PERFORM eventstore.start_members(name, newest + 1, members, 0, fence, fence_at,
-                                     last_batch_id);
+                                     last_batch_id, replaced);
     UPDATE eventstore.members m
        SET position = (SELECT max(o.position) FROM eventstore.members o
                         WHERE o.consumer = m.consumer AND o.generation <= newest)
@@ -322,6 +328,19 @@ AS $$
     SELECT sum(u.events)::bigint, min(u.oldest)
       FROM eventstore.members m, LATERAL eventstore.member_undelivered(m) u
      WHERE m.consumer = undelivered.consumer
+$$;
+
+CREATE FUNCTION member_status(consumer text, generation integer, member integer,
+                              OUT events bigint, OUT oldest timestamptz, OUT parked bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.events, u.oldest,
+           (SELECT count(*) FROM eventstore.parked p JOIN eventstore.events e ON e.id = p.event_id
+             WHERE p.consumer = m.consumer
+               AND eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
+      FROM eventstore.members m, LATERAL eventstore.member_undelivered(m) u
+     WHERE m.consumer = member_status.consumer AND m.generation = member_status.generation
+       AND m.member = member_status.member
 $$;
 
 CREATE FUNCTION member_is_undelivered(m members, event_position bigint, event_xid xid8)
@@ -517,19 +536,17 @@ SELECT m.consumer,
        m.generation,
        m.fence_snapshot IS NOT NULL AS retiring,
        m.position,
-       u.events AS lag_events,
-       coalesce(extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) u.oldest), 0)::double precision AS lag_seconds,
+       s.events AS lag_events,
+       coalesce(extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) s.oldest), 0)::double precision AS lag_seconds,
        m.handled,
        m.batch_id,
        m.leased_until,
        m.attempts,
-       (SELECT pg_catalog.count(*) FROM parked p JOIN events e ON e.id = p.event_id
-         WHERE p.consumer = m.consumer
-           AND member_of(e.stream, e.id, m.member_count) = m.member) AS parked,
+       s.parked,
        m.last_error,
        m.retry_at,
        m.last_run
-  FROM members m, LATERAL member_undelivered(m) u;
+  FROM members m, LATERAL member_status(m.consumer, m.generation, m.member) s;
 COMMENT ON VIEW consumer_members IS 'every member of every consumer: how far it got, its lag, lease, failures and parked events';
 
 -- Nothing reads the progress columns of consumers any more.
@@ -547,15 +564,17 @@ ALTER TABLE consumers
 REVOKE ALL ON members, consumer_members FROM PUBLIC;
 REVOKE ALL ON SEQUENCE batch_ids FROM PUBLIC;
 REVOKE ALL ON FUNCTION member_of(text, uuid, integer), check_member_count(integer),
-                       start_members(text, integer, integer, bigint, pg_snapshot, bigint, bigint),
+                       start_members(text, integer, integer, bigint, pg_snapshot, bigint, bigint, bigint),
                        window_floor(),
                        register_consumer(text, text[], regprocedure, integer, integer, regrole, text[], integer),
                        create_consumer(text, text[], regprocedure, integer, integer, regrole, text[], integer),
                        set_consumer_members(text, integer), poll(text, integer, integer),
                        member_undelivered(members), member_is_undelivered(members, bigint, xid8),
-                       is_undelivered(consumers, text, uuid, bigint, xid8), wait_for_batches(text)
+                       is_undelivered(consumers, text, uuid, bigint, xid8), wait_for_batches(text),
+                       member_status(text, integer, integer)
     FROM PUBLIC;
 GRANT SELECT ON consumer_members TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION member_status(text, integer, integer) TO eventstore_reader, eventstore_admin;
 GRANT EXECUTE ON FUNCTION set_consumer_members(text, integer) TO eventstore_admin;
 DO $grants$
 DECLARE

@@ -100,13 +100,9 @@ CREATE SEQUENCE batch_ids;
 
 -- The member of a consumer with member_count members an event belongs to:
 -- by its stream, so that a stream's events stay together and in order, or
--- by its id when it has none.  The hash is PostgreSQL's for text (the same
--- on every server of one platform, as replicas are).
+-- by its id when it has none (extension/consumer_members.c).
 CREATE FUNCTION member_of(stream text, id uuid, member_count integer) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN ((pg_catalog.hashtextextended(coalesce(stream, id::text), 0)
-         OPERATOR(pg_catalog.&) 9223372036854775807)
-        OPERATOR(pg_catalog.%) member_count)::integer;
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'eventstore_member_of';
 
 CREATE TABLE parked (
     consumer  text COLLATE "C" NOT NULL REFERENCES consumers (name) ON DELETE CASCADE,
@@ -199,18 +195,20 @@ $$;
 
 -- Inserts generation's members 0 .. members - 1 of a consumer, each
 -- starting after position start_after or, with done, from that snapshot
--- (and its floor).  They carry the consumer's last batch id on: ack and
--- nack tell a batch never given out by the highest of its members'.
+-- (and its floor).  They carry on the consumer's last batch id (ack and
+-- nack tell a batch never given out by the highest of its members') and,
+-- in member 0, the count of events handled by the members they replace.
 CREATE FUNCTION start_members(consumer text, generation integer, members integer,
                               start_after bigint, done pg_snapshot, done_floor bigint,
-                              last_batch_id bigint)
+                              last_batch_id bigint, handled bigint)
 RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO eventstore.members (consumer, generation, member, member_count,
-                                    start_after, position, done_snapshot, done_floor, batch_id)
+                                    start_after, position, done_snapshot, done_floor, batch_id,
+                                    handled)
     SELECT consumer, generation, m, members, start_after, start_after, done, done_floor,
-           last_batch_id
+           last_batch_id, CASE WHEN m = 0 THEN handled ELSE 0 END
       FROM generate_series(0, members - 1) AS m;
 $$;
 
@@ -285,7 +283,7 @@ BEGIN
     INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts,
                                       types, members)
     VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types, members);
-    PERFORM eventstore.start_members(name, 0, members, 0, NULL, NULL, 0);
+    PERFORM eventstore.start_members(name, 0, members, 0, NULL, NULL, 0, 0);
     PERFORM eventstore.consumers_changed();
 EXCEPTION
     WHEN unique_violation THEN
@@ -322,6 +320,7 @@ AS $$
 DECLARE
     next_generation integer;
     last_batch_id   bigint;
+    handled         bigint;
 BEGIN
     IF to_position IS NULL OR to_position < 0 THEN
         RAISE EXCEPTION 'invalid consumer position'
@@ -330,13 +329,15 @@ BEGIN
     END IF;
     PERFORM eventstore.lock_consumer(name);
     -- every member starts again: a new generation with nothing to wait for
-    SELECT max(m.generation) + 1, max(m.batch_id) INTO next_generation, last_batch_id
+    SELECT max(m.generation) + 1, max(m.batch_id), sum(m.handled)
+      INTO next_generation, last_batch_id, handled
       FROM eventstore.members m WHERE m.consumer = reset_consumer.name;
     DELETE FROM eventstore.members m WHERE m.consumer = reset_consumer.name;
     PERFORM eventstore.start_members(name, coalesce(next_generation, 0),
                                      (SELECT c.members FROM eventstore.consumers c
                                        WHERE c.name = reset_consumer.name),
-                                     to_position, NULL, NULL, coalesce(last_batch_id, 0));
+                                     to_position, NULL, NULL, coalesce(last_batch_id, 0),
+                                     coalesce(handled, 0));
     UPDATE eventstore.parked p SET batch_id = NULL WHERE p.consumer = reset_consumer.name;
     PERFORM eventstore.consumers_changed();
 END
@@ -363,6 +364,7 @@ DECLARE
     fence         pg_snapshot;
     fence_at      bigint;
     last_batch_id bigint;
+    replaced      bigint := 0;
 BEGIN
     PERFORM eventstore.check_member_count(members);
     PERFORM eventstore.lock_consumer(name);
@@ -377,9 +379,13 @@ BEGIN
      WHERE m.consumer = set_consumer_members.name AND m.fence_snapshot IS NOT NULL
      LIMIT 1;
     IF FOUND THEN
-        -- the newest generation waits for the retiring one: it has not started
-        DELETE FROM eventstore.members m
-         WHERE m.consumer = set_consumer_members.name AND m.generation = newest;
+        -- the newest generation waits for the retiring one: it has not
+        -- started (its count of handled events is what retired members left)
+        WITH gone AS (
+            DELETE FROM eventstore.members m
+             WHERE m.consumer = set_consumer_members.name AND m.generation = newest
+            RETURNING m.handled)
+        SELECT coalesce(sum(gone.handled), 0) INTO replaced FROM gone;
     ELSE
         -- the floor first: every event the fence does not show is above it
         fence_at := eventstore.window_floor();
@@ -389,7 +395,7 @@ BEGIN
          WHERE m.consumer = set_consumer_members.name;
     END IF;
     PERFORM eventstore.start_members(name, newest + 1, members, 0, fence, fence_at,
-                                     last_batch_id);
+                                     last_batch_id, replaced);
     UPDATE eventstore.members m
        SET position = (SELECT max(o.position) FROM eventstore.members o
                         WHERE o.consumer = m.consumer AND o.generation <= newest)
@@ -495,6 +501,21 @@ AS $$
     SELECT sum(u.events)::bigint, min(u.oldest)
       FROM eventstore.members m, LATERAL eventstore.member_undelivered(m) u
      WHERE m.consumer = undelivered.consumer
+$$;
+
+-- What consumer_members shows of a member beside its row: its lag and
+-- its parked events (those of its streams), as the extension's owner.
+CREATE FUNCTION member_status(consumer text, generation integer, member integer,
+                              OUT events bigint, OUT oldest timestamptz, OUT parked bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.events, u.oldest,
+           (SELECT count(*) FROM eventstore.parked p JOIN eventstore.events e ON e.id = p.event_id
+             WHERE p.consumer = m.consumer
+               AND eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
+      FROM eventstore.members m, LATERAL eventstore.member_undelivered(m) u
+     WHERE m.consumer = member_status.consumer AND m.generation = member_status.generation
+       AND m.member = member_status.member
 $$;
 
 -- Whether event (position, xid) is still to come for member m, if it is

@@ -47,17 +47,15 @@ SELECT m.consumer,
        m.generation,
        m.fence_snapshot IS NOT NULL AS retiring,
        m.position,
-       u.events AS lag_events,
-       coalesce(extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) u.oldest), 0)::double precision AS lag_seconds,
+       s.events AS lag_events,
+       coalesce(extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) s.oldest), 0)::double precision AS lag_seconds,
        m.handled,
        m.batch_id,
        m.leased_until,
        m.attempts,
-       (SELECT pg_catalog.count(*) FROM parked p JOIN events e ON e.id = p.event_id
-         WHERE p.consumer = m.consumer
-           AND member_of(e.stream, e.id, m.member_count) = m.member) AS parked,
+       s.parked,
        m.last_error,
        m.retry_at,
        m.last_run
-  FROM members m, LATERAL member_undelivered(m) u;
+  FROM members m, LATERAL member_status(m.consumer, m.generation, m.member) s;
 COMMENT ON VIEW consumer_members IS 'every member of every consumer: how far it got, its lag, lease, failures and parked events';

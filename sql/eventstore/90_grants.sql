@@ -46,7 +46,8 @@ GRANT EXECUTE ON FUNCTION create_consumer(text, text[], regprocedure, integer, i
                           create_upcaster(text, integer, integer, regprocedure),
                           set_topic_version(text, text)
     TO eventstore_admin;
-GRANT EXECUTE ON FUNCTION undelivered(text) TO eventstore_reader, eventstore_admin;
+GRANT EXECUTE ON FUNCTION undelivered(text), member_status(text, integer, integer)
+    TO eventstore_reader, eventstore_admin;
 GRANT EXECUTE ON FUNCTION unprotect(event) TO eventstore_reader;
 GRANT EXECUTE ON FUNCTION protect_fields(text, text, text[]), forget_subject(text)
     TO eventstore_admin;

@@ -1,12 +1,15 @@
 -- test/pgtap/consumer_privileges.sql: structure, roles and privileges of the
--- consumer part of eventstore (consumers, parked events, upcasters, poll/ack).
+-- consumer part of eventstore (consumers and their members, parked events,
+-- upcasters, poll/ack).
 --
 -- Rules (README.md, "Roles and privileges", and the ownership model of
 -- extension/consumer_access.c): eventstore_reader polls, acks and nacks
 -- outside consumers and sees their status; eventstore_admin creates, drops,
--- resets and runs consumers and registers upcasters; the consumer tables are
--- written only through the API; the internal helpers are executable by
--- nobody; nothing is granted to PUBLIC.
+-- resets and runs consumers, changes their number of members
+-- (set_consumer_members) and registers upcasters; the consumer tables
+-- (consumers, members, parked) and the sequence of batch ids are written
+-- only through the API; the internal helpers are executable by nobody;
+-- nothing is granted to PUBLIC.
 --
 -- A consumer belongs to a role, consumers.run_as (default: current_user at
 -- create_consumer; never 0, '-').  Only members of that role may create it,
@@ -50,13 +53,14 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(404);
+SELECT plan(520);
 
 ------------------------------------------------------------------------------
--- Structure: tables consumers, parked, upcasters
+-- Structure: tables consumers, members, parked, upcasters, sequence batch_ids
 ------------------------------------------------------------------------------
 
 SELECT has_table('eventstore', 'consumers', 'table eventstore.consumers exists');
+SELECT has_table('eventstore', 'members', 'table eventstore.members exists');
 SELECT has_table('eventstore', 'parked', 'table eventstore.parked exists');
 SELECT has_table('eventstore', 'upcasters', 'table eventstore.upcasters exists');
 
@@ -65,12 +69,21 @@ SELECT col_is_pk('eventstore', 'consumers', 'name', 'consumers.name is the prima
 SELECT col_type_is('eventstore', 'consumers', c, t, format('consumers.%s is %s', c, t))
   FROM (VALUES ('name', 'text'), ('topics', 'text[]'), ('handler', 'text'), ('run_as', 'regrole'),
                ('batch_size', 'integer'), ('max_attempts', 'integer'),
-               ('start_after', 'bigint'), ('done_snapshot', 'pg_snapshot'),
-               ('window_snapshot', 'pg_snapshot'), ('window_after', 'bigint'),
-               ('position', 'bigint'), ('handled', 'bigint'), ('batch_id', 'bigint'),
-               ('batch_attempt', 'integer'), ('leased_until', 'timestamp with time zone'),
-               ('attempts', 'integer'), ('last_error', 'text'),
-               ('retry_at', 'timestamp with time zone')) AS v(c, t);
+               ('members', 'integer')) AS v(c, t);
+-- the progress is its members' (1.3): none of it is left in consumers
+SELECT hasnt_column('eventstore', 'consumers', c, format('consumers has no column %s (it is in members)', c))
+  FROM unnest(ARRAY['start_after', 'done_snapshot', 'window_snapshot', 'window_after', 'position',
+                    'handled', 'batch_id', 'batch_kind', 'batch_upto', 'batch_attempt',
+                    'leased_until', 'attempts', 'last_error', 'retry_at', 'last_run']) AS c;
+SELECT col_not_null('eventstore', 'consumers', 'members', 'consumers.members is NOT NULL');
+SELECT col_default_is('eventstore', 'consumers', 'members', 1, 'consumers.members defaults to 1');
+SELECT is(
+    (SELECT pg_get_constraintdef(oid) FROM pg_constraint
+      WHERE conrelid = 'eventstore.consumers'::regclass AND contype = 'c'
+        AND pg_get_constraintdef(oid) LIKE '%members%'),
+    'CHECK (((members >= 1) AND (members <= 256)))',
+    'consumers.members is checked to be between 1 and 256 in the table too'
+);
 SELECT col_not_null('eventstore', 'consumers', 'topics', 'consumers.topics is NOT NULL');
 SELECT col_not_null('eventstore', 'consumers', 'run_as', 'consumers.run_as is NOT NULL');
 SELECT col_is_null('eventstore', 'consumers', 'handler', 'consumers.handler is nullable (NULL: outside consumer)');
@@ -81,6 +94,39 @@ SELECT is(
     'CHECK (((name ~ ''^[a-z][a-z0-9_]*$''::text) AND (length(name) < 64)))',
     'consumers.name is checked against ^[a-z][a-z0-9_]*$ and fewer than 64 characters in the table too'
 );
+
+-- members: the progress of each member of each consumer
+SELECT col_is_pk('eventstore', 'members', ARRAY['consumer', 'generation', 'member'],
+                 'members is keyed by (consumer, generation, member)');
+SELECT col_type_is('eventstore', 'members', c, t, format('members.%s is %s', c, t))
+  FROM (VALUES ('consumer', 'text'), ('generation', 'integer'), ('member', 'integer'),
+               ('member_count', 'integer'), ('fence_snapshot', 'pg_snapshot'),
+               ('start_after', 'bigint'), ('done_snapshot', 'pg_snapshot'),
+               ('window_snapshot', 'pg_snapshot'), ('window_after', 'bigint'),
+               ('fence_floor', 'bigint'), ('done_floor', 'bigint'), ('window_floor', 'bigint'),
+               ('position', 'bigint'), ('handled', 'bigint'), ('batch_id', 'bigint'),
+               ('batch_attempt', 'integer'), ('leased_until', 'timestamp with time zone'),
+               ('attempts', 'integer'), ('last_error', 'text'),
+               ('retry_at', 'timestamp with time zone')) AS v(c, t);
+SELECT fk_ok('eventstore', 'members', 'consumer', 'eventstore', 'consumers', 'name',
+             'members.consumer references consumers.name');
+SELECT is(
+    (SELECT confdeltype FROM pg_constraint
+      WHERE conrelid = 'eventstore.members'::regclass AND contype = 'f'),
+    'c'::"char",
+    'members go with their consumer (ON DELETE CASCADE)'
+);
+SELECT is(
+    (SELECT array_agg(pg_get_constraintdef(oid) ORDER BY pg_get_constraintdef(oid)) FROM pg_constraint
+      WHERE conrelid = 'eventstore.members'::regclass AND contype = 'c'
+        AND pg_get_constraintdef(oid) ~ 'member'),
+    ARRAY['CHECK (((member >= 0) AND (member < member_count)))',
+          'CHECK (((member_count >= 1) AND (member_count <= 256)))'],
+    'members.member is checked to be between 0 and member_count - 1, member_count between 1 and 256'
+);
+
+-- batch_ids: the numbers of the batches given to outside consumers
+SELECT has_sequence('eventstore', 'batch_ids', 'sequence eventstore.batch_ids exists');
 
 -- parked
 SELECT col_is_pk('eventstore', 'parked', ARRAY['consumer', 'event_id'], 'parked is keyed by (consumer, event_id)');
@@ -116,7 +162,7 @@ SELECT fk_ok('eventstore', 'upcasters', 'topic', 'eventstore', 'topics', 'name',
              'upcasters.topic references topics.name');
 
 ------------------------------------------------------------------------------
--- Structure: view consumer_status, types delivery and event
+-- Structure: views consumer_status and consumer_members, types delivery and event
 ------------------------------------------------------------------------------
 
 SELECT has_view('eventstore', 'consumer_status', 'view eventstore.consumer_status exists');
@@ -128,9 +174,22 @@ SELECT is(
           'lag_events bigint', 'lag_seconds double precision', 'handled bigint', 'attempts integer',
           'parked bigint', 'last_error text', 'retry_at timestamp with time zone',
           'last_run timestamp with time zone', 'batch_id bigint', 'leased_until timestamp with time zone',
-          'skipped bigint', 'types text[]'],
+          'skipped bigint', 'types text[]', 'members integer'],
     'consumer_status has name, topics, kind, handler, position, lag_events, lag_seconds, handled, attempts, '
-    'parked, last_error, retry_at, last_run, batch_id, leased_until, skipped, types in that order'
+    'parked, last_error, retry_at, last_run, batch_id, leased_until, skipped, types, members in that order'
+);
+
+SELECT has_view('eventstore', 'consumer_members', 'view eventstore.consumer_members exists');
+SELECT is(
+    (SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+       FROM pg_attribute a
+      WHERE a.attrelid = 'eventstore.consumer_members'::regclass AND a.attnum > 0 AND NOT a.attisdropped),
+    ARRAY['consumer text', 'member integer', 'members integer', 'generation integer', 'retiring boolean',
+          'position bigint', 'lag_events bigint', 'lag_seconds double precision', 'handled bigint',
+          'batch_id bigint', 'leased_until timestamp with time zone', 'attempts integer', 'parked bigint',
+          'last_error text', 'retry_at timestamp with time zone', 'last_run timestamp with time zone'],
+    'consumer_members has consumer, member, members, generation, retiring, position, lag_events, lag_seconds, '
+    'handled, batch_id, leased_until, attempts, parked, last_error, retry_at, last_run in that order'
 );
 
 SELECT has_composite('eventstore', 'delivery', 'composite type eventstore.delivery exists');
@@ -140,8 +199,10 @@ SELECT is(
        FROM pg_attribute a
       WHERE a.attrelid = 'eventstore.delivery'::regclass AND a.attnum > 0 AND NOT a.attisdropped),
     ARRAY['position bigint', 'id uuid', 'topic text', 'stream text', 'stream_version bigint',
-          'envelope jsonb', 'recorded_at timestamp with time zone', 'batch_id bigint', 'attempt integer'],
-    'eventstore.delivery has position, id, topic, stream, stream_version, envelope, recorded_at, batch_id, attempt in that order'
+          'envelope jsonb', 'recorded_at timestamp with time zone', 'batch_id bigint', 'attempt integer',
+          'member integer'],
+    'eventstore.delivery has position, id, topic, stream, stream_version, envelope, recorded_at, batch_id, attempt, '
+    'member in that order'
 );
 SELECT is(
     (SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
@@ -150,7 +211,7 @@ SELECT is(
     (SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
        FROM pg_attribute a
       WHERE a.attrelid = 'eventstore.event'::regclass AND a.attnum > 0 AND NOT a.attisdropped),
-    'a delivery is an eventstore.event followed by batch_id and attempt'
+    'a delivery is an eventstore.event followed by batch_id, attempt and member'
 );
 
 ------------------------------------------------------------------------------
@@ -158,11 +219,12 @@ SELECT is(
 ------------------------------------------------------------------------------
 
 SELECT has_function('eventstore', f, a, format('%s(%s) exists', f, array_to_string(a, ', ')))
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]', 'integer']),
                ('drop_consumer', ARRAY['text']),
                ('reset_consumer', ARRAY['text', 'bigint']),
+               ('set_consumer_members', ARRAY['text', 'integer']),
                ('run_consumer', ARRAY['text', 'integer']),
-               ('poll', ARRAY['text', 'integer']),
+               ('poll', ARRAY['text', 'integer', 'integer']),
                ('ack', ARRAY['text', 'bigint']),
                ('nack', ARRAY['text', 'bigint', 'text']),
                ('replay_parked', ARRAY['text', 'uuid']),
@@ -172,11 +234,12 @@ SELECT has_function('eventstore', f, a, format('%s(%s) exists', f, array_to_stri
                ('derived_id', ARRAY['uuid', 'text']),
                ('undelivered', ARRAY['text'])) AS v(f, a);
 SELECT function_returns('eventstore', f, a, r, format('%s returns %s', f, r))
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]'], 'void'),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]', 'integer'], 'void'),
                ('drop_consumer', ARRAY['text'], 'void'),
                ('reset_consumer', ARRAY['text', 'bigint'], 'void'),
+               ('set_consumer_members', ARRAY['text', 'integer'], 'void'),
                ('run_consumer', ARRAY['text', 'integer'], 'bigint'),
-               ('poll', ARRAY['text', 'integer'], 'setof eventstore.delivery'),
+               ('poll', ARRAY['text', 'integer', 'integer'], 'setof eventstore.delivery'),
                ('ack', ARRAY['text', 'bigint'], 'void'),
                ('nack', ARRAY['text', 'bigint', 'text'], 'void'),
                ('replay_parked', ARRAY['text', 'uuid'], 'void'),
@@ -194,6 +257,50 @@ SELECT is(
     ARRAY['eventstore.undelivered(text)'],
     'undelivered(text) is the only undelivered function'
 );
+-- 1.3 replaced these (create_consumer, register_consumer and poll gained
+-- members and member): the old signatures are gone, so that a call without
+-- the new argument resolves to the new function and its default
+SELECT hasnt_function('eventstore', f, a, format('there is no %s(%s) any more', f, array_to_string(a, ', ')))
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
+               ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
+               ('poll', ARRAY['text', 'integer']),
+               ('is_undelivered', ARRAY['eventstore.consumers', 'bigint', 'xid8'])) AS v(f, a);
+SELECT is(
+    (SELECT array_agg(p.proname || ' ' || p.pronargdefaults ORDER BY p.proname) FROM pg_proc p
+      WHERE p.pronamespace = 'eventstore'::regnamespace AND p.proname IN ('create_consumer', 'poll')),
+    ARRAY['create_consumer 6', 'poll 2'],
+    'create_consumer''s members and poll''s member have defaults (create_consumer(name, topics) and poll(consumer) still work)'
+);
+-- the internal functions of members
+SELECT has_function('eventstore', f, a, format('%s(%s) exists', f, array_to_string(a, ', ')))
+  FROM (VALUES ('member_of', ARRAY['text', 'uuid', 'integer']),
+               ('check_member_count', ARRAY['integer']),
+               ('start_members', ARRAY['text', 'integer', 'integer', 'bigint', 'pg_snapshot', 'bigint', 'bigint', 'bigint']),
+               ('window_floor', '{}'::text[]),
+               ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]', 'integer']),
+               ('member_undelivered', ARRAY['eventstore.members']),
+               ('member_is_undelivered', ARRAY['eventstore.members', 'bigint', 'xid8']),
+               ('is_undelivered', ARRAY['eventstore.consumers', 'text', 'uuid', 'bigint', 'xid8']),
+               ('wait_for_batches', ARRAY['text']),
+               ('member_status', ARRAY['text', 'integer', 'integer'])) AS v(f, a);
+SELECT function_returns('eventstore', f, a, r, format('%s returns %s', f, r))
+  FROM (VALUES ('member_of', ARRAY['text', 'uuid', 'integer'], 'integer'),
+               ('check_member_count', ARRAY['integer'], 'void'),
+               ('start_members', ARRAY['text', 'integer', 'integer', 'bigint', 'pg_snapshot', 'bigint', 'bigint', 'bigint'], 'void'),
+               ('window_floor', '{}'::text[], 'bigint'),
+               ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]', 'integer'], 'void'),
+               ('member_undelivered', ARRAY['eventstore.members'], 'record'),
+               ('member_is_undelivered', ARRAY['eventstore.members', 'bigint', 'xid8'], 'boolean'),
+               ('is_undelivered', ARRAY['eventstore.consumers', 'text', 'uuid', 'bigint', 'xid8'], 'boolean'),
+               ('wait_for_batches', ARRAY['text'], 'void')) AS v(f, a, r);
+-- member_of decides where an event goes: the same on every call (an index
+-- or a replica computes the same member)
+SELECT is(
+    (SELECT l.lanname || ' ' || p.provolatile::text || ' ' || p.proparallel::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+      WHERE p.oid = 'eventstore.member_of(text,uuid,integer)'::regprocedure),
+    'c i s',
+    'member_of is an IMMUTABLE, PARALLEL SAFE C function'
+);
 
 ------------------------------------------------------------------------------
 -- SECURITY DEFINER functions of the consumer API and their search_path
@@ -203,24 +310,28 @@ SELECT is(
 SELECT is_definer('eventstore', f, a, format('%s is SECURITY DEFINER', f))
   FROM (VALUES ('drop_consumer', ARRAY['text']),
                ('reset_consumer', ARRAY['text', 'bigint']),
+               ('set_consumer_members', ARRAY['text', 'integer']),
                ('replay_parked', ARRAY['text', 'uuid']),
                ('set_topic_version', ARRAY['text', 'text']),
-               ('undelivered', ARRAY['text'])) AS v(f, a);
+               ('undelivered', ARRAY['text']),
+               ('member_status', ARRAY['text', 'integer', 'integer'])) AS v(f, a);
 -- The entry points that check the caller run as the caller (a SECURITY
 -- DEFINER function would only know its owner); the internal functions
 -- they call as the owner are not SECURITY DEFINER either.
 SELECT isnt_definer('eventstore', f, a, format('%s is not SECURITY DEFINER', f))
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]', 'integer']),
                ('create_upcaster', ARRAY['text', 'integer', 'integer', 'regprocedure']),
-               ('poll', ARRAY['text', 'integer']),
+               ('poll', ARRAY['text', 'integer', 'integer']),
                ('ack', ARRAY['text', 'bigint']),
                ('nack', ARRAY['text', 'bigint', 'text']),
                ('run_consumer', ARRAY['text', 'integer']),
                ('upcast', ARRAY['eventstore.event']),
                ('derived_id', ARRAY['uuid', 'text']),
-               ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]']),
+               ('register_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]', 'integer']),
                ('register_upcaster', ARRAY['text', 'integer', 'integer', 'regprocedure', 'regrole']),
-               ('lock_consumer', ARRAY['text', 'text'])) AS v(f, a);
+               ('lock_consumer', ARRAY['text', 'text']),
+               -- undelivered() (SECURITY DEFINER) sums its members' through it
+               ('member_undelivered', ARRAY['eventstore.members'])) AS v(f, a);
 SELECT is(
     (SELECT array_agg(p.proname || ' ' || l.lanname ORDER BY p.proname)
        FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
@@ -237,14 +348,30 @@ SELECT is(
     NULL,
     'every SECURITY DEFINER function of eventstore sets search_path = pg_catalog, pg_temp'
 );
--- undelivered() finds a consumer's events through the BRIN index on xid
+-- undelivered() sums member_undelivered() over the consumer's members
+-- (1.3): the SECURITY DEFINER function sets nothing else
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text || ' ' || c ORDER BY p.oid::regprocedure::text, c)
        FROM pg_proc p, unnest(p.proconfig) AS c
       WHERE p.pronamespace = 'eventstore'::regnamespace AND p.prosecdef
         AND c <> 'search_path=pg_catalog, pg_temp'),
-    ARRAY['eventstore.undelivered(text) enable_seqscan=off'],
-    'the only other setting of a SECURITY DEFINER function of eventstore is enable_seqscan = off on undelivered'
+    NULL,
+    'no SECURITY DEFINER function of eventstore has a setting but search_path = pg_catalog, pg_temp'
+);
+-- member_undelivered() finds a member's events through the BRIN index on xid
+SELECT is(
+    (SELECT p.proconfig FROM pg_proc p
+      WHERE p.oid = 'eventstore.member_undelivered(eventstore.members)'::regprocedure),
+    ARRAY['search_path=pg_catalog, pg_temp', 'enable_seqscan=off'],
+    'member_undelivered sets search_path = pg_catalog, pg_temp and enable_seqscan = off'
+);
+SELECT is(
+    (SELECT array_agg(p.oid::regprocedure::text || ' ' || c ORDER BY p.oid::regprocedure::text, c)
+       FROM pg_proc p, unnest(p.proconfig) AS c
+      WHERE p.pronamespace = 'eventstore'::regnamespace
+        AND c <> 'search_path=pg_catalog, pg_temp'),
+    ARRAY['eventstore.member_undelivered(eventstore.members) enable_seqscan=off'],
+    'the only other setting of a function of eventstore is enable_seqscan = off on member_undelivered'
 );
 
 ------------------------------------------------------------------------------
@@ -254,20 +381,23 @@ SELECT is(
 -- Each role gets exactly its functions (README.md, "Roles and privileges").
 SELECT function_privs_are('eventstore', f, a, r,
                           CASE WHEN r = ANY (granted) THEN ARRAY['EXECUTE'] ELSE '{}' END::name[])
-  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]'], ARRAY['eventstore_admin']),
+  FROM (VALUES ('create_consumer', ARRAY['text', 'text[]', 'regprocedure', 'integer', 'integer', 'regrole', 'text[]', 'integer'], ARRAY['eventstore_admin']),
                ('drop_consumer', ARRAY['text'], ARRAY['eventstore_admin']),
                ('reset_consumer', ARRAY['text', 'bigint'], ARRAY['eventstore_admin']),
+               ('set_consumer_members', ARRAY['text', 'integer'], ARRAY['eventstore_admin']),
                ('run_consumer', ARRAY['text', 'integer'], ARRAY['eventstore_admin']),
                ('replay_parked', ARRAY['text', 'uuid'], ARRAY['eventstore_admin']),
                ('create_upcaster', ARRAY['text', 'integer', 'integer', 'regprocedure'], ARRAY['eventstore_admin']),
                ('set_topic_version', ARRAY['text', 'text'], ARRAY['eventstore_admin']),
-               ('poll', ARRAY['text', 'integer'], ARRAY['eventstore_reader']),
+               ('poll', ARRAY['text', 'integer', 'integer'], ARRAY['eventstore_reader']),
                ('ack', ARRAY['text', 'bigint'], ARRAY['eventstore_reader']),
                ('nack', ARRAY['text', 'bigint', 'text'], ARRAY['eventstore_reader']),
                ('upcast', ARRAY['eventstore.event'], ARRAY['eventstore_reader']),
                ('derived_id', ARRAY['uuid', 'text'], ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin']),
                -- the consumer_status view calls it as its user
-               ('undelivered', ARRAY['text'], ARRAY['eventstore_reader', 'eventstore_admin'])
+               ('undelivered', ARRAY['text'], ARRAY['eventstore_reader', 'eventstore_admin']),
+               -- and consumer_members this one
+               ('member_status', ARRAY['text', 'integer', 'integer'], ARRAY['eventstore_reader', 'eventstore_admin'])
        ) AS v(f, a, granted)
  CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r
  ORDER BY f, r;
@@ -297,9 +427,11 @@ SELECT set_eq(
           'publish_archive eventstore_admin', 'erase_stream eventstore_admin',
           'truncate_stream eventstore_admin', 'set_stream_max_count eventstore_admin',
           'create_consumer eventstore_admin', 'drop_consumer eventstore_admin',
-          'reset_consumer eventstore_admin', 'run_consumer eventstore_admin',
+          'reset_consumer eventstore_admin', 'set_consumer_members eventstore_admin',
+          'run_consumer eventstore_admin',
           'replay_parked eventstore_admin', 'create_upcaster eventstore_admin',
           'undelivered eventstore_admin',
+          'member_status eventstore_reader', 'member_status eventstore_admin',
           -- crypto-shredding (checked in detail by privileges.sql)
           'protect_fields eventstore_admin', 'forget_subject eventstore_admin',
           'unprotect eventstore_reader',
@@ -315,10 +447,14 @@ SELECT is(
       WHERE p.pronamespace = 'eventstore'::regnamespace
         AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot',
                           'consumers_changed', 'register_consumer', 'register_upcaster',
-                          'check_read_args', 'topics_changed')),
-    ARRAY['check_consumer_name', 'check_read_args', 'consumers_changed', 'lock_consumer',
-          'register_consumer', 'register_upcaster', 'topics_changed', 'window_snapshot'],
-    'the eight internal helpers exist (so the next test is not vacuous)'
+                          'check_read_args', 'topics_changed', 'member_of', 'check_member_count',
+                          'start_members', 'window_floor', 'member_undelivered', 'member_is_undelivered',
+                          'is_undelivered', 'wait_for_batches')),
+    ARRAY['check_consumer_name', 'check_member_count', 'check_read_args', 'consumers_changed',
+          'is_undelivered', 'lock_consumer', 'member_is_undelivered', 'member_of', 'member_undelivered',
+          'register_consumer', 'register_upcaster', 'start_members', 'topics_changed', 'wait_for_batches',
+          'window_floor', 'window_snapshot'],
+    'the sixteen internal helpers exist (so the next test is not vacuous)'
 );
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text || ' -> ' || r ORDER BY 1)
@@ -327,11 +463,15 @@ SELECT is(
       WHERE p.pronamespace = 'eventstore'::regnamespace
         AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot',
                           'consumers_changed', 'register_consumer', 'register_upcaster',
-                          'check_read_args', 'topics_changed')
+                          'check_read_args', 'topics_changed', 'member_of', 'check_member_count',
+                          'start_members', 'window_floor', 'member_undelivered', 'member_is_undelivered',
+                          'is_undelivered', 'wait_for_batches')
         AND has_function_privilege(r, p.oid, 'EXECUTE')),
     NULL,
     'lock_consumer, check_consumer_name, window_snapshot, consumers_changed, register_consumer, '
-    'register_upcaster, check_read_args and topics_changed are executable by none of the roles nor PUBLIC'
+    'register_upcaster, check_read_args, topics_changed, member_of, check_member_count, start_members, '
+    'window_floor, member_undelivered, member_is_undelivered, is_undelivered and wait_for_batches are executable by none '
+    'of the roles nor PUBLIC'
 );
 SELECT is(
     (SELECT array_agg(p.oid::regprocedure::text ORDER BY 1)
@@ -339,7 +479,9 @@ SELECT is(
       WHERE p.pronamespace = 'eventstore'::regnamespace AND p.prosecdef
         AND p.proname IN ('lock_consumer', 'check_consumer_name', 'window_snapshot',
                           'consumers_changed', 'register_consumer', 'register_upcaster',
-                          'check_read_args', 'topics_changed')),
+                          'check_read_args', 'topics_changed', 'member_of', 'check_member_count',
+                          'start_members', 'window_floor', 'member_undelivered', 'member_is_undelivered',
+                          'is_undelivered', 'wait_for_batches')),
     NULL,
     'none of the internal helpers is SECURITY DEFINER'
 );
@@ -351,21 +493,27 @@ SELECT is(
 -- consumers: nobody (consumer_status is the way to look at them)
 SELECT table_privs_are('eventstore', 'consumers', r, '{}'::name[])
   FROM unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r;
--- parked, upcasters, consumer_status: SELECT for reader and admin only
+-- members: nobody (consumer_members is the way to look at them)
+SELECT table_privs_are('eventstore', 'members', r, '{}'::name[])
+  FROM unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r;
+-- parked, upcasters, consumer_status, consumer_members: SELECT for reader and admin only
 SELECT table_privs_are('eventstore', t, r,
                        CASE WHEN r IN ('eventstore_reader', 'eventstore_admin') THEN ARRAY['SELECT'] ELSE '{}' END::name[])
-  FROM unnest(ARRAY['parked', 'upcasters', 'consumer_status']) AS t
+  FROM unnest(ARRAY['parked', 'upcasters', 'consumer_status', 'consumer_members']) AS t
  CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r
  ORDER BY t, r;
+-- the sequence of batch ids: nobody (poll takes its numbers as the owner)
+SELECT sequence_privs_are('eventstore', 'batch_ids', r, '{}'::name[])
+  FROM unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin', 'public']) AS r;
 
 SELECT is(
     (SELECT array_agg(t || ' ' || r || ' ' || p ORDER BY 1)
-       FROM unnest(ARRAY['consumers', 'parked', 'upcasters', 'consumer_status']) AS t
+       FROM unnest(ARRAY['consumers', 'members', 'parked', 'upcasters', 'consumer_status', 'consumer_members']) AS t
        CROSS JOIN unnest(ARRAY['eventstore_writer', 'eventstore_reader', 'eventstore_admin']) AS r
        CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
       WHERE has_table_privilege(r, ('eventstore.' || t)::regclass, p)),
     NULL,
-    'no eventstore role may write to consumers, parked, upcasters or consumer_status directly'
+    'no eventstore role may write to consumers, members, parked, upcasters, consumer_status or consumer_members directly'
 );
 
 SELECT is(has_type_privilege('eventstore_reader', 'eventstore.delivery', 'USAGE'), true,
@@ -505,11 +653,12 @@ SELECT is(
 );
 SELECT is(
     (SELECT array_agg(t || ' -> ' || r ORDER BY 1)
-       FROM unnest(ARRAY['consumers', 'parked', 'upcasters', 'consumer_status']) AS t
+       FROM unnest(ARRAY['consumers', 'members', 'parked', 'upcasters', 'consumer_status', 'consumer_members']) AS t
        CROSS JOIN unnest(ARRAY['public', 'es_ctest_login']) AS r
       WHERE has_table_privilege(r, ('eventstore.' || t)::regclass, 'SELECT')),
     NULL,
-    'neither PUBLIC nor a fresh login role may SELECT consumers, parked, upcasters or consumer_status'
+    'neither PUBLIC nor a fresh login role may SELECT consumers, members, parked, upcasters, consumer_status '
+    'or consumer_members'
 );
 
 SET SESSION AUTHORIZATION es_ctest_login;
@@ -519,19 +668,26 @@ SELECT is(session_user::text || ' ' || current_user::text, 'es_ctest_login es_ct
 SELECT throws_ok($$SELECT eventstore.create_consumer('es_login', ARRAY['es_cons'])$$, '42501', NULL,
     'a fresh login role cannot create_consumer');
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack')$$, '42501', NULL, 'a fresh login role cannot poll');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack', 100, 0)$$, '42501', NULL,
+    'a fresh login role cannot poll a member');
 SELECT throws_ok($$SELECT eventstore.ack('es_out_ack', 1)$$, '42501', NULL, 'a fresh login role cannot ack');
 SELECT throws_ok($$SELECT eventstore.nack('es_out_ack', 1, 'no')$$, '42501', NULL, 'a fresh login role cannot nack');
 SELECT throws_ok($$SELECT eventstore.run_consumer('es_in')$$, '42501', NULL, 'a fresh login role cannot run_consumer');
 SELECT throws_ok($$SELECT eventstore.drop_consumer('es_out_ack')$$, '42501', NULL, 'a fresh login role cannot drop_consumer');
+SELECT throws_ok($$SELECT eventstore.set_consumer_members('es_out_ack', 2)$$, '42501', NULL,
+    'a fresh login role cannot set_consumer_members');
 SELECT throws_ok($$SELECT eventstore.derived_id('00000000-0000-4000-8000-000000000001', 'x')$$, '42501', NULL,
     'a fresh login role cannot derived_id');
 SELECT throws_ok($$SELECT * FROM eventstore.undelivered('es_out_ack')$$, '42501', NULL,
     'a fresh login role cannot call undelivered');
 SELECT throws_ok($$SELECT * FROM eventstore.consumers$$, '42501', NULL, 'a fresh login role cannot SELECT consumers');
+SELECT throws_ok($$SELECT * FROM eventstore.members$$, '42501', NULL, 'a fresh login role cannot SELECT members');
 SELECT throws_ok($$SELECT * FROM eventstore.parked$$, '42501', NULL, 'a fresh login role cannot SELECT parked');
 SELECT throws_ok($$SELECT * FROM eventstore.upcasters$$, '42501', NULL, 'a fresh login role cannot SELECT upcasters');
 SELECT throws_ok($$SELECT * FROM eventstore.consumer_status$$, '42501', NULL,
     'a fresh login role cannot SELECT consumer_status');
+SELECT throws_ok($$SELECT * FROM eventstore.consumer_members$$, '42501', NULL,
+    'a fresh login role cannot SELECT consumer_members');
 
 RESET SESSION AUTHORIZATION;
 
@@ -543,17 +699,22 @@ SET LOCAL ROLE es_ctest_writer;
 
 SELECT lives_ok($$SELECT eventstore.derived_id('00000000-0000-4000-8000-000000000001', 'x')$$, 'writer can derived_id');
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack')$$, '42501', NULL, 'writer cannot poll');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack', 100, 0)$$, '42501', NULL, 'writer cannot poll a member');
 SELECT throws_ok($$SELECT eventstore.ack('es_out_ack', 1)$$, '42501', NULL, 'writer cannot ack');
 SELECT throws_ok($$SELECT eventstore.nack('es_out_ack', 1, 'no')$$, '42501', NULL, 'writer cannot nack');
 SELECT throws_ok($$SELECT eventstore.create_consumer('es_w', ARRAY['es_cons'])$$, '42501', NULL, 'writer cannot create_consumer');
 SELECT throws_ok($$SELECT eventstore.run_consumer('es_in')$$, '42501', NULL, 'writer cannot run_consumer');
+SELECT throws_ok($$SELECT eventstore.set_consumer_members('es_out_ack', 2)$$, '42501', NULL,
+    'writer cannot set_consumer_members');
 SELECT throws_ok($$SELECT eventstore.upcast(eventstore.get('00000000-0000-4000-8000-000000000001'))$$, '42501', NULL,
     'writer cannot upcast (nor get)');
 SELECT throws_ok($$SELECT * FROM eventstore.undelivered('es_out_ack')$$, '42501', NULL, 'writer cannot call undelivered');
 SELECT throws_ok($$SELECT * FROM eventstore.consumer_status$$, '42501', NULL, 'writer cannot SELECT consumer_status');
+SELECT throws_ok($$SELECT * FROM eventstore.consumer_members$$, '42501', NULL, 'writer cannot SELECT consumer_members');
 SELECT throws_ok($$SELECT * FROM eventstore.parked$$, '42501', NULL, 'writer cannot SELECT parked');
 SELECT throws_ok($$SELECT * FROM eventstore.upcasters$$, '42501', NULL, 'writer cannot SELECT upcasters');
-SELECT throws_ok($$UPDATE eventstore.consumers SET position = 0$$, '42501', NULL, 'writer cannot UPDATE consumers');
+SELECT throws_ok($$UPDATE eventstore.consumers SET members = 1$$, '42501', NULL, 'writer cannot UPDATE consumers');
+SELECT throws_ok($$UPDATE eventstore.members SET position = 0$$, '42501', NULL, 'writer cannot UPDATE members');
 
 RESET ROLE;
 
@@ -570,22 +731,30 @@ SELECT is(
     'a reader that is a member of the consumer''s role can poll it: its replayed event, batch 1, attempt 1'
 );
 SELECT lives_ok($$SELECT eventstore.ack('es_out_ack', 1)$$, 'a reader member of the consumer''s role can ack the batch');
+-- batch ids come from one sequence, eventstore.batch_ids (1.3): the other
+-- consumer's first batch is batch 2
 SELECT is(
-    (SELECT array_agg(id::text || ' batch ' || batch_id || ' attempt ' || attempt)
+    (SELECT array_agg(id::text || ' batch ' || batch_id || ' attempt ' || attempt || ' member ' || member)
        FROM eventstore.poll('es_out_nack')),
-    ARRAY['00000000-0000-4000-8000-000000000002 batch 1 attempt 1'],
-    'a reader member of the consumer''s role can poll the other outside consumer'
+    ARRAY['00000000-0000-4000-8000-000000000002 batch 2 attempt 1 member 0'],
+    'a reader member of the consumer''s role can poll the other outside consumer: batch 2, of its only member, 0'
 );
-SELECT lives_ok($$SELECT eventstore.nack('es_out_nack', 1, 'reader says no')$$,
+SELECT lives_ok($$SELECT eventstore.nack('es_out_nack', 2, 'reader says no')$$,
     'a reader member of the consumer''s role can nack the batch');
 SELECT results_eq(
-    $$SELECT name COLLATE "default", kind, attempts, parked, last_error, batch_id
+    $$SELECT name COLLATE "default", kind, attempts, parked, last_error, batch_id, members
         FROM eventstore.consumer_status ORDER BY name$$,
-    $$VALUES ('es_in'::text, 'in-database'::text, 0, 1::bigint, NULL::text, 0::bigint),
-             ('es_out_ack', 'outside', 0, 0, NULL, 1),
-             ('es_out_nack', 'outside', 1, 1, 'reader says no', 1)$$,
+    $$VALUES ('es_in'::text, 'in-database'::text, 0, 1::bigint, NULL::text, 0::bigint, 1),
+             ('es_out_ack', 'outside', 0, 0, NULL, 1, 1),
+             ('es_out_nack', 'outside', 1, 1, 'reader says no', 2, 1)$$,
     'reader can SELECT consumer_status: the ack took the parked event away, the nack counted an attempt'
 );
+SELECT lives_ok($$SELECT * FROM eventstore.consumer_members$$, 'reader can SELECT consumer_members');
+SELECT is((SELECT count(*) FROM eventstore.poll('es_out_ack', 100, 0)), 0::bigint,
+    'a reader member of the consumer''s role can poll a member of it (member 0: nothing left after the ack)');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack', 100, 1)$$, '22023',
+    'consumer "es_out_ack" has no member 1',
+    'poll of a member the consumer does not have: 22023');
 SELECT is((SELECT count(*) FROM eventstore.parked), 2::bigint, 'reader can SELECT parked');
 SELECT is((SELECT count(*) FROM eventstore.upcasters), 0::bigint, 'reader can SELECT upcasters');
 SELECT is(
@@ -609,8 +778,12 @@ SELECT throws_ok($$SELECT eventstore.replay_parked('es_in', '00000000-0000-4000-
 SELECT throws_ok($$SELECT eventstore.create_upcaster('es_cons', 1, 2, 'public.es_ctest_upcaster(jsonb)')$$, '42501', NULL,
     'reader cannot create_upcaster');
 SELECT throws_ok($$SELECT eventstore.set_topic_version('es_cons', '2.0')$$, '42501', NULL, 'reader cannot set_topic_version');
+SELECT throws_ok($$SELECT eventstore.set_consumer_members('es_out_ack', 2)$$, '42501', NULL,
+    'reader cannot set_consumer_members');
 SELECT throws_ok($$SELECT * FROM eventstore.consumers$$, '42501', NULL, 'reader cannot SELECT consumers directly');
-SELECT throws_ok($$UPDATE eventstore.consumers SET position = 0$$, '42501', NULL, 'reader cannot UPDATE consumers');
+SELECT throws_ok($$SELECT * FROM eventstore.members$$, '42501', NULL, 'reader cannot SELECT members directly');
+SELECT throws_ok($$UPDATE eventstore.consumers SET members = 1$$, '42501', NULL, 'reader cannot UPDATE consumers');
+SELECT throws_ok($$UPDATE eventstore.members SET position = 0$$, '42501', NULL, 'reader cannot UPDATE members');
 SELECT throws_ok($$UPDATE eventstore.parked SET replay = true$$, '42501', NULL, 'reader cannot UPDATE parked');
 SELECT throws_ok($$DELETE FROM eventstore.parked$$, '42501', NULL, 'reader cannot DELETE parked');
 SELECT throws_ok(
@@ -630,14 +803,22 @@ SET LOCAL ROLE es_ctest_reader2;
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack')$$, '42501',
     'permission denied to poll consumer "es_out_ack"',
     'a reader that is not a member of the consumer''s role cannot poll it');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack', 100, 0)$$, '42501',
+    'permission denied to poll consumer "es_out_ack"',
+    'a reader that is not a member of the consumer''s role cannot poll a member of it');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_ack', 100, 1)$$, '42501',
+    'permission denied to poll consumer "es_out_ack"',
+    'nor learn how many members it has (a member it does not have: 42501, not 22023)');
 SELECT throws_ok($$SELECT eventstore.ack('es_out_ack', 1)$$, '42501',
     'permission denied to ack a batch of consumer "es_out_ack"',
     'a reader that is not a member of the consumer''s role cannot ack its batch');
-SELECT throws_ok($$SELECT eventstore.nack('es_out_nack', 1, 'reader2 says no')$$, '42501',
+SELECT throws_ok($$SELECT eventstore.nack('es_out_nack', 2, 'reader2 says no')$$, '42501',
     'permission denied to nack a batch of consumer "es_out_nack"',
     'a reader that is not a member of the consumer''s role cannot nack its batch');
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_no_such_consumer')$$, '42704', NULL,
     'poll of a consumer that does not exist: 42704');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_no_such_consumer', 100, 0)$$, '42704', NULL,
+    'poll of a member of a consumer that does not exist: 42704');
 
 RESET ROLE;
 
@@ -645,8 +826,17 @@ SELECT results_eq(
     $$SELECT name COLLATE "default", attempts, last_error, batch_id, handled
         FROM eventstore.consumer_status WHERE name LIKE 'es\_out\_%' ORDER BY name$$,
     $$VALUES ('es_out_ack'::text, 0, NULL::text, 1::bigint, 1::bigint),
-             ('es_out_nack', 1, 'reader says no', 1, 0)$$,
+             ('es_out_nack', 1, 'reader says no', 2, 0)$$,
     'the refused poll, ack and nack changed nothing'
+);
+-- the same, member by member
+SELECT results_eq(
+    $$SELECT consumer COLLATE "default", member, members, generation, retiring, attempts, parked, last_error,
+             batch_id, handled
+        FROM eventstore.consumer_members WHERE consumer LIKE 'es\_out\_%' ORDER BY consumer, member$$,
+    $$VALUES ('es_out_ack'::text, 0, 1, 0, false, 0, 0::bigint, NULL::text, 1::bigint, 1::bigint),
+             ('es_out_nack', 0, 1, 0, false, 1, 1, 'reader says no', 2, 0)$$,
+    'consumer_members: each outside consumer has its one member 0, with the attempt, error and batch of the consumer'
 );
 
 ------------------------------------------------------------------------------
@@ -696,6 +886,12 @@ SELECT results_eq(
     $$VALUES ('es_in'::text, '00000000-0000-4000-8000-000000000003'::uuid, true),
              ('es_super_in', '00000000-0000-4000-8000-000000000004', true)$$,
     'admin can SELECT parked: the refused runs took nothing, both events are still parked for replay');
+SELECT lives_ok($$SELECT eventstore.set_consumer_members('es_out_ack', 2)$$, 'admin can set_consumer_members');
+SELECT throws_ok($$SELECT eventstore.set_consumer_members('es_out_ack', 257)$$, '22023',
+    'invalid number of consumer members', 'set_consumer_members refuses 257 members (1 to 256)');
+SELECT is((SELECT array_agg(members ORDER BY name) FROM eventstore.consumer_status WHERE name = 'es_out_ack'),
+    ARRAY[2], 'admin can SELECT consumer_status: es_out_ack has 2 members');
+SELECT lives_ok($$SELECT * FROM eventstore.consumer_members$$, 'admin can SELECT consumer_members');
 SELECT lives_ok($$SELECT eventstore.reset_consumer('es_out_ack', 0)$$, 'admin can reset_consumer');
 SELECT lives_ok($$SELECT eventstore.drop_consumer('es_out_ack')$$, 'admin can drop_consumer');
 SELECT is((SELECT array_agg(name::text ORDER BY name) FROM eventstore.consumer_status),
@@ -719,16 +915,24 @@ SELECT throws_ok(
     '42501', 'permission denied to create a consumer for role',
     'under SET ROLE an admin cannot create a consumer for the (superuser) session user');
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_nack')$$, '42501', NULL, 'admin cannot poll');
-SELECT throws_ok($$SELECT eventstore.ack('es_out_nack', 1)$$, '42501', NULL, 'admin cannot ack');
-SELECT throws_ok($$SELECT eventstore.nack('es_out_nack', 1, 'no')$$, '42501', NULL, 'admin cannot nack');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_nack', 100, 0)$$, '42501', NULL, 'admin cannot poll a member');
+SELECT throws_ok($$SELECT eventstore.ack('es_out_nack', 2)$$, '42501', NULL, 'admin cannot ack');
+SELECT throws_ok($$SELECT eventstore.nack('es_out_nack', 2, 'no')$$, '42501', NULL, 'admin cannot nack');
 SELECT throws_ok($$SELECT * FROM eventstore.consumers$$, '42501', NULL, 'admin cannot SELECT consumers directly');
 SELECT throws_ok($$UPDATE eventstore.consumers SET run_as = 'es_ctest_admin'$$, '42501', NULL, 'admin cannot UPDATE consumers');
+SELECT throws_ok($$SELECT * FROM eventstore.members$$, '42501', NULL, 'admin cannot SELECT members directly');
+SELECT throws_ok($$UPDATE eventstore.members SET leased_until = NULL$$, '42501', NULL, 'admin cannot UPDATE members');
+SELECT throws_ok($$SELECT nextval('eventstore.batch_ids')$$, '42501', NULL,
+    'admin cannot take a number of the sequence batch_ids');
 SELECT throws_ok($$DELETE FROM eventstore.parked$$, '42501', NULL, 'admin cannot DELETE parked');
 SELECT throws_ok($$UPDATE eventstore.upcasters SET fn = 'public.es_ctest_private(jsonb)'$$, '42501', NULL,
     'admin cannot UPDATE upcasters');
 SELECT throws_ok(
-    $$SELECT eventstore.register_consumer('es_reg', ARRAY['es_cons'], NULL, 100, 5, session_user::regrole, NULL)$$,
+    $$SELECT eventstore.register_consumer('es_reg', ARRAY['es_cons'], NULL, 100, 5, session_user::regrole, NULL, 1)$$,
     '42501', NULL, 'admin cannot call the internal register_consumer (bypassing create_consumer''s check)');
+SELECT throws_ok(
+    $$SELECT eventstore.start_members('es_out_nack', 9, 1, 0, NULL, NULL, 0, 0)$$,
+    '42501', NULL, 'admin cannot call the internal start_members (members of its own making for any consumer)');
 SELECT throws_ok(
     $$SELECT eventstore.register_upcaster('es_cons', 1, 2, 'public.es_ctest_private(jsonb)', session_user::regrole)$$,
     '42501', NULL, 'admin cannot call the internal register_upcaster (bypassing create_upcaster''s check, '
@@ -754,10 +958,10 @@ SET LOCAL ROLE es_ctest_operator;
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_nack')$$, '42501',
     'permission denied to poll consumer "es_out_nack"',
     'a non-superuser admin (and reader) cannot poll a consumer of a role it is not a member of');
-SELECT throws_ok($$SELECT eventstore.ack('es_out_nack', 1)$$, '42501',
+SELECT throws_ok($$SELECT eventstore.ack('es_out_nack', 2)$$, '42501',
     'permission denied to ack a batch of consumer "es_out_nack"',
     'a non-superuser admin (and reader) cannot ack a batch of a consumer of a role it is not a member of');
-SELECT throws_ok($$SELECT eventstore.nack('es_out_nack', 1, 'no')$$, '42501',
+SELECT throws_ok($$SELECT eventstore.nack('es_out_nack', 2, 'no')$$, '42501',
     'permission denied to nack a batch of consumer "es_out_nack"',
     'a non-superuser admin (and reader) cannot nack a batch of a consumer of a role it is not a member of');
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_super_in')$$, '42501',
@@ -1076,6 +1280,8 @@ SELECT throws_ok($$SELECT eventstore.drop_consumer('es_in''; DELETE FROM eventst
     'drop_consumer refuses a name with a quote');
 SELECT throws_ok($$SELECT eventstore.reset_consumer('es_in; TRUNCATE eventstore.parked')$$, '42602', NULL,
     'reset_consumer refuses a name with a semicolon');
+SELECT throws_ok($$SELECT eventstore.set_consumer_members('es_in''; DELETE FROM eventstore.members; --', 2)$$, '42602', NULL,
+    'set_consumer_members refuses a name with a quote');
 SELECT throws_ok($$SELECT eventstore.replay_parked('ES_IN', '00000000-0000-4000-8000-000000000003')$$, '42602', NULL,
     'replay_parked refuses an upper-case name');
 SELECT throws_ok($$SELECT eventstore.run_consumer('es_in''; DELETE FROM eventstore.consumers; --')$$, '42704', NULL,
@@ -1086,6 +1292,8 @@ RESET SESSION AUTHORIZATION;
 SET LOCAL ROLE es_ctest_reader;
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_nack''; DELETE FROM eventstore.consumers; --')$$, '42602', NULL,
     'poll refuses a name with a quote');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_out_nack''; DELETE FROM eventstore.members; --', 100, 0)$$, '42602', NULL,
+    'poll of a member refuses a name with a quote');
 SELECT throws_ok($$SELECT eventstore.ack('es out nack', 1)$$, '42602', NULL, 'ack refuses a name with spaces');
 SELECT throws_ok($$SELECT eventstore.nack(repeat('a', 64), 1, 'x')$$, '42602', NULL, 'nack refuses a name of 64 characters');
 RESET ROLE;

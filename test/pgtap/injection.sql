@@ -68,9 +68,11 @@ INSERT INTO pa_calls (label, q, refused, accepted) VALUES
     ('create_consumer of the topic', $$SELECT eventstore.create_consumer('pa_inj_c', ARRAY[%N])$$, '42704', 'ok'),
     ('create_consumer', $$SELECT eventstore.create_consumer(%N, ARRAY['tick'])$$, '42602', 'ok'),
     ('poll', 'SELECT * FROM eventstore.poll(%N)', '42602', 'ok'),
+    ('poll of a member', 'SELECT * FROM eventstore.poll(%N, 100, 0)', '42602', 'ok'),
     ('ack', 'SELECT eventstore.ack(%N, 1)', '42602', '22023'),
     ('nack', $$SELECT eventstore.nack(%N, 1, 'x')$$, '42602', '22023'),
     ('reset_consumer', 'SELECT eventstore.reset_consumer(%N, 0)', '42602', 'ok'),
+    ('set_consumer_members', 'SELECT eventstore.set_consumer_members(%N, 2)', '42602', 'ok'),
     ('replay_parked', $$SELECT eventstore.replay_parked(%N, '7d1c0a52-0000-4000-8000-000000000e01')$$, '42602', '42704'),
     ('run_consumer', 'SELECT eventstore.run_consumer(%N)', '42704', '42809'),
     ('drop_consumer', 'SELECT eventstore.drop_consumer(%N)', '42602', 'ok');
@@ -138,7 +140,7 @@ SELECT lives_ok($$SELECT eventstore.grant_topic('pa_inj_streams', 'read', '"pa_i
 SELECT lives_ok($$SELECT eventstore.grant_topic('pa_inj_streams', 'append', '"pa_inj''); DROP TABLE public.pa_canary; --"')$$,
                 'grant_topic to a role named with a single quote payload');
 RESET ROLE;
-SELECT ok(has_function_privilege('pa_inj"; DROP TABLE public.pa_canary; --', 'eventstore.poll(text,integer)', 'EXECUTE')
+SELECT ok(has_function_privilege('pa_inj"; DROP TABLE public.pa_canary; --', 'eventstore.poll(text,integer,integer)', 'EXECUTE')
           AND has_function_privilege('pa_inj''); DROP TABLE public.pa_canary; --', 'eventstore.append(text,jsonb,text,bigint)', 'EXECUTE'),
           'the roles named like payloads got their functions, as themselves');
 SET LOCAL ROLE pa_inj;

@@ -89,7 +89,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
 ('eventstore', 'eventstore.ack(text,bigint)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
     ('eventstore', 'eventstore.append(text,jsonb,text,bigint)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api,eventstore_writer}'),
     ('eventstore', 'eventstore.append_batch(text,jsonb[],text,bigint)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api,eventstore_writer}'),
-    ('eventstore', 'eventstore.create_consumer(text,text[],regprocedure,integer,integer,regrole,text[])', false, '{eventstore_admin}'),
+    ('eventstore', 'eventstore.create_consumer(text,text[],regprocedure,integer,integer,regrole,text[],integer)', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.create_topic(text,text,interval)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.create_upcaster(text,integer,integer,regprocedure)', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.derived_id(uuid,text)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_admin,eventstore_reader,eventstore_writer}'),
@@ -102,7 +102,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.grant_topic(text,text,regrole)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.is_valid(jsonb)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api,eventstore_admin,eventstore_reader,eventstore_writer}'),
     ('eventstore', 'eventstore.nack(text,bigint,text)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
-    ('eventstore', 'eventstore.poll(text,integer)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
+    ('eventstore', 'eventstore.poll(text,integer,integer)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
     ('eventstore', 'eventstore.protect_fields(text,text,text[])', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.publish_archive()', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.purge_expired()', true, '{eventstore_admin}'),
@@ -117,6 +117,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.close_stream(text,text)', true, '{eventstore_admin,eventstore_writer}'),
     ('eventstore', 'eventstore.replay_parked(text,uuid)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.reset_consumer(text,bigint)', true, '{eventstore_admin}'),
+    ('eventstore', 'eventstore.set_consumer_members(text,integer)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.revoke_topic(text,text,regrole)', true, '{eventstore_admin}'),
     ('eventstore', 'eventstore.run_consumer(text,integer)', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.set_retention(text,interval)', true, '{eventstore_admin}'),
@@ -124,6 +125,7 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.stats_counters()', false, '{birdwatch_export,eventstore_admin,eventstore_reader,pg_monitor}'),
     ('eventstore', 'eventstore.stats_reset()', false, '{eventstore_admin}'),
     ('eventstore', 'eventstore.undelivered(text)', true, '{birdwatch_admin_api,birdwatch_export,eventstore_admin,eventstore_reader}'),
+    ('eventstore', 'eventstore.member_status(text,integer,integer)', true, '{birdwatch_export,eventstore_admin,eventstore_reader}'),
     ('eventstore', 'eventstore.unprotect(eventstore.event)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
     ('eventstore', 'eventstore.upcast(eventstore.event)', false, '{birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_statistics,birdwatch_tick_api,birdwatch_user_api,eventstore_reader}'),
     ('eventstore', 'eventstore.validate(jsonb)', false, '{birdwatch_audit,birdwatch_auth_api,birdwatch_export,birdwatch_notifier,birdwatch_score_model,birdwatch_tick_api,eventstore_admin,eventstore_reader,eventstore_writer}'),
@@ -145,12 +147,19 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.remove_stream_events(text,text,bigint)', false, '{}'),
     ('eventstore', 'eventstore.check_erase_allowed(text,oid)', false, '{}'),
     ('eventstore', 'eventstore.stream_digest(text)', false, '{}'),
-    ('eventstore', 'eventstore.is_undelivered(eventstore.consumers,bigint,xid8)', false, '{}'),
+    ('eventstore', 'eventstore.is_undelivered(eventstore.consumers,text,uuid,bigint,xid8)', false, '{}'),
+    ('eventstore', 'eventstore.check_member_count(integer)', false, '{}'),
+    ('eventstore', 'eventstore.member_of(text,uuid,integer)', false, '{}'),
+    ('eventstore', 'eventstore.member_undelivered(eventstore.members)', false, '{}'),
+    ('eventstore', 'eventstore.member_is_undelivered(eventstore.members,bigint,xid8)', false, '{}'),
+    ('eventstore', 'eventstore.start_members(text,integer,integer,bigint,pg_snapshot,bigint,bigint,bigint)', false, '{}'),
+    ('eventstore', 'eventstore.wait_for_batches(text)', false, '{}'),
+    ('eventstore', 'eventstore.window_floor()', false, '{}'),
     ('eventstore', 'eventstore.lock_consumer(text,text)', false, '{}'),
     ('eventstore', 'eventstore.protect_data(text,jsonb,uuid,integer)', false, '{}'),
     ('eventstore', 'eventstore.purge_batch(integer)', false, '{}'),
     ('eventstore', 'eventstore.refresh_archive()', false, '{}'),
-    ('eventstore', 'eventstore.register_consumer(text,text[],regprocedure,integer,integer,regrole,text[])', false, '{}'),
+    ('eventstore', 'eventstore.register_consumer(text,text[],regprocedure,integer,integer,regrole,text[],integer)', false, '{}'),
     ('eventstore', 'eventstore.register_upcaster(text,integer,integer,regprocedure,regrole)', false, '{}'),
     ('eventstore', 'eventstore.stats_count_purged(text,bigint)', false, '{}'),
     ('eventstore', 'eventstore.subject_key(text)', false, '{}'),
@@ -218,7 +227,7 @@ SELECT x.extname::text AS ext,
  WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
    AND d.deptype = 'e' AND x.extname IN ('eventstore', 'birdwatch');
 
-SELECT plan(142 + (SELECT count(*)::integer FROM pa_expected));
+SELECT plan(160 + (SELECT count(*)::integer FROM pa_expected));
 
 SELECT is_empty(
     $$SELECT a.ext || ': ' || a.fn FROM pa_actual a
@@ -399,6 +408,9 @@ INSERT INTO pa_shadow VALUES
     ('has_function_privilege', 'oid, oid, text', 'boolean'), ('pg_notify', 'text, text', 'void'),
     ('current_setting', 'text, boolean', 'text'), ('pg_current_snapshot', '', 'pg_snapshot'),
     ('pg_visible_in_snapshot', 'xid8, pg_snapshot', 'boolean'),
+    -- what members use: the hash of member_of, the members of start_members
+    ('hashtextextended', 'text, bigint', 'bigint'), ('generate_series', 'integer, integer', 'SETOF integer'),
+    ('pg_snapshot_xmin', 'pg_snapshot', 'xid8'),
     -- operators: name, "left, right", result
     ('=', 'text, text', 'boolean'), ('=', 'uuid, uuid', 'boolean'), ('=', 'jsonb, jsonb', 'boolean'),
     ('=', 'bigint, bigint', 'boolean'), ('=', 'integer, integer', 'boolean'), ('=', 'name, name', 'boolean'),
@@ -406,7 +418,8 @@ INSERT INTO pa_shadow VALUES
     ('<>', 'text, text', 'boolean'), ('<', 'bigint, bigint', 'boolean'), ('>', 'bigint, bigint', 'boolean'),
     ('>=', 'xid8, xid8', 'boolean'), ('||', 'text, text', 'text'), ('||', 'jsonb, jsonb', 'jsonb'),
     ('->', 'jsonb, text', 'jsonb'), ('#>', 'jsonb, text[]', 'jsonb'), ('#>>', 'jsonb, text[]', 'text'),
-    ('~', 'text, text', 'boolean'), ('!~', 'text, text', 'boolean'), ('~*', 'text, text', 'boolean');
+    ('~', 'text, text', 'boolean'), ('!~', 'text, text', 'boolean'), ('~*', 'text, text', 'boolean'),
+    ('&', 'bigint, bigint', 'bigint'), ('%', 'bigint, bigint', 'bigint');
 GRANT SELECT ON pa_shadow TO pa_es;
 
 SET LOCAL ROLE pa_es;
@@ -424,7 +437,9 @@ BEGIN
             EXECUTE format('CREATE FUNCTION %s.%I(%s) RETURNS %s LANGUAGE plpgsql AS %L',
                            nsp, fn, s.args, s.returns,
                            format('BEGIN RAISE EXCEPTION %L USING ERRCODE = %L; END',
-                                  format('shadow %s.%s(%s) executed', nsp, s.name, s.args), 'PA001'));
+                                  -- (RAISE takes % for a parameter: the operator % is %%)
+                                  replace(format('shadow %s.%s(%s) executed', nsp, s.name, s.args), '%', '%%'),
+                                  'PA001'));
             IF fn <> s.name THEN
                 EXECUTE format('CREATE OPERATOR %s.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = %s.%I)',
                                nsp, s.name, split_part(s.args, ', ', 1), split_part(s.args, ', ', 2), nsp, fn);
@@ -446,6 +461,7 @@ CREATE TEMP TABLE snapshots (LIKE eventstore.snapshots);
 CREATE TEMP TABLE erased_streams (LIKE eventstore.erased_streams);
 CREATE TEMP TABLE stream_name_key (only_row boolean, key bytea);
 CREATE TEMP TABLE consumers (LIKE eventstore.consumers);
+CREATE TEMP TABLE members (LIKE eventstore.members);
 CREATE TEMP TABLE parked (LIKE eventstore.parked);
 CREATE TEMP TABLE upcasters (LIKE eventstore.upcasters);
 CREATE TEMP TABLE protections (LIKE eventstore.protections);
@@ -457,7 +473,7 @@ CREATE TEMP TABLE outbox (LIKE birdwatch.outbox);
 CREATE TEMP TABLE score_secret (only_row boolean, secret text, changed_at timestamptz);
 GRANT ALL ON pg_temp.events, pg_temp.topics, pg_temp.streams, pg_temp.stream_heads, pg_temp.snapshots,
              pg_temp.erased_streams, pg_temp.stream_name_key,
-             pg_temp.consumers, pg_temp.parked,
+             pg_temp.consumers, pg_temp.members, pg_temp.parked,
              pg_temp.upcasters, pg_temp.protections, pg_temp.subject_keys, pg_temp.users,
              pg_temp.tokens, pg_temp.ticks, pg_temp.outbox, pg_temp.score_secret TO PUBLIC;
 
@@ -534,6 +550,18 @@ INSERT INTO pa_calls (role, label, q, expect) VALUES
     ('pa_es', 'create_consumer (outside)', $$SELECT eventstore.create_consumer('pa_audit_outside', ARRAY['pa_audit'])$$, 'ok'),
     ('pa_es', 'create_consumer (in-database)', $$SELECT eventstore.create_consumer('pa_audit_indb', ARRAY['pa_audit'], 'public.pa_handler(eventstore.event)')$$, 'ok'),
     ('pa_es', 'poll', $$SELECT * FROM eventstore.poll('pa_audit_outside')$$, 'ok'),
+    ('pa_es', 'poll of a member', $$SELECT * FROM eventstore.poll('pa_audit_outside', 100, 0)$$, 'ok'),
+    ('pa_es', 'create_consumer of 3 members (outside)', $$SELECT eventstore.create_consumer('pa_audit_members', ARRAY['pa_audit'], members => 3)$$, 'ok'),
+    ('pa_es', 'create_consumer of 2 members (in-database)', $$SELECT eventstore.create_consumer('pa_audit_indb_members', ARRAY['pa_audit'], 'public.pa_handler(eventstore.event)', members => 2)$$, 'ok'),
+    ('pa_es', 'poll of any member of 3', $$SELECT * FROM eventstore.poll('pa_audit_members')$$, 'ok'),
+    ('pa_es', 'poll of member 2 of 3', $$SELECT * FROM eventstore.poll('pa_audit_members', 100, 2)$$, 'ok'),
+    ('pa_es', 'set_consumer_members', $$SELECT eventstore.set_consumer_members('pa_audit_members', 2)$$, 'ok'),
+    ('pa_es', 'poll while members change', $$SELECT * FROM eventstore.poll('pa_audit_members')$$, 'ok'),
+    ('pa_es', 'set_consumer_members again while members change', $$SELECT eventstore.set_consumer_members('pa_audit_members', 4)$$, 'ok'),
+    ('pa_es', 'set_consumer_members with 0 members (22023)', $$SELECT eventstore.set_consumer_members('pa_audit_members', 0)$$, '22023'),
+    ('pa_es', 'run_consumer of a consumer of 2 members', $$SELECT eventstore.run_consumer('pa_audit_indb_members')$$, 'ok'),
+    ('pa_es', 'undelivered of a consumer whose members change', $$SELECT * FROM eventstore.undelivered('pa_audit_members')$$, 'ok'),
+    ('pa_es', 'consumer_members', $$SELECT * FROM eventstore.consumer_members$$, 'ok'),
     ('pa_es', 'ack of a batch never delivered (22023: nothing committed is pending)', $$SELECT eventstore.ack('pa_audit_outside', 1)$$, '22023'),
     ('pa_es', 'nack of a batch never delivered (22023)', $$SELECT eventstore.nack('pa_audit_outside', 99, 'x')$$, '22023'),
     ('pa_es', 'run_consumer', $$SELECT eventstore.run_consumer('pa_audit_indb')$$, 'ok'),
@@ -584,6 +612,7 @@ SELECT is_empty(
     $$SELECT 'events' FROM pg_temp.events UNION ALL SELECT 'topics' FROM pg_temp.topics
       UNION ALL SELECT 'streams' FROM pg_temp.streams UNION ALL SELECT 'stream_heads' FROM pg_temp.stream_heads
       UNION ALL SELECT 'snapshots' FROM pg_temp.snapshots UNION ALL SELECT 'consumers' FROM pg_temp.consumers
+      UNION ALL SELECT 'members' FROM pg_temp.members
       UNION ALL SELECT 'erased_streams' FROM pg_temp.erased_streams
       UNION ALL SELECT 'stream_name_key' FROM pg_temp.stream_name_key
       UNION ALL SELECT 'parked' FROM pg_temp.parked UNION ALL SELECT 'upcasters' FROM pg_temp.upcasters
@@ -594,7 +623,7 @@ SELECT is_empty(
     'no call wrote to a pg_temp table named like an extension''s table'
 );
 SELECT is_empty(
-    $$SELECT c.name || ': ' || c.last_error FROM eventstore.consumers c WHERE c.last_error ~* 'shadow'
+    $$SELECT m.consumer || ': ' || m.last_error FROM eventstore.members m WHERE m.last_error ~* 'shadow'
       UNION ALL
       SELECT p.consumer || ': ' || p.error FROM eventstore.parked p WHERE p.error ~* 'shadow'$$,
     'no consumer recorded a shadow''s error (handlers'' errors are caught and recorded, not raised)'
@@ -614,7 +643,7 @@ BEGIN
     END LOOP;
 END
 $$;
-DROP TABLE pg_temp.events, pg_temp.topics, pg_temp.streams, pg_temp.consumers, pg_temp.parked,
+DROP TABLE pg_temp.events, pg_temp.topics, pg_temp.streams, pg_temp.consumers, pg_temp.members, pg_temp.parked,
            pg_temp.upcasters, pg_temp.protections, pg_temp.subject_keys, pg_temp.users,
            pg_temp.tokens, pg_temp.ticks, pg_temp.outbox, pg_temp.score_secret;
 RESET client_min_messages;
@@ -737,7 +766,10 @@ SELECT throws_ok($$SELECT * FROM eventstore.read('tick')$$, '42501', NULL, 'pa_n
 SELECT throws_ok($$SELECT * FROM eventstore.read_stream('user', 'x')$$, '42501', NULL, 'pa_nobody cannot call read_stream');
 SELECT throws_ok($$SELECT * FROM eventstore.get('7d1c0a52-0000-4000-8000-00000000aa01')$$, '42501', NULL, 'pa_nobody cannot call get');
 SELECT throws_ok($$SELECT * FROM eventstore.poll('birdwatch_notifier')$$, '42501', NULL, 'pa_nobody cannot poll');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('birdwatch_notifier', 100, 0)$$, '42501', NULL, 'pa_nobody cannot poll a member');
 SELECT throws_ok($$SELECT * FROM eventstore.consumer_status$$, '42501', NULL, 'pa_nobody cannot read consumer_status');
+SELECT throws_ok($$SELECT * FROM eventstore.consumer_members$$, '42501', NULL, 'pa_nobody cannot read consumer_members');
+SELECT throws_ok($$SELECT * FROM eventstore.members$$, '42501', NULL, 'pa_nobody cannot read eventstore.members');
 SELECT throws_ok($$SELECT * FROM eventstore.parked$$, '42501', NULL, 'pa_nobody cannot read eventstore.parked');
 SELECT throws_ok($$SELECT * FROM eventstore.undelivered('birdwatch_notifier')$$, '42501', NULL, 'pa_nobody cannot call undelivered');
 -- personal data
@@ -767,7 +799,10 @@ SELECT throws_ok($$SELECT eventstore.reset_consumer('birdwatch_notifier', 0)$$, 
 SELECT throws_ok($$SELECT eventstore.run_consumer('birdwatch_notifier')$$, '42501', NULL, 'pa_nobody cannot run a consumer');
 SELECT throws_ok($$SELECT eventstore.ack('birdwatch_notifier', 1)$$, '42501', NULL, 'pa_nobody cannot ack');
 SELECT throws_ok($$SELECT eventstore.replay_parked('birdwatch_notifier', '7d1c0a52-0000-4000-8000-00000000aa01')$$, '42501', NULL, 'pa_nobody cannot replay a parked event');
-SELECT throws_ok($$UPDATE eventstore.consumers SET position = 0$$, '42501', NULL, 'pa_nobody cannot update eventstore.consumers');
+SELECT throws_ok($$SELECT eventstore.set_consumer_members('birdwatch_notifier', 2)$$, '42501', NULL, 'pa_nobody cannot change the members of a consumer');
+SELECT throws_ok($$UPDATE eventstore.consumers SET members = 1$$, '42501', NULL, 'pa_nobody cannot update eventstore.consumers');
+SELECT throws_ok($$UPDATE eventstore.members SET position = 0$$, '42501', NULL, 'pa_nobody cannot update eventstore.members');
+SELECT throws_ok($$SELECT nextval('eventstore.batch_ids')$$, '42501', NULL, 'pa_nobody cannot take a batch id');
 -- grants, erasure, retention, topics
 SELECT throws_ok($$SELECT eventstore.grant_topic('tick', 'read', 'pa_nobody')$$, '42501', NULL, 'pa_nobody cannot grant itself a topic');
 SELECT throws_ok($$SELECT eventstore.erase_stream('user', 'x')$$, '42501', NULL, 'pa_nobody cannot erase a stream');

@@ -336,15 +336,17 @@ SELECT set_eq(
           -- themselves
           'eventstore.drop_consumer(text)',
           'eventstore.reset_consumer(text,bigint)',
+          'eventstore.set_consumer_members(text,integer)',
           'eventstore.replay_parked(text,uuid)',
           'eventstore.set_topic_version(text,text)',
           'eventstore.undelivered(text)',
+          'eventstore.member_status(text,integer,integer)',
           -- crypto-shredding; unprotect checks its caller, so it is C
           'eventstore.protect_fields(text,text,text[])',
           'eventstore.forget_subject(text)'],
     'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, publish_archive, read, read_stream, get, '
     'read_correlated, stream_version, last_event, close_stream, save_snapshot, load_snapshot, the consumer API''s drop_consumer, reset_consumer, '
-    'replay_parked, set_topic_version and undelivered, and protect_fields and forget_subject are SECURITY DEFINER'
+    'set_consumer_members, replay_parked, set_topic_version, undelivered and member_status, and protect_fields and forget_subject are SECURITY DEFINER'
 );
 SELECT is_definer('eventstore', 'create_topic', ARRAY['text', 'text', 'interval'], 'create_topic is SECURITY DEFINER');
 SELECT is_definer('eventstore', 'read', ARRAY['text', 'bigint', 'integer', 'text[]'], 'read is SECURITY DEFINER');

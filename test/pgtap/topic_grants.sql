@@ -60,7 +60,7 @@ DROP EXTENSION IF EXISTS eventstore CASCADE;
 CREATE EXTENSION eventstore;
 RESET client_min_messages;
 
-SELECT plan(161);
+SELECT plan(162);
 
 ------------------------------------------------------------------------------
 -- Helpers, roles and topics
@@ -587,6 +587,8 @@ SELECT is(public.es_tg_error($$SELECT * FROM eventstore.poll('es_tg_out')$$),
           'Role es_tg_svc, the consumer''s role, is not a member of eventstore_reader and has no read grant on the topic.',
           'An eventstore_admin can grant it with eventstore.grant_topic(''es_tg_b'', ''read'', ''es_tg_svc'').'],
     'once read on es_tg_b is revoked, es_tg_svc cannot poll es_tg_out, in the same transaction: 42501');
+SELECT throws_ok($$SELECT * FROM eventstore.poll('es_tg_out', 100, 0)$$, '42501', 'permission denied to read topic "es_tg_b"',
+    'nor poll a member of es_tg_out');
 RESET ROLE;
 SET LOCAL ROLE es_tg_svc_member;
 SELECT throws_ok($$SELECT * FROM eventstore.poll('es_tg_out_member')$$, '42501', 'permission denied to read topic "es_tg_b"',
@@ -677,7 +679,7 @@ SELECT lives_ok($$SELECT eventstore.grant_topic('es_tg_b', 'append', '"Es_Tg_Upp
 RESET ROLE;
 SELECT is(public.es_tg_grantees('es_tg_c', 'read'), ARRAY['es_tg_g17', '"es_tg ""odd"" rôle"'],
     'es_tg "odd" rôle reads es_tg_c');
-SELECT is(has_function_privilege('"es_tg ""odd"" rôle"'::regrole::oid, 'eventstore.poll(text,integer)', 'EXECUTE'), true,
+SELECT is(has_function_privilege('"es_tg ""odd"" rôle"'::regrole::oid, 'eventstore.poll(text,integer,integer)', 'EXECUTE'), true,
     'es_tg "odd" rôle may execute poll');
 SELECT lives_ok($$SELECT eventstore.create_consumer('es_tg_odd', ARRAY['es_tg_c'], run_as => '"es_tg ""odd"" rôle"')$$,
     'a consumer of es_tg_c run as es_tg "odd" rôle');

@@ -41,6 +41,11 @@ SELECT * FROM eventstore.poll('outside', 10, 3);
 SELECT * FROM eventstore.poll('outside', 10, -1);
 SELECT * FROM eventstore.poll('outside', 10, 256);
 SELECT * FROM eventstore.poll('nobody', 10, 0);
+-- member_of (internal): the member of an event, NULL without a count
+SELECT eventstore.member_of('acct-1', NULL, 4) = eventstore.member_of('acct-1', gen_random_uuid(), 4) AS by_stream,
+       eventstore.member_of(NULL, 'f1000000-0000-4000-8000-000000000001', 1) AS one_member,
+       eventstore.member_of('acct-1', NULL, NULL) AS no_count;
+SELECT eventstore.member_of('acct-1', NULL, 0);
 
 -- 40 events in 8 streams, then an in-database consumer of 4 members
 SELECT count(eventstore.append('account', ev(n), 'acct-' || n % 8)) FROM generate_series(1, 40) n;
@@ -78,12 +83,15 @@ SELECT member, members, generation, retiring, lag_events
 SELECT count(*) AS handled, count(DISTINCT id) AS distinct_handled,
        bool_and(stream_version = k) AS streams_in_order
   FROM (SELECT *, row_number() OVER (PARTITION BY stream ORDER BY n) AS k FROM handled) h;
+-- what the retired members handled still counts
+SELECT handled FROM eventstore.consumer_status WHERE name = 'notes';
 
 -- reset: a new generation of three from the position asked for
 SELECT eventstore.reset_consumer('notes', 55);
 SELECT member, members, generation, retiring, position, lag_events
   FROM eventstore.consumer_members WHERE consumer = 'notes' ORDER BY member;
 SELECT eventstore.run_consumer('notes') AS taken;
+SELECT handled FROM eventstore.consumer_status WHERE name = 'notes';   -- 60 and 5 again
 
 -- an outside consumer: poll a given member, the batch is that member's
 SELECT count(*) AS events, bool_and(member = 1) AS member_1,
