@@ -35,7 +35,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS birdwatch CASCADE;
 RESET client_min_messages;
 
-SELECT plan(352);
+SELECT plan(353);
 
 -- A suffix for the emails, tokens and image URLs of this run, and the last
 -- event position before it: the events appended here come after it.
@@ -420,6 +420,15 @@ SELECT results_eq(
               'birdwatch.count_event(eventstore.event)', 'birdwatch_statistics'),
              ('birdwatch_user_gdpr', ARRAY['gdpr'], 'birdwatch.forget_user(eventstore.event)', 'birdwatch_user_api')$$,
     'the birdwatch consumers read their topics and run as their service: score_model, notifier, statistics, user_api'
+);
+-- Members only where order and concurrency allow (BIRDWATCH.md, "Consumers
+-- and their members").
+SELECT results_eq(
+    $$SELECT c.name::text COLLATE "default", c.members FROM eventstore.consumers c
+       WHERE c.name LIKE 'birdwatch\_%' ORDER BY c.name COLLATE "C"$$,
+    $$VALUES ('birdwatch_notifier', 4), ('birdwatch_score_model', 1),
+             ('birdwatch_statistics', 1), ('birdwatch_user_gdpr', 1)$$,
+    'the Notifier is spread over 4 members; ScoreModel, Statistics and the gdpr consumer have 1'
 );
 
 ------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 # sends the Notifier's email to a real SMTP server (Debian's python3-aiosmtpd
 # with test/smtp_sink.py, which stores each message as a file).  Checks
 # that every rating of someone else's image mails its owner once, with the
-# notification id as Message-ID and a notification/email event; that an
+# notification id as Message-ID and a notification/email event, the
+# ratings spread over the Notifier's 4 members; that an
 # old rate 1.0 event mails the owner found by the upcaster; that replaying
 # the notifier and statistics from position 0 sends and counts nothing
 # again; and that with the SMTP server down the email waits, retried, and
@@ -17,7 +18,7 @@ db=${PGDATABASE:-eventstore_test}
 role=bw_mailer
 domain=birdwatch.test
 pids=()
-echo "1..18"
+echo "1..19"
 
 if [ ! -x "$worker" ]; then
 	echo "Bail out! $worker is not built (make -C workers)"
@@ -152,6 +153,11 @@ q "SELECT count(*) = 8 FROM eventstore.read('notification', 0, 100) e JOIN birdw
                         \"metadata\": {\"source\": \"services/Notifier\"}}'" >"$tmp/ev"
 [ "$(cat "$tmp/ev")" = t ]
 ok $? "every notification event names its outbox row's user and source event, as docs/events.md shapes it"
+# 15 ratings, each on the member of its id: all on one of 4 would be 4^-14.
+members=$(q "SELECT count(*) || ' members, ' || count(*) FILTER (WHERE handled > 0) || ' with ratings handled'
+               FROM eventstore.consumer_members WHERE consumer = 'birdwatch_notifier'")
+[[ $members =~ ^4\ members,\ ([2-4])\ with ]]
+ok $? "the Notifier's ratings are spread over its members: $members"
 
 # An old rate 1.0 event: the owner comes from the ticks store.
 q "SELECT eventstore.append('rate', jsonb_build_object(

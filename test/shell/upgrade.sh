@@ -166,7 +166,7 @@ catalog_of() {
 	      FROM eventstore.topics t WHERE t.name NOT IN ('orders', 'visits') ORDER BY 1;
 	    SELECT format('upcaster %s', (u.topic, u.from_major, u.to_major, u.fn, u.run_as))
 	      FROM eventstore.upcasters u ORDER BY 1;
-	    SELECT format('consumer %s', (c.name, c.topics, c.handler, c.run_as, c.batch_size, c.max_attempts))
+	    SELECT format('consumer %s', (c.name, c.topics, c.handler, c.run_as, c.batch_size, c.max_attempts, c.members))
 	      FROM eventstore.consumers c WHERE c.name <> 'orders_projection' ORDER BY 1;
 	    SELECT format('protection %s', (p.topic, p.subject_path, p.paths))
 	      FROM eventstore.protections p WHERE p.topic <> 'visits' ORDER BY 1"
@@ -209,7 +209,9 @@ ok $? "every consumer has caught up, nothing parked"
 
 # The comparison can fail.  For each extension, the newest upgrade script
 # that changes the catalog (CREATE, ALTER, DROP, COMMENT, GRANT or REVOKE)
-# is copied with its last such statement left out, and installed as going
+# or the configuration rows compared (a SELECT calling a function that
+# changes them, as birdwatch 1.3's set_consumer_members) is copied with its
+# last such statement left out, and installed as going
 # from its version A to "Bbroken"; the scripts after it are copied along
 # the "broken" versions up to "<newest>broken".  A newest script without
 # such a statement (1.0--1.1 when it was first written held none) is passed
@@ -271,7 +273,7 @@ while i < n:
             i += 1
 if start is not None: spans.append((start, n))
 changes = [s for s in spans
-           if re.match(r'(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE)\b', text[s[0]:s[1]], re.I)]
+           if re.match(r'(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE|SELECT)\b', text[s[0]:s[1]], re.I)]
 if not changes: sys.exit(1)
 a, b = changes[-1]
 open(sys.argv[2], 'w').write(text[:a] + '-- (one statement left out by test/shell/upgrade.sh)' + text[b:])
