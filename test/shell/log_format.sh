@@ -7,8 +7,8 @@
 # refuses another.  Every line the daemon writes on stderr must parse: as a
 # JSON object (/usr/bin/python3's json module) or with a strict logfmt
 # reader written here; and the records carry the consumer, outbox, batch id
-# (the one the handler saw in EVENTSTORE_BATCH_ID) and error text as fields
-# of their own, exactly.  A SIGHUP switches a running daemon from text to
+# (the one the handler saw in EVENTSTORE_BATCH_ID), the batch's member and
+# error text as fields of their own, exactly.  A SIGHUP switches a running daemon from text to
 # json; an unknown format is refused.
 #
 # The daemon must be built already (make -C workers).
@@ -112,7 +112,7 @@ def records(fmt, path):
             if 'msg' not in rec:
                 raise ValueError("no msg")
             if set(rec) - {'ts', 'level', 'msg', 'consumer', 'outbox', 'batch',
-                           'position', 'id', 'attempt', 'error'}:
+                           'member', 'position', 'id', 'attempt', 'error'}:
                 raise ValueError("an unknown key")
         except ValueError as e:
             sys.exit("# line %d: %s: %r" % (n, e, raw))
@@ -207,8 +207,8 @@ for format in json logfmt; do
 	good_batch=$(head -1 "$tmp/good.batches")
 	bad_batch=$(head -1 "$tmp/bad.batches")
 	has "$format" "$tmp/$format.log" level=info "consumer=good_$format" "batch=$good_batch" msg=ok \
-		'position=~^[0-9]+$' 'id=~^[0-9a-f-]{36}$' error=-
-	ok $? "$format: each event handled: consumer, batch id ($good_batch, as the handler saw it), position, id"
+		'member=~^0$' 'position=~^[0-9]+$' 'id=~^[0-9a-f-]{36}$' error=-
+	ok $? "$format: each event handled: consumer, batch id ($good_batch, as the handler saw it), member, position, id"
 	has "$format" "$tmp/$format.log" level=error "consumer=bad_$format" "batch=$bad_batch" msg=failed \
 		attempt=1 'error=command exited with status 3'
 	ok $? "$format: the failed handler: consumer, batch id ($bad_batch), attempt and the error text as fields"

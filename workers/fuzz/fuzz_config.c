@@ -6,9 +6,9 @@
  * (src/config.c), which is config_load() minus the reading of the file:
  * jansson's parser with JSON_REJECT_DUPLICATES, then every check of the
  * daemon's own: the top-level keys and their bounds (json_unpack_ex and its
- * messages rewritten in config_unpack.c), each consumer and its handler
- * ("type" through plugin.c, the command handler's open in
- * handler_command.c), each outbox (outbox_config.c: function names,
+ * messages rewritten in config_unpack.c), each consumer (its member or
+ * members) and its handler ("type" through plugin.c, the command handler's
+ * open in handler_command.c), each outbox (outbox_config.c: function names,
  * channels) and its sender (sender_smtp.c's open: host, port, tls,
  * addresses and domains through mail_format.c, and the curl handle, which
  * is made but never used: no network I/O).
@@ -124,6 +124,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fail("a consumer without a name");
 		if ((k->kind == CONSUMER_OUTSIDE) != (k->handler.type != NULL))
 			fail("an outside consumer without a handler, or the reverse");
+		if (k->member < -1 || k->member >= MAX_MEMBERS || k->pollers < 1 ||
+			k->pollers > MAX_MEMBERS)
+			fail("a member or members out of bounds");
+		if (k->member >= 0 && k->pollers > 1)
+			fail("a member and members together");
+		if (k->kind == CONSUMER_IN_DATABASE && (k->member >= 0 || k->pollers > 1))
+			fail("an in_database consumer with a member or members");
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(c->consumers[j].name, k->name) == 0)
 				fail("two consumers of the same name");

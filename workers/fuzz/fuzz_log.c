@@ -14,12 +14,15 @@
  *   logfmt  key=value pairs, values bare or quoted with escapes, valid UTF-8;
  *   json    one JSON object (jansson must load it back), valid UTF-8;
  * and that in logfmt and JSON each field comes back as given when it was
- * UTF-8 and short enough.
+ * UTF-8 and short enough.  The member is a field of logfmt and JSON only:
+ * a text record has no "member=" that the message or the other fields do
+ * not bring.
  *
  * Input: the first byte picks the level (bits 0-1) and the format (bits
  * 2-3: 0 text, 1 logfmt, 2 json, 3 text); the rest, split at NUL bytes, is
  * the message, then the fields in order (consumer, outbox, batch, position,
- * id, attempt, error).  The record is caught on a pipe in place of stderr
+ * id, attempt, error, member: the last added last, so that older seeds
+ * keep their meaning).  The record is caught on a pipe in place of stderr
  * and checked.  log_level_parse() and log_format_parse() get the message
  * too: they may accept only their names.
  */
@@ -36,11 +39,11 @@
 
 #include "log.h"
 
-#define N_FIELDS 7
+#define N_FIELDS 8
 #define MAX_INPUT 8192			/* escaped six-fold at most: fits the pipe */
 
 static const char *const field_keys[N_FIELDS] = {
-	"consumer", "outbox", "batch", "position", "id", "attempt", "error"
+	"consumer", "outbox", "batch", "position", "id", "attempt", "error", "member"
 };
 static const char *const level_names[] = {"debug", "info", "warning", "error"};
 
@@ -236,7 +239,7 @@ check_fields(json_t *obj, enum log_level level, const char *msg,
 	}
 	if (json_object_size(obj) != 3 + (size_t) (fields[0] != NULL) + (fields[1] != NULL) +
 		(fields[2] != NULL) + (fields[3] != NULL) + (fields[4] != NULL) +
-		(fields[5] != NULL) + (fields[6] != NULL))
+		(fields[5] != NULL) + (fields[6] != NULL) + (fields[7] != NULL))
 		fail("keys other than ts, level, msg and the fields");
 }
 
@@ -284,6 +287,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lf = (struct log_fields) {
 		.consumer = fields[0], .outbox = fields[1], .batch = fields[2],
 		.position = fields[3], .id = fields[4], .attempt = fields[5], .error = fields[6],
+		.member = fields[7],
 	};
 	/* the record, through the pipe (64 KiB of buffer: never blocks) */
 	fflush(stderr);
@@ -301,7 +305,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (record[n - 1] != '\n' || memchr(record, '\n', (size_t) n - 1) != NULL)
 		fail("a record that is not one line");
 	if (format == LOG_FORMAT_TEXT)
+	{
+		int			brought = strstr(text, "member=") != NULL;
+
 		check_text(record, (size_t) n, level);
+		for (int i = 0; i < N_FIELDS - 1; i++)
+			brought |= fields[i] != NULL && strstr(fields[i], "member=") != NULL;
+		if (!brought && strstr(record, "member=") != NULL)
+			fail("text: a record with the member");
+	}
 	else
 	{
 		json_error_t jerr;

@@ -17,6 +17,11 @@
  * Plugins are opened here, so a configuration that loads is ready to run,
  * and a reload that fails leaves the running configuration untouched.  An
  * outbox entry is checked by outbox_config.c.
+ *
+ * An outside consumer may name the member it polls ("member": k, 0 to 255)
+ * or ask for several pollers of any free member ("members": N, 1 to 256,
+ * each a thread with its own connection, pollers.c), not both; an
+ * in_database consumer takes neither (run_consumer has no member).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,16 +49,42 @@ config_free(struct config *config)
 	free(config);
 }
 
+/*
+ * An optional integer from min to max at key (value NULL: left out, *out
+ * untouched).  Read as "o" rather than "I" so that the message can say
+ * what the key is for.
+ */
+static int
+load_count(json_t *value, int min, int max, const char *where, const char *key,
+		   int *out, char *err, size_t errlen)
+{
+	if (value == NULL)
+		return 0;
+	if (!json_is_integer(value) || json_integer_value(value) < min ||
+		json_integer_value(value) > max)
+		return config_error(err, errlen, where, key, "must be an integer from %d to %d "
+							"(%s)", min, max, strcmp(key, "member") == 0 ?
+							"the member to poll, numbered from 0" :
+							"how many pollers of any free member to run");
+	*out = (int) json_integer_value(value);
+	return 0;
+}
+
 static int
 load_consumer(json_t *obj, const char *where, void *out, char *err, size_t errlen)
 {
 	struct consumer *c = out;
 	const char *kind = NULL;
 	json_t	   *handler = NULL;
+	json_t	   *member = NULL;
+	json_t	   *members = NULL;
 	char		path[64];
 
-	if (config_unpack(obj, where, err, errlen, "{s?s s?s s?o}",
-					  "name", &c->name, "kind", &kind, "handler", &handler) < 0)
+	c->member = -1;
+	c->pollers = 1;
+	if (config_unpack(obj, where, err, errlen, "{s?s s?s s?o s?o s?o}",
+					  "name", &c->name, "kind", &kind, "handler", &handler,
+					  "member", &member, "members", &members) < 0)
 		return -1;
 	if (c->name == NULL || c->name[0] == '\0')
 		return config_error(err, errlen, where, "name", c->name == NULL ? "missing" :
@@ -70,9 +101,23 @@ load_consumer(json_t *obj, const char *where, void *out, char *err, size_t errle
 							"\"outside\", not \"%s\"", kind);
 
 	if (c->kind == CONSUMER_IN_DATABASE)
+	{
+		if (member != NULL || members != NULL)
+			return config_error(err, errlen, where, member != NULL ? "member" : "members",
+								"not allowed for an in_database consumer (run_consumer "
+								"takes no member; the dispatcher runs the members in "
+								"parallel)");
 		return handler == NULL ? 0 :
 			config_error(err, errlen, where, "handler", "not allowed for an in_database "
 						 "consumer (its handler is the SQL function given to create_consumer)");
+	}
+	if (member != NULL && members != NULL)
+		return config_error(err, errlen, where, "members", "not allowed with \"member\" "
+							"(\"member\": k polls member k alone; \"members\": N runs N "
+							"pollers of any free member)");
+	if (load_count(member, 0, MAX_MEMBERS - 1, where, "member", &c->member, err, errlen) < 0 ||
+		load_count(members, 1, MAX_MEMBERS, where, "members", &c->pollers, err, errlen) < 0)
+		return -1;
 	if (handler == NULL)
 		return config_error(err, errlen, where, "handler",
 							"missing (an outside consumer needs one)");

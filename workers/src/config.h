@@ -20,12 +20,18 @@ enum consumer_kind
 	CONSUMER_OUTSIDE			/* eventstore.poll() + a handler + ack/nack */
 };
 
+/* The most members a consumer has, and the most pollers "members" asks for. */
+#define MAX_MEMBERS 256
+
 /* name first, as in struct outbox: config.c checks both lists alike */
 struct consumer
 {
 	const char *name;
 	enum consumer_kind kind;
 	struct plugin handler;		/* outside consumers only */
+	int			member;			/* "member": poll only this member; -1: any */
+	int			pollers;		/* "members": pollers in threads of their own
+								 * (pollers.c) when more than 1; 1: the loop's */
 };
 
 /*

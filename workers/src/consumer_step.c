@@ -10,6 +10,8 @@
  *
  * An outside consumer's step is one batch:
  *     eventstore.poll(name, batch_size)   the batch, in position order
+ *       (name, batch_size, member)        with "member" k, or NULL with
+ *                                         "members" N > 1 (eventstore 1.3)
  *     handler, once per event             stops at the first failure
  *     eventstore.ack(name, batch_id)      when every event succeeded
  *     eventstore.nack(name, batch_id, e)  otherwise, with the handler's error
@@ -18,8 +20,17 @@
  * once, and the JSON given to handlers carries the event id for them to
  * drop repeats.
  *
+ * The two-argument poll is what installations before 1.3 have: it is called
+ * when the configuration names no member and asks for one poller, so that
+ * such a daemon keeps working against them, and a configuration that asks
+ * for members fails there with a word on why.  A 1.3 server hands out a
+ * batch of one member (any free one, without a member given), and says
+ * which in the row's member column: logged as the field member.
+ *
  * The caller repeats steps until each consumer is idle; one step is also
- * the unit a stop request waits for.
+ * the unit a stop request waits for.  With "members" N > 1 the callers are
+ * N pollers, each in a thread of its own with its own connection
+ * (pollers.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,23 +41,39 @@
 #include "metrics.h"
 
 #define RUN_CONSUMER_SQL "SELECT eventstore.run_consumer($1, $2)"
-#define POLL_SQL \
-	"SELECT d.batch_id, d.position, d.id, j->>'attempt', j::text " \
-	"FROM eventstore.poll($1, $2) AS d, LATERAL to_jsonb(d) AS j " \
-	"ORDER BY d.position"
+/* to_jsonb: the columns by name, member among them where the server has it */
+#define POLL_COLUMNS \
+	"SELECT d.batch_id, d.position, d.id, j->>'attempt', j::text, j->>'member' "
+#define POLL_SQL POLL_COLUMNS \
+	"FROM eventstore.poll($1, $2) AS d, LATERAL to_jsonb(d) AS j ORDER BY d.position"
+#define POLL_MEMBER_SQL POLL_COLUMNS \
+	"FROM eventstore.poll($1, $2, $3) AS d, LATERAL to_jsonb(d) AS j ORDER BY d.position"
+#define UNDEFINED_FUNCTION "42883"
 #define ACK_SQL "SELECT eventstore.ack($1, $2)"
 #define NACK_SQL "SELECT eventstore.nack($1, $2, $3)"
 
-/* sql (run_consumer or poll) with the consumer's name and batch_size. */
+/* With a member given to poll: a member to poll, or several pollers of any. */
+static int
+polls_members(const struct consumer *c)
+{
+	return c->member >= 0 || c->pollers > 1;
+}
+
+/*
+ * sql (run_consumer or poll) with the consumer's name and batch_size, and
+ * with members its member (NULL for any).
+ */
 static enum db_status
 query_batch(struct db *db, const char *sql, const struct consumer *c, int batch_size,
-			PGresult **res)
+			int members, PGresult **res)
 {
 	char		max[16];
-	const char *params[2] = {c->name, max};
+	char		member[16];
+	const char *params[3] = {c->name, max, c->member >= 0 ? member : NULL};
 
 	snprintf(max, sizeof(max), "%d", batch_size);
-	return db_query(db, sql, 2, params, res);
+	snprintf(member, sizeof(member), "%d", c->member);
+	return db_query(db, sql, members ? 3 : 2, params, res);
 }
 
 static enum step_result
@@ -58,7 +85,7 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
 	long long	handled;
 	double		started = metrics_clock();
 
-	status = query_batch(db, RUN_CONSUMER_SQL, c, batch_size, &res);
+	status = query_batch(db, RUN_CONSUMER_SQL, c, batch_size, 0, &res);
 	if (status != DB_OK)
 		return step_query_failed(status, db, "consumer", c->name, "run_consumer", stats);
 	if (PQntuples(res) != 1 || PQnfields(res) != 1)
@@ -92,7 +119,7 @@ step_in_database(struct db *db, const struct consumer *c, int batch_size,
  */
 static enum step_result
 finish_batch(struct db *db, const char *consumer, const char *batch_id,
-			 const char *why, struct run_stats *stats)
+			 const char *member, const char *why, struct run_stats *stats)
 {
 	const char *params[3] = {consumer, batch_id, why};
 	const char *what = why == NULL ? "ack" : "nack";
@@ -106,7 +133,7 @@ finish_batch(struct db *db, const char *consumer, const char *batch_id,
 		enum step_result r = step_query_failed(status, db, "consumer", consumer, what,
 												   stats);
 
-		log_warning_f(LOG_FIELDS(.consumer = consumer, .batch = batch_id),
+		log_warning_f(LOG_FIELDS(.consumer = consumer, .batch = batch_id, .member = member),
 					  "not %sed: it will be redelivered", what);
 		return r;
 	}
@@ -129,13 +156,23 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 	enum db_status status;
 	enum step_result result;
 	const char *batch_id;
+	const char *member;
+	int			members = polls_members(c);
 	int			n;
 	int			done = 0;
 	double		started = metrics_clock();
 
-	status = query_batch(db, POLL_SQL, c, batch_size, &batch);
+	status = query_batch(db, members ? POLL_MEMBER_SQL : POLL_SQL, c, batch_size, members,
+						 &batch);
 	if (status != DB_OK)
-		return step_query_failed(status, db, "consumer", c->name, "poll", stats);
+	{
+		result = step_query_failed(status, db, "consumer", c->name, "poll", stats);
+		if (result == STEP_ERROR && members && strcmp(db->sqlstate, UNDEFINED_FUNCTION) == 0)
+			log_error_f(LOG_FIELDS(.consumer = c->name),
+						"\"%s\" needs eventstore 1.3 or later, whose poll takes a member",
+						c->member >= 0 ? "member" : "members");
+		return result;
+	}
 	n = PQntuples(batch);
 	if (n == 0)
 	{
@@ -144,7 +181,10 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 		return STEP_IDLE;
 	}
 	batch_id = PQgetvalue(batch, 0, 0);
-	log_debug_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id), "events=%d", n);
+	/* the same for every row: a batch is of one member */
+	member = PQgetisnull(batch, 0, 5) ? NULL : PQgetvalue(batch, 0, 5);
+	log_debug_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id, .member = member),
+				"events=%d", n);
 
 	why[0] = '\0';
 	for (; done < n; done++)
@@ -157,13 +197,14 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 			.attempt = PQgetvalue(batch, done, 3),
 			.json = PQgetvalue(batch, done, 4),
 			.json_len = (size_t) PQgetlength(batch, done, 4),
+			.member = member != NULL ? member : "",
 		};
 
 		if (plugin_handle(&c->handler, &d, why, sizeof(why)) < 0)
 		{
 			if (why[0] == '\0')
 				snprintf(why, sizeof(why), "handler failed");
-			log_error_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id,
+			log_error_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id, .member = member,
 								   .position = d.position, .id = d.id,
 								   .attempt = d.attempt[0] != '\0' ? d.attempt : "?",
 								   .error = why), "failed");
@@ -171,23 +212,24 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 			metrics_handler_failure(c->name);
 			break;
 		}
-		log_info_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id,
+		log_info_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id, .member = member,
 							  .position = d.position, .id = d.id), "ok");
 		stats->events_ok++;
 	}
 	metrics_events_handled(c->name, done);
 
-	result = finish_batch(db, c->name, batch_id, done == n ? NULL : why, stats);
+	result = finish_batch(db, c->name, batch_id, member, done == n ? NULL : why, stats);
 	if (result == STEP_WORKED || result == STEP_NACKED)
 	{
 		metrics_consumer_batch(c->name, result == STEP_WORKED);
 		metrics_batch_duration(METRICS_CONSUMER, c->name, metrics_clock() - started);
 	}
 	if (result == STEP_WORKED)
-		log_debug_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id), "acked events=%d", n);
+		log_debug_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id, .member = member),
+					"acked events=%d", n);
 	else if (result == STEP_NACKED)
-		log_warning_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id, .error = why),
-					  "nacked after %d of %d events", done, n);
+		log_warning_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id, .member = member,
+								 .error = why), "nacked after %d of %d events", done, n);
 	PQclear(batch);
 	return result;
 }

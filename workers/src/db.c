@@ -17,6 +17,10 @@
  * server's SQLSTATE is of class 08 or one of the 57P0x shutdown codes).
  * DB_LOST closes the connection; the caller reconnects.
  *
+ * A connection is used by one thread: the loop's, or one poller's
+ * (pollers.c), whose waits look at the pollers' pipe and stop on a reload
+ * request as well (signals_fd(), signals_stopping()).
+ *
  * Besides LISTEN eventstore, a connection listens on the channels the
  * caller names (the outboxes' "listen"); each notification read is handed
  * to db->on_notify with its channel.  client_encoding defaults to UTF8
@@ -200,7 +204,7 @@ db_connect(struct db *db, const char *conninfo, int timeout_ms,
 			PQfinish(conn);
 			return DB_LOST;
 		}
-		if (stop_requested)
+		if (signals_stopping())
 		{
 			set_error(db, "", "stop requested while connecting");
 			PQfinish(conn);
@@ -288,6 +292,7 @@ db_query(struct db *db, const char *sql, int n_params,
 	int			flushed;
 
 	*res = NULL;
+	db->sqlstate[0] = '\0';
 	if (conn == NULL)
 	{
 		set_error(db, "", "not connected");
@@ -363,6 +368,9 @@ done:
 			set_error(db, "", PQresultErrorMessage(last));
 			if (db->error[0] == '\0')
 				set_error(db, "", PQerrorMessage(conn));
+			if (PQresultErrorField(last, PG_DIAG_SQLSTATE) != NULL)
+				snprintf(db->sqlstate, sizeof(db->sqlstate), "%s",
+						 PQresultErrorField(last, PG_DIAG_SQLSTATE));
 			if (connection_lost(conn, last))
 			{
 				PQclear(last);

@@ -19,6 +19,7 @@ struct db
 {
 	PGconn	   *conn;			/* NULL when not connected */
 	char		error[1024];	/* the last failure, one line */
+	char		sqlstate[6];	/* the failed statement's SQLSTATE, or "" */
 	/* called by db_wait for every notification read; may be NULL */
 	void		(*on_notify) (void *arg, const char *channel);
 	void	   *notify_arg;
@@ -40,7 +41,8 @@ void		db_close(struct db *db);
 /*
  * Runs one statement with text parameters and returns its result in *res
  * (the caller PQclears it) when DB_OK; on failure the reason is in
- * db->error and the connection, if lost, is closed.
+ * db->error (and the server's SQLSTATE, if it sent one, in db->sqlstate)
+ * and the connection, if lost, is closed.
  */
 enum db_status db_query(struct db *db, const char *sql, int n_params,
 						const char *const *params, PGresult **res);

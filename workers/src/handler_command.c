@@ -15,24 +15,40 @@
  * ignores back at their default and none blocked, and finds the delivery's
  * coordinates in its environment as well (EVENTSTORE_CONSUMER,
  * EVENTSTORE_BATCH_ID, EVENTSTORE_POSITION, EVENTSTORE_EVENT_ID,
- * EVENTSTORE_ATTEMPT).  posix_spawnp itself reports a program that cannot
- * be executed (glibc waits for the exec), so the error says why ("cannot
- * execute ...: No such file or directory") instead of a bare exit status.
+ * EVENTSTORE_ATTEMPT, EVENTSTORE_MEMBER).  posix_spawnp itself reports a
+ * program that cannot be executed (glibc waits for the exec), so the error
+ * says why ("cannot execute ...: No such file or directory") instead of a
+ * bare exit status.
  *
  * Waiting: the stdin pipe is non-blocking and the wait polls it together
  * with the signal self-pipe, which SIGCHLD makes readable when the child
  * exits; waitpid(WNOHANG) is tried after every wake-up.  A child that exits
  * without reading all of its input is judged by its exit status alone
  * (EPIPE on the write is not an error: SIGPIPE is ignored in the daemon).
+ *
+ * In a poller's thread (a consumer with "members" above 1, pollers.c) the
+ * self-pipe is the loop's, not to be drained there, and SIGCHLD goes to
+ * whichever thread the kernel picks: the wait polls a pidfd of the child
+ * instead (pidfd_open, Linux 5.3), readable once it has exited.  Where
+ * there is none (an older kernel, a seccomp filter that refuses it,
+ * valgrind before 3.20) it looks again after 1, 2, 4 ... 16 ms.  Several
+ * threads may be starting programs at once, so the stdin pipe is made
+ * close-on-exec as it is created (pipe2): another thread's child must not
+ * inherit its write end, which would keep this child's stdin open.
  */
+/* pipe2() and syscall() */
+#define _GNU_SOURCE
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,12 +59,13 @@
 #include "signals.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
+#define MAX_NAP_MS 16			/* a poller's wait without a pidfd */
 
 extern char **environ;
 
 static const char *const env_names[] = {
 	"EVENTSTORE_CONSUMER", "EVENTSTORE_BATCH_ID", "EVENTSTORE_POSITION",
-	"EVENTSTORE_EVENT_ID", "EVENTSTORE_ATTEMPT",
+	"EVENTSTORE_EVENT_ID", "EVENTSTORE_ATTEMPT", "EVENTSTORE_MEMBER",
 };
 
 #define N_ENV (sizeof(env_names) / sizeof(env_names[0]))
@@ -114,16 +131,32 @@ command_close(void *state)
 static int
 cloexec_pipe(int fds[2])
 {
-	if (pipe(fds) < 0)
-		return -1;
-	if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) < 0 ||
-		fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0)
+	return pipe2(fds, O_CLOEXEC);
+}
+
+/*
+ * In a poller's thread: a descriptor readable once the child pid has
+ * exited, or -1 where the system has none.  A refusal (ENOSYS, EPERM) is
+ * remembered, so that valgrind warns about the call once, not per event.
+ */
+static int
+child_fd(pid_t pid)
+{
+	static atomic_int unavailable;
+	int			fd = -1;
+
+#ifdef SYS_pidfd_open
+	if (!atomic_load(&unavailable))
 	{
-		close(fds[0]);
-		close(fds[1]);
-		return -1;
+		fd = (int) syscall(SYS_pidfd_open, pid, 0);
+		if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+			atomic_store(&unavailable, 1);
 	}
-	return 0;
+#else
+	(void) pid;
+	(void) unavailable;
+#endif
+	return fd;
 }
 
 static void
@@ -157,7 +190,8 @@ sets_delivery_var(const char *entry)
 static char **
 child_env(const struct delivery *d)
 {
-	const char *values[N_ENV] = {d->consumer, d->batch_id, d->position, d->id, d->attempt};
+	const char *values[N_ENV] = {d->consumer, d->batch_id, d->position, d->id, d->attempt,
+	d->member != NULL ? d->member : ""};
 	size_t		n = 0;
 	size_t		k = N_ENV;
 	char	  **env;
@@ -259,6 +293,9 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 	int			status = 0;
 	int			exited = 0;
 	int			in_fd;
+	int			in_poller = signals_in_poller();
+	int			wake;			/* what the child's exit makes readable, or -1 */
+	int			nap_ms = 1;
 	size_t		written = 0;
 	size_t		total = d->json_len + 1;	/* the JSON and a newline */
 	long long	deadline = c->timeout_ms > 0 ? monotonic_ms() + c->timeout_ms : 0;
@@ -279,6 +316,7 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 
 	in_fd = in_pipe[1];
 	fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
+	wake = in_poller ? child_fd(pid) : signals_fd();
 
 	for (;;)
 	{
@@ -327,13 +365,23 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 				break;
 			timeout = left > 1000000 ? 1000000 : (int) left;
 		}
-		fds[nfds].fd = signals_fd();
+		if (wake < 0)
+		{
+			/* nothing will wake us: look again soon */
+			if (timeout < 0 || timeout > nap_ms)
+				timeout = nap_ms;
+			nap_ms = nap_ms * 2 > MAX_NAP_MS ? MAX_NAP_MS : nap_ms * 2;
+		}
+		/* poll(2) skips an fd of -1 */
+		fds[nfds].fd = wake;
 		fds[nfds].events = POLLIN;
+		fds[nfds].revents = 0;
 		nfds++;
 		if (in_fd >= 0)
 		{
 			fds[nfds].fd = in_fd;
 			fds[nfds].events = POLLOUT;
+			fds[nfds].revents = 0;
 			nfds++;
 		}
 		ready = poll(fds, (nfds_t) nfds, timeout);
@@ -343,10 +391,12 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 			break;
 		}
 		/* an interrupted poll (the child's SIGCHLD) sets no revents */
-		if (ready > 0 && (fds[0].revents & POLLIN))
+		if (ready > 0 && (fds[0].revents & POLLIN) && !in_poller)
 			signals_drain();
 	}
 
+	if (in_poller && wake >= 0)
+		close(wake);
 	if (in_fd >= 0)
 		close(in_fd);
 	if (!exited)

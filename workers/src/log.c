@@ -8,9 +8,11 @@
  * not interleave within a line.
  *
  * text    "<UTC time with milliseconds> <level> <fields> <message>[: <error>]",
- *         the fields as "key=value ", at most 4096 bytes.  A newline or other
- *         control character anywhere (an error text from the server, say) is
- *         written as a space, trailing blanks are dropped.
+ *         the fields as "key=value " (all but member: the lines stay as
+ *         they were before consumers had members), at most 4096 bytes.  A
+ *         newline or other control character anywhere (an error text from
+ *         the server, say) is written as a space, trailing blanks are
+ *         dropped.
  * logfmt  "ts=<time> level=<level> msg=<message> <key>=<value> ... error=<error>":
  *         a value is written bare when it is not empty and has no byte below
  *         0x21, no '"', '=', '\' or DEL; otherwise it is quoted, with \" \\
@@ -44,7 +46,7 @@ static const char *const level_names[] = {"debug", "info", "warning", "error"};
 static const char *const format_names[] = {"text", "logfmt", "json"};
 
 /* the fields in their order (text: before the message; error last) */
-#define N_FIELDS 7
+#define N_FIELDS 8
 
 struct field
 {
@@ -141,6 +143,8 @@ format_text(char line[4096], const char *ts, enum log_level level,
 			error = fields[i].value;
 			continue;
 		}
+		if (strcmp(fields[i].key, "member") == 0)
+			continue;
 		w = snprintf(line + len, 4096 - len, "%s=%s ", fields[i].key, fields[i].value);
 		len += (size_t) w;
 		if (len >= 4096)
@@ -292,6 +296,7 @@ collect_fields(const struct log_fields *f, struct field *out)
 		{"consumer", f->consumer},
 		{"outbox", f->outbox},
 		{"batch", f->batch},
+		{"member", f->member},
 		{"position", f->position},
 		{"id", f->id},
 		{"attempt", f->attempt},

@@ -12,7 +12,8 @@
  *     log_error_f(LOG_FIELDS(.consumer = c->name, .batch = id, .error = why),
  *                 "failed");
  *
- * The text format writes them as it always has: "consumer=c batch=7 failed: why".
+ * The text format writes them as it always has: "consumer=c batch=7 failed: why"
+ * (the member of a batch is not among them: logfmt and JSON only).
  */
 #ifndef WORKER_LOG_H
 #define WORKER_LOG_H
@@ -42,6 +43,7 @@ struct log_fields
 	const char *consumer;
 	const char *outbox;
 	const char *batch;			/* a consumer's batch id */
+	const char *member;			/* the member the batch is of (not in text) */
 	const char *position;		/* an event's position */
 	const char *id;				/* an event's or an outbox row's id */
 	const char *attempt;

@@ -41,9 +41,17 @@
  * connection is made, a STATUS= line at each connect and loss, STOPPING=1
  * at a graceful stop.
  *
+ * A consumer with "members" N > 1 is not in the drain: N pollers, threads
+ * with connections of their own, drive it (pollers.c).  The loop starts
+ * them at its first turn, joins them before a reload (they end after the
+ * batch in hand, on the same request) and starts them again after it, and
+ * joins them before it ends.  A poller that cannot be started is logged
+ * and tried again at the next turn.
+ *
  * In --once mode the loop connects once (no retries), drains once and ends;
  * the exit status is 1 if the connection failed or was lost, or a query
- * failed, and 0 otherwise, even when handlers failed: their batches were
+ * failed (in the loop or in a poller, whose --once run is the same), and 0
+ * otherwise, even when handlers failed: their batches were
  * nacked and the failures are recorded in the database (attempts,
  * last_error, parked), where they are retried and monitored.
  */
@@ -62,6 +70,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "pollers.h"
 #include "readiness.h"
 #include "schedule.h"
 #include "signals.h"
@@ -218,6 +227,9 @@ drain(struct db *db, const struct config *config, struct schedule *sc,
 		log_error("out of memory");
 		return DRAIN_ERRORS;
 	}
+	/* a consumer with pollers of its own is theirs (pollers.c) */
+	for (size_t i = 0; i < config->n_consumers; i++)
+		idle[i] = config->consumers[i].pollers > 1;
 	for (size_t i = 0; i < config->n_outboxes; i++)
 		idle[config->n_consumers + i] = !sc->due[i];
 	while (worked)
@@ -382,6 +394,9 @@ loop_run(const char *config_path, struct config **config, int once)
 
 		if (reload_requested)
 		{
+			/* the pollers read the configuration: they end first */
+			if (pollers_join(&stats) && once)
+				status = 1;
 			reload_requested = 0;
 			if (reload(config_path, config, &sc, once))
 			{
@@ -389,6 +404,11 @@ loop_run(const char *config_path, struct config **config, int once)
 				next_attempt = 0;
 				delay = (*config)->reconnect_min_ms;
 			}
+		}
+		if (!pollers_running() && pollers_start(*config, once) < 0 && once)
+		{
+			status = 1;
+			break;
 		}
 
 		if (db.conn == NULL)
@@ -441,8 +461,11 @@ loop_run(const char *config_path, struct config **config, int once)
 			status = 1;
 		if (once)
 		{
+			/* the pollers' own --once runs */
+			if (pollers_join(&stats))
+				status = 1;
 			/* a reload request must not cut a --once run short */
-			if (drained == DRAIN_INTERRUPTED && !stop_requested)
+			if ((drained == DRAIN_INTERRUPTED || reload_requested) && !stop_requested)
 				continue;
 			break;
 		}
@@ -464,6 +487,10 @@ loop_run(const char *config_path, struct config **config, int once)
 
 	if (stop_requested)
 		readiness_stopping();
+	if (!once)
+		signals_stop_pollers();
+	if (pollers_join(&stats) && once)
+		status = 1;
 	http_stop();
 	db_close(&db);
 	free(sc.due);

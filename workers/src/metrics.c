@@ -25,8 +25,10 @@
  * with a permanent reply (SEND_REJECTED: SMTP 550 to 554).  Failed is every
  * other failure (the server down, a timeout, TLS, other replies).
  *
- * Everything runs in the loop's thread: no locks.
+ * The loop's thread and the pollers' (pollers.c, a consumer with "members"
+ * above 1) count, the loop's renders: every function takes one mutex.
  */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,7 @@ static double start_time;
 static int	connected;
 static long long reconnects;
 static int	ever_connected;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 double
 metrics_clock(void)
@@ -87,14 +90,19 @@ metrics_init(void)
 void
 metrics_free(void)
 {
+	pthread_mutex_lock(&lock);
 	for (size_t i = 0; i < n_all; i++)
 		free(all[i].name);
 	free(all);
 	all = NULL;
 	n_all = cap_all = 0;
+	pthread_mutex_unlock(&lock);
 }
 
-/* The series of kind and name, made on first use; NULL when out of memory. */
+/*
+ * The series of kind and name, made on first use; NULL when out of memory.
+ * Under the lock, as is what the caller does with it.
+ */
 static struct series *
 find(enum metrics_kind kind, const char *name)
 {
@@ -126,89 +134,110 @@ find(enum metrics_kind kind, const char *name)
 void
 metrics_register(enum metrics_kind kind, const char *name)
 {
+	pthread_mutex_lock(&lock);
 	(void) find(kind, name);
+	pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_connected(int up)
 {
+	pthread_mutex_lock(&lock);
 	if (up && ever_connected)
 		reconnects++;
 	if (up)
 		ever_connected = 1;
 	connected = up;
+	pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_consumer_batch(const char *consumer, int acked)
 {
-	struct series *s = find(METRICS_CONSUMER, consumer);
+	struct series *s;
 
+	pthread_mutex_lock(&lock);
+	s = find(METRICS_CONSUMER, consumer);
 	if (s != NULL && acked)
 		s->acked++;
 	else if (s != NULL)
 		s->nacked++;
+	pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_events_handled(const char *consumer, long long n)
 {
-	struct series *s = find(METRICS_CONSUMER, consumer);
+	struct series *s;
 
+	pthread_mutex_lock(&lock);
+	s = find(METRICS_CONSUMER, consumer);
 	if (s != NULL)
 		s->events_handled += n;
+	pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_handler_failure(const char *consumer)
 {
-	struct series *s = find(METRICS_CONSUMER, consumer);
+	struct series *s;
 
+	pthread_mutex_lock(&lock);
+	s = find(METRICS_CONSUMER, consumer);
 	if (s != NULL)
 		s->handler_failures++;
+	pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_claimed(const char *outbox, int n)
 {
-	struct series *s = find(METRICS_OUTBOX, outbox);
+	struct series *s;
 
+	pthread_mutex_lock(&lock);
+	s = find(METRICS_OUTBOX, outbox);
 	if (s != NULL)
 		s->claimed += n;
+	pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_message(const char *outbox, enum metrics_message what)
 {
-	struct series *s = find(METRICS_OUTBOX, outbox);
+	struct series *s;
 
-	if (s == NULL)
-		return;
-	if (what == METRICS_SENT)
+	pthread_mutex_lock(&lock);
+	s = find(METRICS_OUTBOX, outbox);
+	if (s != NULL && what == METRICS_SENT)
 		s->sent++;
-	else if (what == METRICS_FAILED)
+	else if (s != NULL && what == METRICS_FAILED)
 		s->failed++;
-	else
+	else if (s != NULL)
 		s->refused++;
+	pthread_mutex_unlock(&lock);
 }
 
 void
 metrics_batch_duration(enum metrics_kind kind, const char *name, double seconds)
 {
-	struct series *s = find(kind, name);
+	struct series *s;
 
-	if (s == NULL)
-		return;
 	if (seconds < 0)
 		seconds = 0;
-	for (size_t i = 0; i < N_BUCKETS; i++)
-		if (seconds <= bucket_bounds[i])
-		{
-			s->bucket[i]++;
-			break;
-		}
-	s->count++;
-	s->sum += seconds;
+	pthread_mutex_lock(&lock);
+	s = find(kind, name);
+	if (s != NULL)
+	{
+		for (size_t i = 0; i < N_BUCKETS; i++)
+			if (seconds <= bucket_bounds[i])
+			{
+				s->bucket[i]++;
+				break;
+			}
+		s->count++;
+		s->sum += seconds;
+	}
+	pthread_mutex_unlock(&lock);
 }
 
 /* A label value: \ " and newline escaped, as the format wants. */
@@ -299,6 +328,7 @@ metrics_render(size_t *len)
 
 	if (out == NULL)
 		return NULL;
+	pthread_mutex_lock(&lock);
 	header(out, "eventstore_worker_up", "gauge", "1 while the daemon runs.");
 	fputs("eventstore_worker_up 1\n", out);
 	header(out, "eventstore_worker_connected", "gauge",
@@ -335,6 +365,7 @@ metrics_render(size_t *len)
 			"reply 550-554 (reported failed).",
 			METRICS_OUTBOX, "outbox", offsetof(struct series, refused));
 	histogram(out);
+	pthread_mutex_unlock(&lock);
 	if (fclose(out) != 0)
 	{
 		free(text);

@@ -4,8 +4,9 @@
  *		Prometheus text exposition (format 0.0.4) for /metrics.
  *
  * The loop, the consumers' and the outboxes' steps update them where the
- * work happens; the HTTP server renders them.  Everything runs in the loop's
- * one thread, so nothing is locked.  Series are kept per consumer and per
+ * work happens; the HTTP server renders them.  The pollers of a consumer
+ * with "members" above 1 count from threads of their own (pollers.c): one
+ * mutex guards everything.  Series are kept per consumer and per
  * outbox name for the life of the process (a reload that drops a consumer
  * keeps its counts; Prometheus counters only go up).
  */

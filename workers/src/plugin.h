@@ -28,7 +28,12 @@
  *            on no further event of it.  It may block (one event at a time)
  *            but should bound its own waiting.  Signals set flags only; a
  *            handler that waits with poll(2) should include signals_fd() and
- *            call signals_drain() when it is readable.
+ *            call signals_drain() when it is readable.  For a consumer with
+ *            "members" above 1 it is called from that many threads at once
+ *            (pollers.c), with the same state: the state must be read-only
+ *            or locked, descriptors made close-on-exec atomically (another
+ *            thread may be starting a program), and SIGCHLD does not wake
+ *            a poller's thread (signals_in_poller(); handler_command.c).
  *   send     Senders: called once per claimed message.  Returns SEND_OK when
  *            the message is delivered, or SEND_FAILED (may succeed later: a
  *            server down, a timeout, a rejection by the server) or
@@ -57,6 +62,7 @@ struct delivery
 	const char *position;		/* decimal */
 	const char *id;				/* the event's uuid */
 	const char *attempt;		/* decimal, or "" if the server did not say */
+	const char *member;			/* decimal, or "" if the server did not say (before 1.3) */
 	const char *json;			/* the whole delivery row as a JSON object */
 	size_t		json_len;
 };
