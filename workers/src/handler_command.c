@@ -36,8 +36,10 @@
  * close-on-exec as it is created (pipe2): another thread's child must not
  * inherit its write end, which would keep this child's stdin open.
  */
-/* pipe2() and syscall() */
+/* pipe2() and syscall(); the package build defines it on the command line */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
