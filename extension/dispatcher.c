@@ -202,7 +202,7 @@ eventstore_dispatcher_main(Datum arg)
 		 * is left up, so that commits find it raised and do not wake the
 		 * workers: appends then cost them nothing.
 		 */
-		if (dispatcher_take_consumers_changed())
+		if (dispatcher_take_consumers_changed(worker))
 			have_consumers = true;
 		if (have_consumers && dispatcher_take_consumer_work())
 			work = true;

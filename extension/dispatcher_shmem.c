@@ -36,9 +36,12 @@
  *   missed, and a burst of commits costs each worker one wake-up.  Unlike
  *   the topic flags this is not held back by notify_interval: consumers run
  *   as soon as events commit.
- * - consumers_changed: written 1 by a commit that created, reset or
- *   replayed a consumer, swapped back to 0 by a worker, which then looks at
- *   the consumers again even if it had found none.
+ * - consumers_changed: a bit per worker, all set by a commit that created,
+ *   reset or replayed a consumer or changed its members (or a member that
+ *   retired); each worker clears its own bit and then looks at the
+ *   consumers again even if it had found none.  One flag for all would be
+ *   taken by the first worker to wake, and the others would find the new
+ *   consumer's members only at their next fallback poll.
  * - absent: set by a worker that found the extension missing in a database
  *   served because every database is ('*'); read by the launcher, which
  *   then frees the entry and looks again later.
@@ -66,6 +69,11 @@
 
 /* Databases held for a statement at once (DROP DATABASE, ...). */
 #define MAX_HELD_DATABASES 8
+
+
+/* consumers_changed with the bit of every worker set */
+#define ALL_WORKERS ((uint32) ((1 << MAX_DISPATCHER_WORKERS) - 1))
+StaticAssertDecl(MAX_DISPATCHER_WORKERS <= 32, "a bit per worker in a uint32");
 
 typedef struct DispatcherDatabase
 {
@@ -224,7 +232,7 @@ dispatcher_consumers_changed(void)
 		dispatcher_request_launcher();
 		return;
 	}
-	pg_atomic_write_u32(&db->consumers_changed, 1);
+	pg_atomic_write_u32(&db->consumers_changed, ALL_WORKERS);
 	pg_atomic_write_u32(&db->consumer_work, 0);
 	dispatcher_wake_consumers();
 }
@@ -330,7 +338,7 @@ dispatcher_claim_entry(Oid dboid)
 	if (found >= 0)
 	{
 		/* a first round at start, like a commit asking for one */
-		pg_atomic_write_u32(&registry->databases[found].consumers_changed, 1);
+		pg_atomic_write_u32(&registry->databases[found].consumers_changed, ALL_WORKERS);
 		pg_atomic_write_u32(&registry->databases[found].consumer_work, 0);
 	}
 	return found;
@@ -401,14 +409,15 @@ dispatcher_take_consumer_work(void)
 		pg_atomic_exchange_u32(&db->consumer_work, 0) != 0;
 }
 
-/* A worker learns whether consumers were created or reset since it looked. */
+/* Worker worker learns whether consumers were created or reset since it looked. */
 bool
-dispatcher_take_consumers_changed(void)
+dispatcher_take_consumers_changed(int worker)
 {
 	DispatcherDatabase *db = own_entry();
+	uint32		bit = (uint32) 1 << worker;
 
-	return db != NULL && pg_atomic_read_u32(&db->consumers_changed) != 0 &&
-		pg_atomic_exchange_u32(&db->consumers_changed, 0) != 0;
+	return db != NULL && (pg_atomic_read_u32(&db->consumers_changed) & bit) != 0 &&
+		(pg_atomic_fetch_and_u32(&db->consumers_changed, ~bit) & bit) != 0;
 }
 
 /*

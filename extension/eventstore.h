@@ -258,7 +258,7 @@ extern void dispatcher_free_entry(int entry);
 extern bool dispatcher_worker_attach(int entry, int worker);
 extern void dispatcher_worker_found_absent(void);
 extern bool dispatcher_take_consumer_work(void);
-extern bool dispatcher_take_consumers_changed(void);
+extern bool dispatcher_take_consumers_changed(int worker);
 extern bool dispatcher_database_held(Oid dboid);
 extern bool dispatcher_hold_database(Oid dboid, int timeout_ms);
 extern bool dispatcher_database_has_workers(Oid dboid);
