@@ -628,11 +628,28 @@ window_page(Consumer *c, int64 upto, int limit, Batch *b)
 	c->window_snapshot, c->done_snapshot, Int32GetDatum(limit), c->types};
 	char		nulls[8] = "       ";
 
+	const char *member = member_condition(c);
+	int			save_nestlevel = NewGUCNestLevel();
+
 	/* the arguments are known when the statement is planned: NULLs fold */
 	if (c->done_snapshot == (Datum) 0)
 		nulls[4] = 'n';
 	if (c->types == (Datum) 0)
 		nulls[6] = 'n';
+
+	/*
+	 * The planner takes the member condition for a rare one (a function's
+	 * default selectivity) and would read and sort the whole window for a
+	 * page; a member's page is read in position order through an index and
+	 * stops at the limit, as the pages of a consumer of one member are.
+	 */
+	if (member[0] != '\0')
+	{
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 	run_sql(psprintf("SELECT e FROM eventstore.events e"
 					 " WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
 					 "   AND e.position OPERATOR(pg_catalog.>) $2"
@@ -640,8 +657,9 @@ window_page(Consumer *c, int64 upto, int limit, Batch *b)
 					 "   AND ($7 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($7))"
 					 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
 					 "   AND ($5 IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5))%s"
-					 " ORDER BY e.position LIMIT $6", member_condition(c)),
+					 " ORDER BY e.position LIMIT $6", member),
 			7, argtypes, values, nulls, SPI_OK_SELECT);
+	AtEOXact_GUC(true, save_nestlevel);
 	batch_from_result(b, BATCH_WINDOW);
 }
 

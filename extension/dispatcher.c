@@ -203,7 +203,7 @@ eventstore_dispatcher_main(Datum arg)
 		 * workers: appends then cost them nothing.
 		 */
 		if (dispatcher_take_consumers_changed(worker))
-			have_consumers = true;
+			have_consumers = work = true;	/* a new consumer may have work */
 		if (have_consumers && dispatcher_take_consumer_work())
 			work = true;
 		if (worker == 0)
