@@ -12,6 +12,9 @@
  * progress when they succeed or fail, is here.  All of it runs inside
  * SPI_connect, as the extension's owner.
  *
+ * The windows themselves, how a member's next window is found and paged,
+ * are in consumer_windows.c.
+ *
  * A consumer is split into members (consumer_members.c): an event belongs
  * to one member by a hash of its stream, and each member has its own
  * progress, lease and retries, in its row of eventstore.members.  What
@@ -89,7 +92,6 @@
 	 ? "consumer OPERATOR(pg_catalog.=) $1 AND generation OPERATOR(pg_catalog.=) $2" \
 	   " AND member OPERATOR(pg_catalog.=) $3" \
 	 : "name OPERATOR(pg_catalog.=) $1")
-#define KEY_ARGS 3
 
 /*
  * The columns of a consumer's settings, in eventstore.consumers: then
@@ -134,8 +136,8 @@ progress_columns(void)
 		: PROGRESS_COLUMNS ", " MEMBER_COLUMNS_BEFORE_1_3;
 }
 
-static void
-run_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
+void
+consumer_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
 		const char *nulls, int expected)
 {
 	int			rc = SPI_execute_with_args(query, nargs, argtypes, values, nulls,
@@ -149,8 +151,8 @@ run_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
 }
 
 /* Column i (1-based) of row 0 of the last result, copied; (Datum) 0 for NULL. */
-static Datum
-result_datum(int i, bool *isnull)
+Datum
+consumer_result_datum(int i, bool *isnull)
 {
 	Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, i - 1);
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i, isnull);
@@ -165,14 +167,14 @@ settings_from_result(Consumer *c)
 	bool		isnull;
 	Datum		d;
 
-	d = result_datum(1, &isnull);
+	d = consumer_result_datum(1, &isnull);
 	c->handler_name = isnull ? NULL : TextDatumGetCString(d);
-	c->run_as = DatumGetObjectId(result_datum(2, &isnull));
-	c->topics = result_datum(3, &isnull);
-	c->batch_size = DatumGetInt32(result_datum(4, &isnull));
-	c->max_attempts = DatumGetInt32(result_datum(5, &isnull));
-	c->types = result_datum(6, &isnull);
-	c->members = DatumGetInt32(result_datum(7, &isnull));
+	c->run_as = DatumGetObjectId(consumer_result_datum(2, &isnull));
+	c->topics = consumer_result_datum(3, &isnull);
+	c->batch_size = DatumGetInt32(consumer_result_datum(4, &isnull));
+	c->max_attempts = DatumGetInt32(consumer_result_datum(5, &isnull));
+	c->types = consumer_result_datum(6, &isnull);
+	c->members = DatumGetInt32(consumer_result_datum(7, &isnull));
 }
 
 /* Reads a member's progress from columns from.. of row 0 (progress_columns()). */
@@ -183,32 +185,32 @@ progress_from_result(Consumer *c, int from)
 	Datum		d;
 	int			i = from;
 
-	c->start_after = DatumGetInt64(result_datum(i++, &isnull));
-	c->done_snapshot = result_datum(i++, &isnull);
-	c->window_snapshot = result_datum(i++, &isnull);
-	d = result_datum(i++, &isnull);
+	c->start_after = DatumGetInt64(consumer_result_datum(i++, &isnull));
+	c->done_snapshot = consumer_result_datum(i++, &isnull);
+	c->window_snapshot = consumer_result_datum(i++, &isnull);
+	d = consumer_result_datum(i++, &isnull);
 	c->window_after = isnull ? 0 : DatumGetInt64(d);
-	c->batch_id = DatumGetInt64(result_datum(i++, &isnull));
-	d = result_datum(i++, &isnull);
+	c->batch_id = DatumGetInt64(consumer_result_datum(i++, &isnull));
+	d = consumer_result_datum(i++, &isnull);
 	c->batch_kind = isnull ? BATCH_NONE
 		: (strcmp(TextDatumGetCString(d), "window") == 0 ? BATCH_WINDOW : BATCH_REPLAY);
-	d = result_datum(i++, &isnull);
+	d = consumer_result_datum(i++, &isnull);
 	c->batch_upto = isnull ? 0 : DatumGetInt64(d);
-	c->batch_attempt = DatumGetInt32(result_datum(i++, &isnull));
-	c->leased = DatumGetBool(result_datum(i++, &isnull));
-	c->attempts = DatumGetInt32(result_datum(i++, &isnull));
-	c->backing_off = DatumGetBool(result_datum(i++, &isnull));
-	d = result_datum(i++, &isnull);
+	c->batch_attempt = DatumGetInt32(consumer_result_datum(i++, &isnull));
+	c->leased = DatumGetBool(consumer_result_datum(i++, &isnull));
+	c->attempts = DatumGetInt32(consumer_result_datum(i++, &isnull));
+	c->backing_off = DatumGetBool(consumer_result_datum(i++, &isnull));
+	d = consumer_result_datum(i++, &isnull);
 	c->last_error = isnull ? NULL : TextDatumGetCString(d);
-	c->ref.generation = DatumGetInt32(result_datum(i++, &isnull));
-	c->ref.member = DatumGetInt32(result_datum(i++, &isnull));
-	c->member_count = DatumGetInt32(result_datum(i++, &isnull));
-	c->fence_snapshot = result_datum(i++, &isnull);
-	d = result_datum(i++, &isnull);
+	c->ref.generation = DatumGetInt32(consumer_result_datum(i++, &isnull));
+	c->ref.member = DatumGetInt32(consumer_result_datum(i++, &isnull));
+	c->member_count = DatumGetInt32(consumer_result_datum(i++, &isnull));
+	c->fence_snapshot = consumer_result_datum(i++, &isnull);
+	d = consumer_result_datum(i++, &isnull);
 	c->fence_floor = isnull ? -1 : DatumGetInt64(d);
-	d = result_datum(i++, &isnull);
+	d = consumer_result_datum(i++, &isnull);
 	c->window_floor = isnull ? -1 : DatumGetInt64(d);
-	d = result_datum(i++, &isnull);
+	d = consumer_result_datum(i++, &isnull);
 	c->done_floor = isnull ? -1 : DatumGetInt64(d);
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -276,10 +278,10 @@ consumer_settings(const char *name, ConsumerKind kind, bool lock, Consumer *c)
 {
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
-	run_sql(psprintf("SELECT %s FROM eventstore.consumers"
-					 " WHERE name OPERATOR(pg_catalog.=) $1%s",
-					 settings_columns(), lock ? " FOR UPDATE" : ""),
-			1, (Oid[]) {TEXTOID}, values, NULL, SPI_OK_SELECT);
+	consumer_sql(psprintf("SELECT %s FROM eventstore.consumers"
+					      " WHERE name OPERATOR(pg_catalog.=) $1%s",
+					      settings_columns(), lock ? " FOR UPDATE" : ""),
+			     1, (Oid[]) {TEXTOID}, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		report_no_consumer(name);
 	memset(c, 0, sizeof(Consumer));
@@ -303,33 +305,33 @@ bool
 consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_locked,
 			  Consumer *c)
 {
-	Datum		values[KEY_ARGS] = {CStringGetTextDatum(name),
+	Datum		values[CONSUMER_KEY_ARGS] = {CStringGetTextDatum(name),
 	Int32GetDatum(ref.generation), Int32GetDatum(ref.member)};
 	const char *skip = skip_locked ? " SKIP LOCKED" : "";
 
 	if (eventstore_consumers_have_members())
-		run_sql(psprintf("SELECT %s, %s,"
-						 "       EXISTS (SELECT FROM eventstore.members o"
-						 "                WHERE o.consumer OPERATOR(pg_catalog.=) m.consumer"
-						 "                  AND o.generation OPERATOR(pg_catalog.<) m.generation)"
-						 "  FROM eventstore.consumers c"
-						 "  JOIN eventstore.members m ON m.consumer OPERATOR(pg_catalog.=) c.name"
-						 " WHERE c.name OPERATOR(pg_catalog.=) $1"
-						 "   AND m.generation OPERATOR(pg_catalog.=) $2"
-						 "   AND m.member OPERATOR(pg_catalog.=) $3"
-						 "   FOR SHARE OF c%s FOR UPDATE OF m%s",
-						 settings_columns(), progress_columns(), skip, skip),
-				KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID}, values, NULL, SPI_OK_SELECT);
+		consumer_sql(psprintf("SELECT %s, %s,"
+						      "       EXISTS (SELECT FROM eventstore.members o"
+						      "                WHERE o.consumer OPERATOR(pg_catalog.=) m.consumer"
+						      "                  AND o.generation OPERATOR(pg_catalog.<) m.generation)"
+						      "  FROM eventstore.consumers c"
+						      "  JOIN eventstore.members m ON m.consumer OPERATOR(pg_catalog.=) c.name"
+						      " WHERE c.name OPERATOR(pg_catalog.=) $1"
+						      "   AND m.generation OPERATOR(pg_catalog.=) $2"
+						      "   AND m.member OPERATOR(pg_catalog.=) $3"
+						      "   FOR SHARE OF c%s FOR UPDATE OF m%s",
+						      settings_columns(), progress_columns(), skip, skip),
+				     CONSUMER_KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID}, values, NULL, SPI_OK_SELECT);
 	else
-		run_sql(psprintf("SELECT %s, %s, false FROM eventstore.consumers"
-						 " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE%s",
-						 settings_columns(), progress_columns(), skip),
-				KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID}, values, NULL, SPI_OK_SELECT);
+		consumer_sql(psprintf("SELECT %s, %s, false FROM eventstore.consumers"
+						      " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE%s",
+						      settings_columns(), progress_columns(), skip),
+				     CONSUMER_KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID}, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		SPI_freetuptable(SPI_tuptable);
-		run_sql("SELECT FROM eventstore.consumers WHERE name OPERATOR(pg_catalog.=) $1",
-				1, (Oid[]) {TEXTOID}, values, NULL, SPI_OK_SELECT);
+		consumer_sql("SELECT FROM eventstore.consumers WHERE name OPERATOR(pg_catalog.=) $1",
+				     1, (Oid[]) {TEXTOID}, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			report_no_consumer(name);
 		SPI_freetuptable(SPI_tuptable);
@@ -341,7 +343,7 @@ consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_lock
 	{
 		bool		isnull;
 
-		c->waiting = DatumGetBool(result_datum(SETTINGS_NATTS + PROGRESS_NATTS + MEMBER_NATTS + 1,
+		c->waiting = DatumGetBool(consumer_result_datum(SETTINGS_NATTS + PROGRESS_NATTS + MEMBER_NATTS + 1,
 											   &isnull));
 	}
 	progress_from_result(c, SETTINGS_NATTS + 1);
@@ -356,10 +358,10 @@ consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_lock
 void
 consumer_check_topics(Consumer *c)
 {
-	run_sql("SELECT eventstore.check_topics_readable($1, $2, 'the consumer''s role')",
-			2, (Oid[]) {OIDOID, TEXTARRAYOID},
-			(Datum[]) {ObjectIdGetDatum(c->run_as), c->topics},
-			NULL, SPI_OK_SELECT);
+	consumer_sql("SELECT eventstore.check_topics_readable($1, $2, 'the consumer''s role')",
+			     2, (Oid[]) {OIDOID, TEXTARRAYOID},
+			     (Datum[]) {ObjectIdGetDatum(c->run_as), c->topics},
+			     NULL, SPI_OK_SELECT);
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -381,224 +383,34 @@ consumer_retry_delay_ms(int attempts)
  * Runs an UPDATE of the member's progress, SET set (its arguments from $4
  * on), and reads the progress back into *c.
  */
-static void
-update_consumer(Consumer *c, const char *set, int nargs, Oid *argtypes, Datum *values,
+void
+consumer_update(Consumer *c, const char *set, int nargs, Oid *argtypes, Datum *values,
 				const char *nulls)
 {
-	Oid			types[KEY_ARGS + 8] = {TEXTOID, INT4OID, INT4OID};
-	Datum		args[KEY_ARGS + 8] = {CStringGetTextDatum(c->name),
+	Oid			types[CONSUMER_KEY_ARGS + 8] = {TEXTOID, INT4OID, INT4OID};
+	Datum		args[CONSUMER_KEY_ARGS + 8] = {CStringGetTextDatum(c->name),
 	Int32GetDatum(c->ref.generation), Int32GetDatum(c->ref.member)};
-	char		argnulls[KEY_ARGS + 9] = "   ";
+	char		argnulls[CONSUMER_KEY_ARGS + 9] = "   ";
 
 	if (c->retired)
 		return;					/* the member is gone: nothing to record */
 	Assert(nargs < 8);
 	for (int i = 0; i < nargs; i++)
 	{
-		types[KEY_ARGS + i] = argtypes[i];
-		args[KEY_ARGS + i] = values[i];
-		argnulls[KEY_ARGS + i] = nulls ? nulls[i] : ' ';
+		types[CONSUMER_KEY_ARGS + i] = argtypes[i];
+		args[CONSUMER_KEY_ARGS + i] = values[i];
+		argnulls[CONSUMER_KEY_ARGS + i] = nulls ? nulls[i] : ' ';
 	}
-	argnulls[KEY_ARGS + nargs] = '\0';
-	run_sql(psprintf("UPDATE %s SET %s WHERE %s RETURNING %s",
-					 PROGRESS_TABLE(), set, PROGRESS_KEY(), progress_columns()),
-			KEY_ARGS + nargs, types, args, argnulls, SPI_OK_UPDATE_RETURNING);
+	argnulls[CONSUMER_KEY_ARGS + nargs] = '\0';
+	consumer_sql(psprintf("UPDATE %s SET %s WHERE %s RETURNING %s",
+					      PROGRESS_TABLE(), set, PROGRESS_KEY(), progress_columns()),
+			     CONSUMER_KEY_ARGS + nargs, types, args, argnulls, SPI_OK_UPDATE_RETURNING);
 	progress_from_result(c, 1);
 }
 
-/*
- * The condition that an event e belongs to the member, for the queries
- * that find its events: empty when the consumer has one member.
- */
-static const char *
-member_condition(Consumer *c)
-{
-	if (c->member_count <= 1)
-		return "";
-	return psprintf(" AND eventstore.member_of(e.stream, e.id, %d) OPERATOR(pg_catalog.=) %d",
-					c->member_count, c->ref.member);
-}
-
-/*------------------------------------------------------------------------
- * Windows
- *------------------------------------------------------------------------
- */
-
-/*
- * A retiring member has delivered everything up to its fence: it goes,
- * leaving the count of the events it handled to member 0 of the newest
- * generation.  The newer generation's members no longer wait for it once
- * all are gone.
- */
-static void
-member_retire(Consumer *c)
-{
-	/* what it handled counts on, with member 0 of the newest generation */
-	run_sql("WITH gone AS (DELETE FROM eventstore.members"
-			"               WHERE consumer OPERATOR(pg_catalog.=) $1"
-			"                 AND generation OPERATOR(pg_catalog.=) $2"
-			"                 AND member OPERATOR(pg_catalog.=) $3"
-			"              RETURNING handled)"
-			" UPDATE eventstore.members m"
-			"    SET handled = m.handled OPERATOR(pg_catalog.+) (SELECT handled FROM gone)"
-			"  WHERE m.consumer OPERATOR(pg_catalog.=) $1 AND m.member OPERATOR(pg_catalog.=) 0"
-			"    AND m.generation OPERATOR(pg_catalog.=)"
-			"        (SELECT pg_catalog.max(generation) FROM eventstore.members"
-			"          WHERE consumer OPERATOR(pg_catalog.=) $1)",
-			KEY_ARGS, (Oid[]) {TEXTOID, INT4OID, INT4OID},
-			(Datum[]) {CStringGetTextDatum(c->name), Int32GetDatum(c->ref.generation),
-			Int32GetDatum(c->ref.member)},
-			NULL, SPI_OK_UPDATE);
-	c->retired = true;
-	consumers_changed_at_commit();
-}
-
-/*
- * The lowest position of the window of snapshot, less one, or -1 when the
- * window is empty: the events of the member visible in snapshot and not in
- * the done snapshot.  With the done snapshot's floor known, they are all
- * above it, and the first is found through the primary key from there, at
- * a cost that does not grow with the history (only with what came after
- * the floor).  Without, through the BRIN index on xid and nothing else:
- * "position + 0" keeps the planner off a min() by primary key, "topic ||
- * ''" off the topic index, either of which reads every event of the topic;
- * sequential scans are off so that the BRIN index serves even before the
- * table has statistics.  The arguments are known when the statement is
- * planned.
- */
-static int64
-window_low(Consumer *c, Datum snapshot)
-{
-	int			save_nestlevel = NewGUCNestLevel();
-	bool		isnull;
-	int64		low;
-
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	run_sql(psprintf(c->done_floor >= 0
-					 ? "SELECT e.position OPERATOR(pg_catalog.-) 1"
-					 "  FROM eventstore.events e"
-					 " WHERE e.position OPERATOR(pg_catalog.>) $5"
-					 "   AND e.topic OPERATOR(pg_catalog.=) ANY ($3)"
-					 "   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
-					 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
-					 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)%s"
-					 " ORDER BY e.position LIMIT 1"
-					 : "SELECT pg_catalog.min(e.position OPERATOR(pg_catalog.+) 0)"
-					 "         OPERATOR(pg_catalog.-) 1"
-					 "  FROM eventstore.events e"
-					 " WHERE e.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1)"
-					 "   AND e.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2)"
-					 "   AND (e.topic OPERATOR(pg_catalog.||) '') OPERATOR(pg_catalog.=) ANY ($3)"
-					 "   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
-					 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
-					 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)%s",
-					 member_condition(c)),
-			5, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID},
-			(Datum[]) {c->done_snapshot, snapshot, c->topics, c->types,
-		Int64GetDatum(c->done_floor)},
-			c->types == (Datum) 0 ? "   n " : NULL, SPI_OK_SELECT);
-	AtEOXact_GUC(true, save_nestlevel);
-	low = SPI_processed == 0 ? 0
-		: DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (SPI_processed == 0)
-		isnull = true;
-	SPI_freetuptable(SPI_tuptable);
-	return isnull ? -1 : low;
-}
-
-/*
- * Opens a window for the member unless one is open; false when there is
- * nothing new.  An empty window moves done_snapshot on at once.  The
- * window of a retiring member is its fence, and once that is delivered the
- * member retires.
- *
- * Floors: just before a window snapshot is taken, the read horizon with
- * this transaction's own bound (horizon.c) is a position at or below which
- * every event is visible in the snapshot or aborted.  Stored with the
- * snapshot (window_floor, then done_floor), it lets the next window start
- * there.  Without the preloaded library (no horizon) or before 1.3 there
- * is no floor, and windows are found through the BRIN index on xid.
- */
-static bool
-window_open(Consumer *c)
-{
-	bool		members = eventstore_consumers_have_members();
-	Datum		snapshot;
-	int64		floor = -1;
-	bool		isnull;
-	int64		low;
-
-	if (c->window_snapshot != (Datum) 0)
-		return true;
-	if (c->fence_snapshot != (Datum) 0)
-	{
-		snapshot = c->fence_snapshot;
-		floor = c->fence_floor;
-	}
-	else
-	{
-		if (!members || !horizon_safe_position(true, &floor))
-			floor = -1;
-		run_sql("SELECT eventstore.window_snapshot()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
-		snapshot = result_datum(1, &isnull);
-		SPI_freetuptable(SPI_tuptable);
-	}
-
-	if (c->done_snapshot == (Datum) 0)
-		low = c->start_after;
-	else
-	{
-		/* as values: the stored one may have a short varlena header */
-		if (datum_image_eq(snapshot, c->done_snapshot, false, -1))
-		{
-			if (c->fence_snapshot != (Datum) 0)
-				member_retire(c);
-			return false;		/* no transaction has ended since */
-		}
-		low = window_low(c, snapshot);
-		if (low < 0)
-		{
-			update_consumer(c, members ? "done_snapshot = $4, done_floor = $5"
-							: "done_snapshot = $4",
-							2, (Oid[]) {PG_SNAPSHOTOID, INT8OID},
-							(Datum[]) {snapshot, Int64GetDatum(floor)},
-							floor >= 0 ? "  " : " n");
-			if (c->fence_snapshot != (Datum) 0)
-				member_retire(c);
-			return false;
-		}
-	}
-	update_consumer(c, members ? "window_snapshot = $4, window_after = $5, window_floor = $6"
-					: "window_snapshot = $4, window_after = $5",
-					3, (Oid[]) {PG_SNAPSHOTOID, INT8OID, INT8OID},
-					(Datum[]) {snapshot, Int64GetDatum(low), Int64GetDatum(floor)},
-					floor >= 0 ? "   " : "  n");
-	return true;
-}
-
-/*
- * The window is drained: what it saw is now delivered.  A retiring member
- * whose window was its fence retires.
- */
-static void
-window_close(Consumer *c)
-{
-	if (c->window_snapshot == (Datum) 0)
-		return;
-	update_consumer(c, eventstore_consumers_have_members()
-					? "done_snapshot = window_snapshot, done_floor = window_floor,"
-					" window_snapshot = NULL, window_after = NULL, window_floor = NULL"
-					: "done_snapshot = window_snapshot, window_snapshot = NULL,"
-					" window_after = NULL", 0, NULL, NULL, NULL);
-	if (c->fence_snapshot != (Datum) 0 &&
-		datum_image_eq(c->done_snapshot, c->fence_snapshot, false, -1))
-		member_retire(c);
-}
-
 /* Takes the rows of the last result ("SELECT e FROM eventstore.events e") into b. */
-static void
-batch_from_result(Batch *b, BatchKind kind)
+void
+consumer_batch_from_result(Batch *b, BatchKind kind)
 {
 	b->kind = kind;
 	b->n = (int) SPI_processed;
@@ -612,55 +424,6 @@ batch_from_result(Batch *b, BatchKind kind)
 											1, &isnull),
 							  &b->events[i]);
 	}
-}
-
-/*
- * The open window's events after window_after, up to position upto, at
- * most limit of them, of the consumer's types only, in position order.
- * Each page is planned with its real bounds.
- */
-static void
-window_page(Consumer *c, int64 upto, int limit, Batch *b)
-{
-	Oid			argtypes[7] = {TEXTARRAYOID, INT8OID, INT8OID, PG_SNAPSHOTOID,
-	PG_SNAPSHOTOID, INT4OID, TEXTARRAYOID};
-	Datum		values[7] = {c->topics, Int64GetDatum(c->window_after), Int64GetDatum(upto),
-	c->window_snapshot, c->done_snapshot, Int32GetDatum(limit), c->types};
-	char		nulls[8] = "       ";
-
-	const char *member = member_condition(c);
-	int			save_nestlevel = NewGUCNestLevel();
-
-	/* the arguments are known when the statement is planned: NULLs fold */
-	if (c->done_snapshot == (Datum) 0)
-		nulls[4] = 'n';
-	if (c->types == (Datum) 0)
-		nulls[6] = 'n';
-
-	/*
-	 * The planner takes the member condition for a rare one (a function's
-	 * default selectivity) and would read and sort the whole window for a
-	 * page; a member's page is read in position order through an index and
-	 * stops at the limit, as the pages of a consumer of one member are.
-	 */
-	if (member[0] != '\0')
-	{
-		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	}
-	run_sql(psprintf("SELECT e FROM eventstore.events e"
-					 " WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
-					 "   AND e.position OPERATOR(pg_catalog.>) $2"
-					 "   AND e.position OPERATOR(pg_catalog.<=) $3"
-					 "   AND ($7 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($7))"
-					 "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
-					 "   AND ($5 IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5))%s"
-					 " ORDER BY e.position LIMIT $6", member),
-			7, argtypes, values, nulls, SPI_OK_SELECT);
-	AtEOXact_GUC(true, save_nestlevel);
-	batch_from_result(b, BATCH_WINDOW);
 }
 
 /*------------------------------------------------------------------------
@@ -682,20 +445,20 @@ parked_batch(Consumer *c, int limit, int64 batch_id, Batch *b)
 	Datum		values[3] = {CStringGetTextDatum(c->name), Int32GetDatum(limit),
 	Int64GetDatum(batch_id)};
 
-	run_sql("DELETE FROM eventstore.parked p"
-			" WHERE p.consumer OPERATOR(pg_catalog.=) $1 AND p.replay"
-			"   AND NOT EXISTS (SELECT FROM eventstore.events e"
-			"                    WHERE e.id OPERATOR(pg_catalog.=) p.event_id)",
-			1, argtypes, values, NULL, SPI_OK_DELETE);
-	run_sql(psprintf("SELECT e FROM eventstore.parked p"
-					 "  JOIN eventstore.events e ON e.id OPERATOR(pg_catalog.=) p.event_id"
-					 " WHERE p.consumer OPERATOR(pg_catalog.=) $1"
-					 "   AND CASE WHEN $3 OPERATOR(pg_catalog.>) 0"
-					 "            THEN p.batch_id OPERATOR(pg_catalog.=) $3 ELSE p.replay END%s"
-					 " ORDER BY p.position LIMIT $2",
-					 batch_id > 0 ? "" : member_condition(c)),
-			3, argtypes, values, NULL, SPI_OK_SELECT);
-	batch_from_result(b, BATCH_REPLAY);
+	consumer_sql("DELETE FROM eventstore.parked p"
+			     " WHERE p.consumer OPERATOR(pg_catalog.=) $1 AND p.replay"
+			     "   AND NOT EXISTS (SELECT FROM eventstore.events e"
+			     "                    WHERE e.id OPERATOR(pg_catalog.=) p.event_id)",
+			     1, argtypes, values, NULL, SPI_OK_DELETE);
+	consumer_sql(psprintf("SELECT e FROM eventstore.parked p"
+					      "  JOIN eventstore.events e ON e.id OPERATOR(pg_catalog.=) p.event_id"
+					      " WHERE p.consumer OPERATOR(pg_catalog.=) $1"
+					      "   AND CASE WHEN $3 OPERATOR(pg_catalog.>) 0"
+					      "            THEN p.batch_id OPERATOR(pg_catalog.=) $3 ELSE p.replay END%s"
+					      " ORDER BY p.position LIMIT $2",
+					      batch_id > 0 ? "" : consumer_member_condition(c)),
+			     3, argtypes, values, NULL, SPI_OK_SELECT);
+	consumer_batch_from_result(b, BATCH_REPLAY);
 }
 
 /*
@@ -718,14 +481,14 @@ consumer_next_batch(Consumer *c, int limit, Batch *b)
 	}
 	for (int round = 0; round < 2 && !c->retired; round++)
 	{
-		if (!window_open(c))
+		if (!consumer_window_open(c))
 			return false;
-		window_page(c, PG_INT64_MAX, limit, b);
+		consumer_window_page(c, PG_INT64_MAX, limit, b);
 		b->drained = b->n < limit;
 		if (b->n > 0)
 			return true;
 		batch_free(b);
-		window_close(c);
+		consumer_window_close(c);
 	}
 	return false;
 }
@@ -735,7 +498,7 @@ void
 consumer_leased_batch(Consumer *c, Batch *b)
 {
 	if (c->batch_kind == BATCH_WINDOW)
-		window_page(c, c->batch_upto, PG_INT32_MAX, b);
+		consumer_window_page(c, c->batch_upto, PG_INT32_MAX, b);
 	else
 		parked_batch(c, PG_INT32_MAX, c->batch_id, b);
 }
@@ -770,7 +533,7 @@ consumer_lease_batch(Consumer *c, Batch *b)
 {
 	bool		window = b->kind == BATCH_WINDOW;
 
-	update_consumer(c, psprintf("batch_id = %s, batch_kind = $4,"
+	consumer_update(c, psprintf("batch_id = %s, batch_kind = $4,"
 					" batch_upto = $5, batch_attempt = 1,"
 					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $6,"
 					" last_run = pg_catalog.now()",
@@ -788,14 +551,14 @@ consumer_lease_batch(Consumer *c, Batch *b)
 
 		for (int i = 0; i < b->n; i++)
 			ids[i] = UUIDPGetDatum(&b->events[i].parts.id);
-		run_sql("UPDATE eventstore.parked SET batch_id = $2"
-				" WHERE consumer OPERATOR(pg_catalog.=) $1"
-				"   AND event_id OPERATOR(pg_catalog.=) ANY ($3)",
-				3, (Oid[]) {TEXTOID, INT8OID, UUIDARRAYOID},
-				(Datum[]) {CStringGetTextDatum(c->name), Int64GetDatum(c->batch_id),
-				PointerGetDatum(construct_array(ids, b->n, UUIDOID, UUID_LEN, false,
-												TYPALIGN_CHAR))},
-				NULL, SPI_OK_UPDATE);
+		consumer_sql("UPDATE eventstore.parked SET batch_id = $2"
+				     " WHERE consumer OPERATOR(pg_catalog.=) $1"
+				     "   AND event_id OPERATOR(pg_catalog.=) ANY ($3)",
+				     3, (Oid[]) {TEXTOID, INT8OID, UUIDARRAYOID},
+				     (Datum[]) {CStringGetTextDatum(c->name), Int64GetDatum(c->batch_id),
+				     PointerGetDatum(construct_array(ids, b->n, UUIDOID, UUID_LEN, false,
+												     TYPALIGN_CHAR))},
+				     NULL, SPI_OK_UPDATE);
 	}
 }
 
@@ -806,7 +569,7 @@ consumer_lease_batch(Consumer *c, Batch *b)
 void
 consumer_renew_lease(Consumer *c)
 {
-	update_consumer(c, "batch_attempt = batch_attempt OPERATOR(pg_catalog.+) 1,"
+	consumer_update(c, "batch_attempt = batch_attempt OPERATOR(pg_catalog.+) 1,"
 					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $4,"
 					" last_run = pg_catalog.now()",
 					1, (Oid[]) {INTERVALOID},
@@ -820,7 +583,7 @@ consumer_renew_lease(Consumer *c)
 void
 consumer_count_failure(Consumer *c, const char *error)
 {
-	update_consumer(c, "attempts = attempts OPERATOR(pg_catalog.+) 1, last_error = $4,"
+	consumer_update(c, "attempts = attempts OPERATOR(pg_catalog.+) 1, last_error = $4,"
 					" leased_until = pg_catalog.now() OPERATOR(pg_catalog.+) $5",
 					2, (Oid[]) {TEXTOID, INTERVALOID},
 					(Datum[]) {CStringGetTextDatum(error),
@@ -832,7 +595,7 @@ consumer_count_failure(Consumer *c, const char *error)
 void
 consumer_touch(Consumer *c)
 {
-	update_consumer(c, "last_run = pg_catalog.now()", 0, NULL, NULL, NULL);
+	consumer_update(c, "last_run = pg_catalog.now()", 0, NULL, NULL, NULL);
 }
 
 /*
@@ -842,7 +605,7 @@ consumer_touch(Consumer *c)
 void
 consumer_count_expired_lease(Consumer *c)
 {
-	update_consumer(c, "attempts = attempts OPERATOR(pg_catalog.+) 1,"
+	consumer_update(c, "attempts = attempts OPERATOR(pg_catalog.+) 1,"
 					" last_error = pg_catalog.format('batch %s not acked within %s', batch_id, $4)",
 					1, (Oid[]) {INTERVALOID},
 					(Datum[]) {ms_interval_datum(eventstore_lease_timeout_ms)}, NULL);
@@ -868,14 +631,14 @@ consumer_park(Consumer *c, Batch *b, int from, int to, int attempts, const char 
 			Int32GetDatum(attempts),
 		CStringGetTextDatum(error)};
 
-		run_sql("INSERT INTO eventstore.parked AS p"
-				"       (consumer, event_id, position, topic, attempts, error)"
-				" VALUES ($1, $2, $3, $4, $5, $6)"
-				" ON CONFLICT ON CONSTRAINT parked_pkey DO UPDATE"
-				"   SET attempts = p.attempts OPERATOR(pg_catalog.+) excluded.attempts,"
-				"       error = excluded.error, parked_at = excluded.parked_at,"
-				"       replay = false, batch_id = NULL",
-				6, argtypes, values, NULL, SPI_OK_INSERT);
+		consumer_sql("INSERT INTO eventstore.parked AS p"
+				     "       (consumer, event_id, position, topic, attempts, error)"
+				     " VALUES ($1, $2, $3, $4, $5, $6)"
+				     " ON CONFLICT ON CONSTRAINT parked_pkey DO UPDATE"
+				     "   SET attempts = p.attempts OPERATOR(pg_catalog.+) excluded.attempts,"
+				     "       error = excluded.error, parked_at = excluded.parked_at,"
+				     "       replay = false, batch_id = NULL",
+				     6, argtypes, values, NULL, SPI_OK_INSERT);
 		stats_count_text(b->events[i].topic, STATS_PARKED, 1);
 	}
 }
@@ -903,19 +666,19 @@ consumer_record(Consumer *c, Batch *b, int done, int64 handled, const char *erro
 
 		for (int i = 0; i < done; i++)
 			ids[i] = UUIDPGetDatum(&b->events[i].parts.id);
-		run_sql("DELETE FROM eventstore.parked"
-				" WHERE consumer OPERATOR(pg_catalog.=) $1"
-				"   AND event_id OPERATOR(pg_catalog.=) ANY ($2) AND replay",
-				2, (Oid[]) {TEXTOID, UUIDARRAYOID},
-				(Datum[]) {CStringGetTextDatum(c->name),
-				PointerGetDatum(construct_array(ids, done, UUIDOID, UUID_LEN, false,
-												TYPALIGN_CHAR))},
-				NULL, SPI_OK_DELETE);
+		consumer_sql("DELETE FROM eventstore.parked"
+				     " WHERE consumer OPERATOR(pg_catalog.=) $1"
+				     "   AND event_id OPERATOR(pg_catalog.=) ANY ($2) AND replay",
+				     2, (Oid[]) {TEXTOID, UUIDARRAYOID},
+				     (Datum[]) {CStringGetTextDatum(c->name),
+				     PointerGetDatum(construct_array(ids, done, UUIDOID, UUID_LEN, false,
+												     TYPALIGN_CHAR))},
+				     NULL, SPI_OK_DELETE);
 	}
 	nulls[0] = last > 0 ? ' ' : 'n';
 	nulls[3] = error ? ' ' : 'n';
 	nulls[4] = retry_ms >= 0 ? ' ' : 'n';
-	update_consumer(c, "window_after = coalesce($4, window_after),"
+	consumer_update(c, "window_after = coalesce($4, window_after),"
 					" position = GREATEST(position, $4),"
 					" handled = handled OPERATOR(pg_catalog.+) $5,"
 					" attempts = $6,"
@@ -930,7 +693,7 @@ consumer_record(Consumer *c, Batch *b, int done, int64 handled, const char *erro
 				ms_interval_datum(Max(retry_ms, 0))},
 					nulls);
 	if (window && b->drained && done == b->n)
-		window_close(c);
+		consumer_window_close(c);
 }
 
 /*
@@ -944,13 +707,13 @@ consumer_record(Consumer *c, Batch *b, int done, int64 handled, const char *erro
 bool
 consumer_record_error(const char *name, MemberRef ref, const char *message)
 {
-	run_sql(psprintf("UPDATE %s"
-					 "   SET last_error = $4,"
-					 "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '10 seconds'"
-					 " WHERE %s", PROGRESS_TABLE(), PROGRESS_KEY()),
-			KEY_ARGS + 1, (Oid[]) {TEXTOID, INT4OID, INT4OID, TEXTOID},
-			(Datum[]) {CStringGetTextDatum(name), Int32GetDatum(ref.generation),
-			Int32GetDatum(ref.member), CStringGetTextDatum(message)},
-			NULL, SPI_OK_UPDATE);
+	consumer_sql(psprintf("UPDATE %s"
+					      "   SET last_error = $4,"
+					      "       retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) interval '10 seconds'"
+					      " WHERE %s", PROGRESS_TABLE(), PROGRESS_KEY()),
+			     CONSUMER_KEY_ARGS + 1, (Oid[]) {TEXTOID, INT4OID, INT4OID, TEXTOID},
+			     (Datum[]) {CStringGetTextDatum(name), Int32GetDatum(ref.generation),
+			     Int32GetDatum(ref.member), CStringGetTextDatum(message)},
+			     NULL, SPI_OK_UPDATE);
 	return SPI_processed > 0;
 }

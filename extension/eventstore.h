@@ -381,6 +381,24 @@ extern void consumer_record(Consumer *c, Batch *b, int done, int64 handled,
 							const char *error, int64 retry_ms);
 extern bool consumer_record_error(const char *name, MemberRef ref, const char *message);
 
+/*
+ * Within the consumer engine: consumer_engine.c's statements, shared with
+ * consumer_windows.c, which finds a member's windows.  A member's row is
+ * keyed by the consumer's name, its generation and its number: the first
+ * CONSUMER_KEY_ARGS arguments of consumer_update's statements.
+ */
+#define CONSUMER_KEY_ARGS 3
+extern void consumer_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
+						 const char *nulls, int expected);
+extern Datum consumer_result_datum(int i, bool *isnull);
+extern void consumer_update(Consumer *c, const char *set, int nargs, Oid *argtypes,
+							Datum *values, const char *nulls);
+extern void consumer_batch_from_result(Batch *b, BatchKind kind);
+extern const char *consumer_member_condition(Consumer *c);
+extern bool consumer_window_open(Consumer *c);
+extern void consumer_window_close(Consumer *c);
+extern void consumer_window_page(Consumer *c, int64 upto, int limit, Batch *b);
+
 /* consumer_members.c: which members of a consumer there are and are free. */
 extern MemberRef *consumer_member_refs(const char *name, int member, bool free_only,
 									   int *n, int *members);
