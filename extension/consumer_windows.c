@@ -88,7 +88,7 @@ window_low(Consumer *c, Datum snapshot)
 {
 	int			save_nestlevel = NewGUCNestLevel();
 	bool		isnull;
-	int64		low;
+	int64		low = -1;
 
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -116,10 +116,11 @@ window_low(Consumer *c, Datum snapshot)
 		     Int64GetDatum(c->done_floor)},
 			     c->types == (Datum) 0 ? "   n " : NULL, SPI_OK_SELECT);
 	AtEOXact_GUC(true, save_nestlevel);
-	low = SPI_processed == 0 ? 0
-		: DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (SPI_processed == 0)
-		isnull = true;
+	/* no row (the probe by floor) or a NULL min() (the BRIN scan): empty */
+	isnull = SPI_processed == 0;
+	if (!isnull)
+		low = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										  &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return isnull ? -1 : low;
 }
