@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 main_db=${PGDATABASE:-eventstore_test}
 side_db=worker_nopreload
 db=$main_db	# q's; q_in "$side_db" for the other
-echo "1..33"
+echo "1..37"
 . test/daemon.sh	# $worker, $tmp, $vg, start, exited, stop
 
 # append DB COUNT: COUNT events on topic t, in one transaction
@@ -104,6 +104,9 @@ ok $? "a value of the wrong type is refused, naming the key"
 bad_config '{"consumers": [{"name": "c", "kind": "outside", "handler": {"type": "command", "command": []}}]}' \
 	'consumers\[0\]\.handler\.command'
 ok $? "an empty command is refused, naming consumers[0].handler.command"
+bad_config '{"consumers": [{"name": "c", "kind": "outside", "handler": {"type": "command", "command": ["true"], "per": "each"}}]}' \
+	'consumers\[0\]\.handler\.per'
+ok $? "\"per\" other than \"event\" or \"batch\" is refused, naming consumers[0].handler.per"
 
 printf '%s\n' '{"conninfo": "host=127.0.0.1 port=1 connect_timeout=5",
                 "consumers": [{"name": "c", "kind": "in_database"}]}' >"$tmp/nowhere.json"
@@ -119,7 +122,9 @@ q "SET client_min_messages = warning;
   CREATE EXTENSION eventstore;
   SELECT eventstore.create_topic('t');
   SELECT eventstore.create_consumer('c', ARRAY['t']);
-  SELECT eventstore.create_consumer('cfail', ARRAY['t']);" >/dev/null
+  SELECT eventstore.create_consumer('cfail', ARRAY['t']);
+  SELECT eventstore.create_consumer('cbatch', ARRAY['t']);
+  SELECT eventstore.create_consumer('cbatchfail', ARRAY['t']);" >/dev/null
 append "$main_db" 25
 
 outside_config "$tmp/c.json" c "$tmp/record.sh" "$tmp/c.jsonl"
@@ -164,6 +169,43 @@ redelivered() {
 wait_until 30 redelivered && exactly_once "$tmp/cfail.jsonl.ids" "$main_db" &&
 	[ "$(head -1 "$tmp/cfail.jsonl.attempts")" = 2 ]
 ok $? "the nacked batch is redelivered (attempt 2), and then every event once"
+
+# "per": "batch": the command starts once per batch and reads every
+# delivery of it, a line each; EVENTSTORE_EVENTS says how many, the
+# position and event id variables are empty (the lines carry them).
+cat >"$tmp/record_batch.sh" <<'SH'
+#!/bin/sh
+cat >>"$1"
+printf '%s %s [%s%s]\n' "$EVENTSTORE_EVENTS" "$(wc -l <"$1")" "$EVENTSTORE_POSITION" \
+	"$EVENTSTORE_EVENT_ID" >>"$1.calls"
+SH
+chmod 755 "$tmp/record_batch.sh"
+# batch_config FILE CONSUMER HANDLER-SCRIPT RECORD-FILE
+batch_config() {
+	cat >"$1" <<JSON
+{"conninfo": "", "batch_size": 10, "poll_interval_ms": 60000,
+ "consumers": [{"name": "$2", "kind": "outside",
+                "handler": {"type": "command", "command": ["$3", "$4"], "per": "batch"}}]}
+JSON
+}
+batch_config "$tmp/cbatch.json" cbatch "$tmp/record_batch.sh" "$tmp/cbatch.jsonl"
+"$worker" --config "$tmp/cbatch.json" --once >"$tmp/cbatch.log" 2>&1 &&
+	[ "$(cat "$tmp/cbatch.jsonl.calls" 2>/dev/null | tr '\n' ,)" = "10 10 [],10 20 [],5 25 []," ]
+ok $? "per batch: 25 events in batches of 10 start the command 3 times with 10, 10 and 5 lines ($(tr '\n' , <"$tmp/cbatch.jsonl.calls" 2>/dev/null))"
+python3 - "$tmp/cbatch.jsonl" <"$tmp/cbatch.jsonl" >"$tmp/cbatch.ids" <<'PY' &&
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+assert [r["position"] for r in rows] == sorted(r["position"] for r in rows)
+print("\n".join(r["id"] for r in rows))
+PY
+	exactly_once "$tmp/cbatch.ids" "$main_db" &&
+	[ "$(count_in "$tmp/cbatch.log" ' info consumer=cbatch batch=[0-9]* position=[0-9]* id=[0-9a-f-]* ok$')" -eq 25 ]
+ok $? "per batch: each event once, in position order, and one log line per event"
+batch_config "$tmp/cbatchfail.json" cbatchfail "$tmp/fail.sh" "$tmp/cbatchfail.jsonl"
+"$worker" --config "$tmp/cbatchfail.json" --once >"$tmp/cbatchfail.log" 2>&1 &&
+	grep -q 'warning consumer=cbatchfail batch=[0-9]* nacked after 0 of 10 events: command exited with status 3' "$tmp/cbatchfail.log" &&
+	[ "$(q "SELECT handled = 0 AND attempts >= 1 FROM eventstore.consumer_status WHERE name = 'cbatchfail'")" = t ]
+ok $? "per batch: a failing command nacks the whole batch, nothing counts as handled"
 
 #
 # In-database consumers through run_consumer, in a database where the

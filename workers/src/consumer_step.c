@@ -147,6 +147,76 @@ finish_batch(struct db *db, const char *consumer, const char *batch_id,
 	return STEP_NACKED;
 }
 
+/* The member for the logs: none before eventstore 1.3. */
+static const char *
+member_field(const struct delivery *d)
+{
+	return d->member[0] != '\0' ? d->member : NULL;
+}
+
+/* The handler failed on event d: logged and counted. */
+static void
+event_failed(const struct consumer *c, const struct delivery *d, const char *why,
+			 struct run_stats *stats)
+{
+	log_error_f(LOG_FIELDS(.consumer = c->name, .batch = d->batch_id, .member = member_field(d),
+						   .position = d->position, .id = d->id,
+						   .attempt = d->attempt[0] != '\0' ? d->attempt : "?",
+						   .error = why), "failed");
+	stats->events_failed++;
+	metrics_handler_failure(c->name);
+}
+
+static void
+event_ok(const struct consumer *c, const struct delivery *d, struct run_stats *stats)
+{
+	log_info_f(LOG_FIELDS(.consumer = c->name, .batch = d->batch_id, .member = member_field(d),
+						  .position = d->position, .id = d->id), "ok");
+	stats->events_ok++;
+}
+
+/*
+ * The handler, once per event in order, up to the first failure (its
+ * reason in why).  Returns the events done with.
+ */
+static int
+handle_each_event(const struct consumer *c, const struct delivery *d, int n,
+				  char *why, size_t whylen, struct run_stats *stats)
+{
+	for (int i = 0; i < n; i++)
+	{
+		if (plugin_handle(&c->handler, &d[i], why, whylen) < 0)
+		{
+			if (why[0] == '\0')
+				snprintf(why, whylen, "handler failed");
+			event_failed(c, &d[i], why, stats);
+			return i;
+		}
+		event_ok(c, &d[i], stats);
+	}
+	return n;
+}
+
+/*
+ * The handler, once for the whole batch: every event or none is done with
+ * (a failure is logged against the first).  Returns the events done with.
+ */
+static int
+handle_whole_batch(const struct consumer *c, const struct delivery *d, int n,
+				   char *why, size_t whylen, struct run_stats *stats)
+{
+	if (plugin_handle_batch(&c->handler, d, n, why, whylen) < 0)
+	{
+		if (why[0] == '\0')
+			snprintf(why, whylen, "handler failed");
+		event_failed(c, &d[0], why, stats);
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		event_ok(c, &d[i], stats);
+	return n;
+}
+
 static enum step_result
 step_outside(struct db *db, const struct consumer *c, int batch_size,
 			 struct run_stats *stats)
@@ -158,6 +228,7 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 	const char *batch_id;
 	const char *member;
 	int			members = polls_members(c);
+	struct delivery *deliveries;
 	int			n;
 	int			done = 0;
 	double		started = metrics_clock();
@@ -187,35 +258,30 @@ step_outside(struct db *db, const struct consumer *c, int batch_size,
 				"events=%d", n);
 
 	why[0] = '\0';
-	for (; done < n; done++)
+	deliveries = calloc((size_t) n, sizeof(*deliveries));
+	if (deliveries == NULL)
 	{
-		struct delivery d = {
+		PQclear(batch);
+		log_error_f(LOG_FIELDS(.consumer = c->name, .batch = batch_id, .member = member),
+					"out of memory for a batch of %d events: it will be redelivered", n);
+		return STEP_ERROR;
+	}
+	for (int i = 0; i < n; i++)
+		deliveries[i] = (struct delivery) {
 			.consumer = c->name,
-			.batch_id = PQgetvalue(batch, done, 0),
-			.position = PQgetvalue(batch, done, 1),
-			.id = PQgetvalue(batch, done, 2),
-			.attempt = PQgetvalue(batch, done, 3),
-			.json = PQgetvalue(batch, done, 4),
-			.json_len = (size_t) PQgetlength(batch, done, 4),
+			.batch_id = PQgetvalue(batch, i, 0),
+			.position = PQgetvalue(batch, i, 1),
+			.id = PQgetvalue(batch, i, 2),
+			.attempt = PQgetvalue(batch, i, 3),
+			.json = PQgetvalue(batch, i, 4),
+			.json_len = (size_t) PQgetlength(batch, i, 4),
 			.member = member != NULL ? member : "",
 		};
-
-		if (plugin_handle(&c->handler, &d, why, sizeof(why)) < 0)
-		{
-			if (why[0] == '\0')
-				snprintf(why, sizeof(why), "handler failed");
-			log_error_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id, .member = member,
-								   .position = d.position, .id = d.id,
-								   .attempt = d.attempt[0] != '\0' ? d.attempt : "?",
-								   .error = why), "failed");
-			stats->events_failed++;
-			metrics_handler_failure(c->name);
-			break;
-		}
-		log_info_f(LOG_FIELDS(.consumer = c->name, .batch = d.batch_id, .member = member,
-							  .position = d.position, .id = d.id), "ok");
-		stats->events_ok++;
-	}
+	if (plugin_by_batch(&c->handler))
+		done = handle_whole_batch(c, deliveries, n, why, sizeof(why), stats);
+	else
+		done = handle_each_event(c, deliveries, n, why, sizeof(why), stats);
+	free(deliveries);
 	metrics_events_handled(c->name, done);
 
 	result = finish_batch(db, c->name, batch_id, member, done == n ? NULL : why, stats);

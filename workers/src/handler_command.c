@@ -1,30 +1,38 @@
 /*
  * handler_command.c
- *		The "command" handler: run a program once per event.
+ *		The "command" handler: run a program once per event, or once per
+ *		batch.
  *
  *   "handler": {"type": "command", "command": ["/path/prog", "arg", ...],
- *               "timeout_ms": 60000}
+ *               "timeout_ms": 60000, "per": "event"}
  *
- * For each event the daemon starts the command with posix_spawnp (no
- * shell, PATH searched when the name has no slash), its stdin the read end
- * of a pipe, writes the delivery into the pipe as one line of JSON and
- * closes it, and waits for the child to exit.  Exit status 0 means the
- * event is handled; any other status, death by a signal, a failed start or
- * the timeout is a failure whose text becomes the nack's error.  The child
- * inherits stdout and stderr, gets the signals the daemon catches or
+ * For each event ("per": "event", the default) the daemon starts the
+ * command with posix_spawnp (no shell, PATH searched when the name has no
+ * slash), its stdin the read end of a pipe, writes the delivery into the
+ * pipe as one line of JSON and closes it, and waits for the child to exit.
+ * With "per": "batch" it starts the command once per batch and writes it
+ * every delivery of the batch, a line each in position order: a program
+ * that pays for its start (an interpreter, a connection it opens) pays
+ * once per batch, and several pollers keep their members' batches going
+ * without a process per event.  Exit status 0 means the event (the whole
+ * batch) is handled; any other status, death by a signal, a failed start
+ * or the timeout is a failure whose text becomes the nack's error.  The
+ * child inherits stdout and stderr, gets the signals the daemon catches or
  * ignores back at their default and none blocked, and finds the delivery's
  * coordinates in its environment as well (EVENTSTORE_CONSUMER,
  * EVENTSTORE_BATCH_ID, EVENTSTORE_POSITION, EVENTSTORE_EVENT_ID,
- * EVENTSTORE_ATTEMPT, EVENTSTORE_MEMBER).  posix_spawnp itself reports a
- * program that cannot be executed (glibc waits for the exec), so the error
- * says why ("cannot execute ...: No such file or directory") instead of a
- * bare exit status.
+ * EVENTSTORE_ATTEMPT, EVENTSTORE_MEMBER, EVENTSTORE_EVENTS; for a batch,
+ * position and event id are empty: the lines carry them).  posix_spawnp
+ * itself reports a program that cannot be executed (glibc waits for the
+ * exec), so the error says why ("cannot execute ...: No such file or
+ * directory") instead of a bare exit status.
  *
  * Waiting: the stdin pipe is non-blocking and the wait polls it together
  * with the signal self-pipe, which SIGCHLD makes readable when the child
  * exits; waitpid(WNOHANG) is tried after every wake-up.  A child that exits
  * without reading all of its input is judged by its exit status alone
  * (EPIPE on the write is not an error: SIGPIPE is ignored in the daemon).
+ * The timeout is per start: per event, or per batch.
  *
  * In a poller's thread (a consumer with "members" above 1, pollers.c) the
  * self-pipe is the loop's, not to be drained there, and SIGCHLD goes to
@@ -68,6 +76,7 @@ extern char **environ;
 static const char *const env_names[] = {
 	"EVENTSTORE_CONSUMER", "EVENTSTORE_BATCH_ID", "EVENTSTORE_POSITION",
 	"EVENTSTORE_EVENT_ID", "EVENTSTORE_ATTEMPT", "EVENTSTORE_MEMBER",
+	"EVENTSTORE_EVENTS",
 };
 
 #define N_ENV (sizeof(env_names) / sizeof(env_names[0]))
@@ -75,6 +84,7 @@ static const char *const env_names[] = {
 struct command
 {
 	int			timeout_ms;		/* 0: no limit */
+	int			per_batch;		/* "per": "batch": one start per batch */
 	char	   *argv[];			/* NULL-terminated; the document's strings */
 };
 
@@ -83,14 +93,20 @@ command_open(json_t *spec, const char *where, char *err, size_t errlen)
 {
 	struct command *c;
 	const char *type;
+	const char *per = "event";
 	json_t	   *argv = NULL;
 	json_int_t	timeout_ms = DEFAULT_TIMEOUT_MS;
 	size_t		argc;
 
-	if (config_unpack(spec, where, err, errlen, "{s?s s?o s?I}", "type", &type,
-					  "command", &argv, "timeout_ms", &timeout_ms) < 0 ||
+	if (config_unpack(spec, where, err, errlen, "{s?s s?o s?I s?s}", "type", &type,
+					  "command", &argv, "timeout_ms", &timeout_ms, "per", &per) < 0 ||
 		config_range(timeout_ms, 0, 86400000, where, "timeout_ms", err, errlen) < 0)
 		return NULL;
+	if (strcmp(per, "event") != 0 && strcmp(per, "batch") != 0)
+	{
+		config_error(err, errlen, where, "per", "must be \"event\" or \"batch\"");
+		return NULL;
+	}
 	if (argv == NULL || json_array_size(argv) == 0)
 	{
 		config_error(err, errlen, where, "command", argv == NULL ? "missing" :
@@ -105,6 +121,7 @@ command_open(json_t *spec, const char *where, char *err, size_t errlen)
 		return NULL;
 	}
 	c->timeout_ms = (int) timeout_ms;
+	c->per_batch = strcmp(per, "batch") == 0;
 	for (size_t i = 0; i < argc; i++)
 	{
 		json_t	   *arg = json_array_get(argv, i);
@@ -186,18 +203,22 @@ sets_delivery_var(const char *entry)
 }
 
 /*
- * The child's environment: the delivery's variables, then the daemon's
- * others.  NULL when out of memory.
+ * The child's environment for the n deliveries d: their variables (the
+ * position and the event id only for one event), then the daemon's others.
+ * NULL when out of memory.
  */
 static char **
-child_env(const struct delivery *d)
+child_env(const struct delivery *d, int n_events, int per_batch)
 {
-	const char *values[N_ENV] = {d->consumer, d->batch_id, d->position, d->id, d->attempt,
-	d->member != NULL ? d->member : ""};
+	char		events[16];
+	const char *values[N_ENV] = {d->consumer, d->batch_id,
+		per_batch ? "" : d->position, per_batch ? "" : d->id, d->attempt,
+	d->member != NULL ? d->member : "", events};
 	size_t		n = 0;
 	size_t		k = N_ENV;
 	char	  **env;
 
+	snprintf(events, sizeof(events), "%d", n_events);
 	while (environ[n] != NULL)
 		n++;
 	env = calloc(N_ENV + n + 1, sizeof(char *));
@@ -226,7 +247,7 @@ child_env(const struct delivery *d)
  * when in_fd is 0 already).  Returns 0, or an errno value.
  */
 static int
-spawn(const struct command *c, const struct delivery *d, int in_fd, pid_t *pid)
+spawn(const struct command *c, const struct delivery *d, int n, int in_fd, pid_t *pid)
 {
 	posix_spawn_file_actions_t actions;
 	posix_spawnattr_t attr;
@@ -244,7 +265,7 @@ spawn(const struct command *c, const struct delivery *d, int in_fd, pid_t *pid)
 	}
 	signals_changed(&defaults);
 	sigemptyset(&none);
-	env = child_env(d);
+	env = child_env(d, n, c->per_batch);
 	rc = env == NULL ? ENOMEM : posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO);
 	if (rc == 0)
 		rc = posix_spawnattr_setsigdefault(&attr, &defaults);
@@ -284,12 +305,56 @@ reap(pid_t pid, int *status, int options)
 	}
 }
 
-static int
-command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
+/* What is still to be written to the child: lines of deliveries. */
+struct input
 {
-	const struct command *c = state;
+	const struct delivery *d;
+	int			n;				/* deliveries */
+	int			line;			/* the one being written */
+	size_t		offset;			/* into its JSON; json_len: its newline */
+};
+
+/*
+ * Writes to fd what the pipe takes.  Returns 1 when everything is written,
+ * 0 when the pipe is full, -1 when the child closed its end (EPIPE: it does
+ * not want the rest).
+ */
+static int
+write_input(int fd, struct input *in)
+{
+	while (in->line < in->n)
+	{
+		const struct delivery *d = &in->d[in->line];
+		const char *buf = in->offset < d->json_len ? d->json + in->offset : "\n";
+		size_t		len = in->offset < d->json_len ? d->json_len - in->offset : 1;
+		ssize_t		r = write(fd, buf, len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (r <= 0)
+			return -1;
+		in->offset += (size_t) r;
+		if (in->offset > d->json_len)
+		{
+			in->line++;
+			in->offset = 0;
+		}
+	}
+	return 1;
+}
+
+/*
+ * Runs the command once with the n deliveries d on its stdin.  Returns 0
+ * when it exits with status 0, else -1 with the reason in err.
+ */
+static int
+run_command(const struct command *c, const struct delivery *d, int n, char *err,
+			size_t errlen)
+{
+	struct input in = {.d = d, .n = n};
 	int			in_pipe[2];
-	ssize_t		r;
 	pid_t		pid;
 	int			rc;
 	int			status = 0;
@@ -298,8 +363,6 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 	int			in_poller = signals_in_poller();
 	int			wake;			/* what the child's exit makes readable, or -1 */
 	int			nap_ms = 1;
-	size_t		written = 0;
-	size_t		total = d->json_len + 1;	/* the JSON and a newline */
 	long long	deadline = c->timeout_ms > 0 ? monotonic_ms() + c->timeout_ms : 0;
 
 	if (cloexec_pipe(in_pipe) < 0)
@@ -307,7 +370,7 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
 		return -1;
 	}
-	rc = spawn(c, d, in_pipe[0], &pid);
+	rc = spawn(c, d, n, in_pipe[0], &pid);
 	close(in_pipe[0]);
 	if (rc != 0)
 	{
@@ -327,27 +390,8 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 		int			timeout = -1;
 		int			ready;
 
-		/* write what the pipe takes */
-		while (in_fd >= 0 && written < total)
-		{
-			const char *buf = written < d->json_len ? d->json + written : "\n";
-			size_t		len = written < d->json_len ? d->json_len - written : 1;
-
-			r = write(in_fd, buf, len);
-			if (r > 0)
-				written += (size_t) r;
-			else if (r < 0 && errno == EINTR)
-				continue;
-			else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				break;
-			else
-			{
-				/* EPIPE: the child does not want the rest */
-				close(in_fd);
-				in_fd = -1;
-			}
-		}
-		if (in_fd >= 0 && written == total)
+		/* write what the pipe takes; all of it written: close it */
+		if (in_fd >= 0 && write_input(in_fd, &in) != 0)
 		{
 			close(in_fd);
 			in_fd = -1;
@@ -403,7 +447,7 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 		close(in_fd);
 	if (!exited)
 	{
-		/* timed out (or poll failed): the child must not outlive the event */
+		/* timed out (or poll failed): the child must not outlive its events */
 		kill(pid, SIGKILL);
 		reap(pid, &status, 0);
 		if (deadline > 0 && monotonic_ms() >= deadline)
@@ -416,10 +460,31 @@ command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
 	return -1;
 }
 
+
+static int
+command_handle(void *state, const struct delivery *d, char *err, size_t errlen)
+{
+	return run_command(state, d, 1, err, errlen);
+}
+
+static int
+command_by_batch(const void *state)
+{
+	return ((const struct command *) state)->per_batch;
+}
+
+static int
+command_handle_batch(void *state, const struct delivery *d, int n, char *err, size_t errlen)
+{
+	return run_command(state, d, n, err, errlen);
+}
+
 const struct plugin_type command_handler = {
 	.name = "command",
 	.kind = PLUGIN_HANDLER,
 	.open = command_open,
 	.handle = command_handle,
+	.by_batch = command_by_batch,
+	.handle_batch = command_handle_batch,
 	.close = command_close,
 };

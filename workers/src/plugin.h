@@ -34,6 +34,13 @@
  *            or locked, descriptors made close-on-exec atomically (another
  *            thread may be starting a program), and SIGCHLD does not wake
  *            a poller's thread (signals_in_poller(); handler_command.c).
+ *   handle_batch  Optional, for handlers that can take a whole batch at once
+ *            (the "command" handler with "per": "batch").  by_batch(state)
+ *            says whether this configuration does; then handle_batch is
+ *            called once per batch with its n events in position order,
+ *            instead of handle once per event.  Returns 0 when all of them
+ *            are done with, or -1 with a reason in err: the whole batch is
+ *            then nacked.  The same rules as for handle apply otherwise.
  *   send     Senders: called once per claimed message.  Returns SEND_OK when
  *            the message is delivered, or SEND_FAILED (may succeed later: a
  *            server down, a timeout, a rejection by the server) or
@@ -102,6 +109,9 @@ struct plugin_type
 	void		(*cleanup) (void);
 	void	   *(*open) (json_t *spec, const char *where, char *err, size_t errlen);
 	int			(*handle) (void *state, const struct delivery *d, char *err, size_t errlen);
+	int			(*by_batch) (const void *state);
+	int			(*handle_batch) (void *state, const struct delivery *d, int n,
+								 char *err, size_t errlen);
 	enum send_result (*send) (void *state, const struct outbox_message *m,
 							  char *err, size_t errlen);
 	void		(*close) (void *state);
@@ -130,6 +140,20 @@ static inline int
 plugin_handle(const struct plugin *p, const struct delivery *d, char *err, size_t errlen)
 {
 	return p->type->handle(p->state, d, err, errlen);
+}
+
+/* Whether the handler takes whole batches (plugin_handle_batch). */
+static inline int
+plugin_by_batch(const struct plugin *p)
+{
+	return p->type->by_batch != NULL && p->type->by_batch(p->state);
+}
+
+static inline int
+plugin_handle_batch(const struct plugin *p, const struct delivery *d, int n,
+					char *err, size_t errlen)
+{
+	return p->type->handle_batch(p->state, d, n, err, errlen);
 }
 
 static inline enum send_result
