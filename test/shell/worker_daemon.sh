@@ -325,12 +325,19 @@ if [ ${#vg[@]} -gt 0 ]; then
  "consumers": [{"name": "c", "kind": "outside",
                 "handler": {"type": "command", "command": ["$tmp/record.sh", "$tmp/c.jsonl"]}},
                {"name": "cfail", "kind": "outside",
-                "handler": {"type": "command", "command": ["$tmp/fail.sh"]}}]}
+                "handler": {"type": "command", "command": ["$tmp/fail.sh"]}},
+               {"name": "cbatch", "kind": "outside",
+                "handler": {"type": "command", "command": ["$tmp/record_batch.sh", "$tmp/cbatch.jsonl"],
+                            "per": "batch"}},
+               {"name": "cbatchfail", "kind": "outside",
+                "handler": {"type": "command", "command": ["$tmp/fail.sh"], "per": "batch"}}]}
 JSON
 	"${vg[@]}" "$worker" --config "$tmp/vg.json" --once >"$tmp/vg.log" 2>&1
 	[ $? -eq 0 ] && exactly_once "$tmp/c.jsonl.ids" "$main_db" &&
-		grep -q 'consumer=cfail .*failed: command exited with status 3' "$tmp/vg.log"
-	ok $? "valgrind --leak-check=full: --once with acks and nacks is clean"
+		grep -q 'consumer=cfail .*failed: command exited with status 3' "$tmp/vg.log" &&
+		[ "$(q "SELECT lag_events FROM eventstore.consumer_status WHERE name = 'cbatch'")" = 0 ] &&
+		grep -q 'consumer=cbatchfail .*failed: command exited with status 3' "$tmp/vg.log"
+	ok $? "valgrind --leak-check=full: --once with acks and nacks, per event and per batch, is clean"
 else
 	skip "valgrind: --once is clean" "valgrind not installed"
 fi
