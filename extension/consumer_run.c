@@ -43,6 +43,10 @@
 
 PG_FUNCTION_INFO_V1(eventstore_run_consumer);
 
+
+/* A batch's largest size: that of batch_size (create_consumer). */
+#define MAX_BATCH_EVENTS 10000
+
 /* What runs a consumer's handler. */
 typedef struct Runner
 {
@@ -207,10 +211,12 @@ handle_replay_batch(Runner *r, Batch *b)
  * Runs one batch of at most limit events of a member of an in-database
  * consumer, in the current transaction; returns the events taken (handled
  * or parked), 0 when there was nothing to do or the member is busy, gone or
- * backing off.  Must be called inside SPI_connect, as the owner role.
+ * backing off.  *full tells whether the batch was cut at its size (more
+ * events may be waiting).  Must be called inside SPI_connect, as the owner
+ * role.
  */
 static int
-run_batch(const char *name, MemberRef ref, Oid caller, int limit, bool *stop)
+run_batch(const char *name, MemberRef ref, Oid caller, int limit, bool *stop, bool *full)
 {
 	Runner		r;
 	Batch		b = {0};
@@ -218,6 +224,7 @@ run_batch(const char *name, MemberRef ref, Oid caller, int limit, bool *stop)
 	int			n;
 
 	*stop = true;
+	*full = false;
 	if (!consumer_lock(name, CONSUMER_IN_DATABASE, ref, true, &r.c))
 		return 0;
 	check_consumer_role(caller, r.c.run_as, "run", name);
@@ -230,6 +237,7 @@ run_batch(const char *name, MemberRef ref, Oid caller, int limit, bool *stop)
 	if (!consumer_next_batch(&r.c, limit, &b))
 		return 0;
 	r.event_desc = event_type_desc();
+	*full = b.n >= limit;
 	if (b.kind == BATCH_REPLAY)
 	{
 		n = handle_replay_batch(&r, &b);
@@ -257,9 +265,11 @@ run_member(const char *name, MemberRef ref, Oid caller, int64 max_events)
 
 	for (;;)
 	{
-		int			limit = max_events > 0 ? (int) Min(max_events - total, 10000) : 10000;
+		int			limit = max_events > 0 ? (int) Min(max_events - total, MAX_BATCH_EVENTS) :
+			MAX_BATCH_EVENTS;
 		bool		stop;
-		int			n = run_batch(name, ref, caller, limit, &stop);
+		bool		full;
+		int			n = run_batch(name, ref, caller, limit, &stop, &full);
 
 		total += n;
 		if (n == 0 || stop || max_events == 0 || (max_events > 0 && total >= max_events))
@@ -296,16 +306,18 @@ consumer_run(const char *name, int64 max_events)
 
 /*
  * One batch of one member of an in-database consumer, in the current
- * transaction: the dispatcher's unit of work.
+ * transaction: the dispatcher's unit of work.  *full tells whether the
+ * batch was cut at the consumer's batch size.
  */
 int64
-consumer_run_member(const ConsumerTask *task)
+consumer_run_member(const ConsumerTask *task, bool *full)
 {
 	AsOwner		as;
+	bool		stop;
 	int64		n;
 
 	as_owner_begin(&as);
-	n = run_member(task->name, task->ref, as.caller, 0);
+	n = run_batch(task->name, task->ref, as.caller, MAX_BATCH_EVENTS, &stop, full);
 	as_owner_end(&as);
 	return n;
 }

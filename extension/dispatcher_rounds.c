@@ -92,19 +92,23 @@ record_consumer_error(const ConsumerTask *task, const char *message)
 	return found;
 }
 
-/* One batch of one member in its own transaction; events taken. */
+/*
+ * One batch of one member in its own transaction; events taken, and in
+ * *full whether the batch was cut at its size.
+ */
 static int64
-run_one_batch(const ConsumerTask *task)
+run_one_batch(const ConsumerTask *task, bool *full)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	char	   *activity = psprintf("eventstore: running consumer %s member %d",
 									task->name, task->ref.member);
 	int64		n = 0;
 
+	*full = false;
 	PG_TRY();
 	{
 		dispatcher_begin_transaction(activity);
-		n = consumer_run_member(task);
+		n = consumer_run_member(task, full);
 		dispatcher_commit_transaction();
 	}
 	PG_CATCH();
@@ -129,18 +133,20 @@ run_one_batch(const ConsumerTask *task)
 
 /*
  * One round: a batch of every due consumer, starting at the worker's own
- * offset.  Returns whether any consumer took events; *any tells whether
+ * offset.  Returns the events the consumers took; *any tells whether
  * there is an in-database consumer at all, *next_retry when the first one
- * that is backing off is due, *installed whether the extension is there.
+ * that is backing off is due, *installed whether the extension is there,
+ * *full whether a batch was cut at its size (events are waiting already).
  */
-bool
+int64
 dispatcher_run_consumers(int worker, MemoryContext round_cxt, bool *any,
-						 TimestampTz *next_retry, bool *installed)
+						 TimestampTz *next_retry, bool *installed, bool *full)
 {
 	List	   *names;
 	int			n;
-	bool		progress = false;
+	int64		taken = 0;
 
+	*full = false;
 	MemoryContextReset(round_cxt);
 	names = list_consumers(round_cxt, any, next_retry, installed);
 	if (*installed)
@@ -149,12 +155,13 @@ dispatcher_run_consumers(int worker, MemoryContext round_cxt, bool *any,
 	for (int k = 0; k < n; k++)
 	{
 		const ConsumerTask *task = list_nth(names, (k + worker) % n);
+		bool		cut;
 
 		CHECK_FOR_INTERRUPTS();
-		if (run_one_batch(task) > 0)
-			progress = true;
+		taken += run_one_batch(task, &cut);
+		*full |= cut;
 	}
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return progress;
+	return taken;
 }

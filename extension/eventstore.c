@@ -30,6 +30,7 @@ char	   *eventstore_databases = NULL;
 int			eventstore_workers = 1;
 int			eventstore_max_topic_slots = 1024;
 int			eventstore_poll_interval = 1000;
+int			eventstore_batch_delay = 5;
 int			eventstore_lease_timeout_ms = 30 * 1000;
 int			eventstore_retry_delay_ms = 1000;
 int			eventstore_retention_interval_ms = 3600 * 1000;
@@ -116,6 +117,13 @@ define_gucs(void)
 							"Commits that append wake them sooner; this is the fallback.",
 							&eventstore_poll_interval,
 							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.batch_delay",
+							"How long a dispatcher worker waits for a fuller batch while appends keep coming.",
+							"After a round that found several events but filled no batch; 0 runs rounds back to back.",
+							&eventstore_batch_delay,
+							5, 0, 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("eventstore.lease_timeout",

@@ -33,6 +33,7 @@ extern char *eventstore_databases;
 extern int	eventstore_workers;
 extern int	eventstore_max_topic_slots;
 extern int	eventstore_poll_interval;
+extern int	eventstore_batch_delay;
 extern int	eventstore_lease_timeout_ms;
 extern int	eventstore_retry_delay_ms;
 extern int	eventstore_retention_interval_ms;
@@ -411,7 +412,7 @@ extern void check_consumer_role(Oid caller, Oid role, const char *action,
 
 /* consumer_run.c: running in-database consumers. */
 extern int64 consumer_run(const char *name, int64 max_events);
-extern int64 consumer_run_member(const ConsumerTask *task);
+extern int64 consumer_run_member(const ConsumerTask *task, bool *full);
 
 /* retention.c: removing expired events, a task of dispatcher worker 0. */
 extern TimestampTz retention_task_due(void);
@@ -442,8 +443,8 @@ extern bool dispatcher_extension_installed(void);
 extern TimestampTz dispatcher_run_due_tasks(bool have_consumers);
 
 /* dispatcher_rounds.c: a worker's round of in-database consumers. */
-extern bool dispatcher_run_consumers(int worker, MemoryContext round_cxt,
+extern int64 dispatcher_run_consumers(int worker, MemoryContext round_cxt,
 									 bool *any, TimestampTz *next_retry,
-									 bool *installed);
+									 bool *installed, bool *full);
 
 #endif							/* EVENTSTORE_H */

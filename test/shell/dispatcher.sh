@@ -18,7 +18,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
 db=$PGDATABASE	# q's, and where the plain psql calls go
-echo "1..13"
+echo "1..16"
 # q_in "$db" SQL...: statements of their own (ALTER SYSTEM); wait_for's
 # errors count as "not yet" (the server may be restarting).
 
@@ -50,7 +50,7 @@ restart_cluster() {	# restart_cluster MODE: stop in MODE, start, wait for it
 }
 
 # ALTER SYSTEM values of the settings this script changes, to put back.
-gucs="'eventstore.poll_interval', 'eventstore.retry_delay', 'eventstore.workers'"
+gucs="'eventstore.poll_interval', 'eventstore.retry_delay', 'eventstore.workers', 'eventstore.batch_delay'"
 saved_gucs=$(q "SELECT format('ALTER SYSTEM SET %s = %L', name, setting)
                   FROM pg_file_settings
                  WHERE sourcefile LIKE '%/postgresql.auto.conf' AND name IN ($gucs)
@@ -65,7 +65,7 @@ SELECT eventstore.drop_consumer(name) FROM eventstore.consumers WHERE name LIKE 
 DROP SCHEMA IF EXISTS dispatcher_test CASCADE;
 SQL
 	q_in "$db" "ALTER SYSTEM RESET eventstore.poll_interval" "ALTER SYSTEM RESET eventstore.retry_delay" \
-		"ALTER SYSTEM RESET eventstore.workers" >/dev/null
+		"ALTER SYSTEM RESET eventstore.workers" "ALTER SYSTEM RESET eventstore.batch_delay" >/dev/null
 	while read -r stmt; do
 		[ -n "$stmt" ] && q "$stmt" >/dev/null
 	done <<<"$saved_gucs"
@@ -126,7 +126,7 @@ $$;
 
 SELECT eventstore.create_topic(t)
   FROM unnest(ARRAY['dt_basic', 'dt_latency', 'dt_crash', 'dt_restart', 'dt_derived',
-                    'dt_retry', 'dt_park', 'dt_fault', 'dt_par']) AS t;
+                    'dt_retry', 'dt_park', 'dt_fault', 'dt_par', 'dt_gather']) AS t;
 
 -- Handlers, one per consumer.
 CREATE FUNCTION dispatcher_test.basic(e eventstore.event) RETURNS void
@@ -134,6 +134,9 @@ LANGUAGE sql AS $$ SELECT dispatcher_test.record('dt_basic', e) $$;
 
 CREATE FUNCTION dispatcher_test.latency(e eventstore.event) RETURNS void
 LANGUAGE sql AS $$ SELECT dispatcher_test.record('dt_latency', e) $$;
+
+CREATE FUNCTION dispatcher_test.gather(e eventstore.event) RETURNS void
+LANGUAGE sql AS $$ SELECT dispatcher_test.record('dt_gather', e) $$;
 
 -- Slow; the sequence shows progress inside the (uncommitted) batch.
 CREATE SEQUENCE dispatcher_test.crash_progress;
@@ -222,20 +225,22 @@ BEGIN
 END
 $$;
 
--- Appends one event, commits, and waits (up to 5 s) for its effect:
--- the seconds from the commit to the effect being visible, or NULL.
-CREATE PROCEDURE dispatcher_test.append_and_wait(INOUT seconds float8 DEFAULT NULL)
+-- Appends one event to topic, commits, and waits (up to 5 s) for its
+-- effect by the consumer of the same name: the seconds from the commit to
+-- the effect being visible, or NULL.
+CREATE PROCEDURE dispatcher_test.append_and_wait(INOUT seconds float8 DEFAULT NULL,
+                                                 topic text DEFAULT 'dt_latency')
 LANGUAGE plpgsql AS $$
 DECLARE
     ev jsonb := dispatcher_test.envelope(0);
     t0 timestamptz;
 BEGIN
-    PERFORM eventstore.append('dt_latency', ev);
+    PERFORM eventstore.append(topic, ev);
     COMMIT;
     t0 := clock_timestamp();
     LOOP
         IF EXISTS (SELECT FROM dispatcher_test.effects
-                    WHERE consumer = 'dt_latency' AND event_id = (ev ->> 'id')::uuid) THEN
+                    WHERE consumer = topic AND event_id = (ev ->> 'id')::uuid) THEN
             seconds := extract(epoch FROM clock_timestamp() - t0);
             RETURN;
         END IF;
@@ -296,6 +301,36 @@ worst=$(printf '%s\n' "${latencies[@]}" | awk 'BEGIN { m = 0 } $0 == "" { m = "t
 	{ if ($1 > m) m = $1 } END { if (m == "timeout") print m; else printf "%.3f", m }')
 [ "${#latencies[@]}" -eq 5 ] && [ "$worst" != timeout ] && awk -v w="$worst" 'BEGIN { exit !(w < 2) }'
 ok $? "with poll_interval 60s, 5 appends each took effect within 2 s of commit (slowest: ${worst}s)"
+
+# ---------------------------------------------------------------------------
+# 3b. Waiting for a fuller batch (eventstore.batch_delay): out of range is
+# refused; with a delay of 300 ms, an event after a quiet spell still takes
+# effect at once, and under a steady stream of appends (pgbench, 4 clients,
+# 2 s) the worker takes them in few, large batches.  The batches are the
+# distinct transactions of the effect rows.
+refused=$(q_in "$db" "ALTER SYSTEM SET eventstore.batch_delay = 1001" 2>&1)
+[[ "$refused" == *"1001 ms is outside the valid range for parameter \"eventstore.batch_delay\" (0 .. 1000)"* ]]
+ok $? "eventstore.batch_delay above 1000 ms is refused"
+consumer dt_gather dt_gather gather "batch_size => 10000"
+q_in "$db" "ALTER SYSTEM SET eventstore.batch_delay = 300" "SELECT pg_reload_conf()" >/dev/null
+sleep 1.5
+first=$(q "CALL dispatcher_test.append_and_wait(NULL, 'dt_gather')")
+[ -n "$first" ] && awk -v t="$first" 'BEGIN { exit !(t < 0.25) }'
+ok $? "batch_delay 300 ms: an event after a quiet spell takes effect at once (${first:-timeout} s)"
+gather_dir=$(mktemp -d)
+echo "SELECT eventstore.append('dt_gather', dispatcher_test.envelope(1));" >"$gather_dir/append.sql"
+pgbench -n -c 4 -j 4 -T 2 -f "$gather_dir/append.sql" "$db" >"$gather_dir/pgbench.log" 2>&1
+rm -rf "$gather_dir"
+wait_for 30 "$(drained dt_gather 2)"
+tally=$(q "SELECT dispatcher_test.tally('dt_gather', 'dt_gather')")
+gathered=$(q "SELECT count(*) || ' ' || count(DISTINCT xmin::text) FROM dispatcher_test.effects
+               WHERE consumer = 'dt_gather'")
+q_in "$db" "ALTER SYSTEM RESET eventstore.batch_delay" "SELECT pg_reload_conf()" >/dev/null
+read -r n_events n_batches <<<"$gathered"
+[[ "$tally" == *" missing=0 foreign=0" ]] &&
+	[ "$(q "SELECT count(*) = count(DISTINCT event_id) FROM dispatcher_test.effects WHERE consumer = 'dt_gather'")" = t ] &&
+	[ "$n_events" -ge 200 ] && [ "$n_batches" -le $((n_events / 10)) ]
+ok $? "batch_delay 300 ms under pgbench appends: $n_events events once each in $n_batches batches ($tally)"
 
 # ---------------------------------------------------------------------------
 # 4. kill -9 of the worker while it is in the middle of a 100-event batch.
