@@ -311,7 +311,6 @@ db_connect(struct db *db, const char *conninfo, int timeout_ms,
 	}
 	PQsetNoticeReceiver(conn, notice_receiver, NULL);
 	db->conn = conn;
-	db->listening = 0;
 
 	if (notify == DB_NOTIFY_POLL)
 	{
@@ -337,7 +336,6 @@ db_connect(struct db *db, const char *conninfo, int timeout_ms,
 		if (strcmp(channels[i], LISTEN_CHANNEL) != 0 &&
 			listen_on(db, channels[i]) != DB_OK)
 			return DB_LOST;
-	db->listening = 1;
 	log_wake(WAKE_LISTEN, 0, 0);
 	return DB_OK;
 }

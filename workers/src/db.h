@@ -31,7 +31,6 @@ enum db_notify
 struct db
 {
 	PGconn	   *conn;			/* NULL when not connected */
-	int			listening;		/* the connection issued its LISTENs */
 	char		error[1024];	/* the last failure, one line */
 	char		sqlstate[6];	/* the failed statement's SQLSTATE, or "" */
 	/* called by db_wait for every notification read; may be NULL */
@@ -43,7 +42,7 @@ struct db
  * Connects with conninfo (non-blocking: PQconnectStartParams and
  * PQconnectPoll under poll(2)) and, as notify says, issues LISTEN
  * eventstore, then LISTEN for each of the n_channels channels (quoted with
- * PQescapeIdentifier), setting db->listening.  client_encoding is UTF8
+ * PQescapeIdentifier).  client_encoding is UTF8
  * unless conninfo says otherwise.  timeout_ms 0 waits for as long as libpq
  * does.  A stop request aborts the attempt (DB_STOPPED).  On failure the
  * reason is in db->error.
