@@ -6,6 +6,8 @@
 # does not run (run_consumer is called).  The alias pooler_session reaches
 # the same database in session mode.
 #
+#   - a SET does not follow the client, the startup parameter options is
+#     refused;
 #   - pgbench appends (bench/append.sql, bench/append_batch.sql) with
 #     -M simple and -M extended: every transaction commits; with -M
 #     prepared a statement prepared in one transaction is executed on the
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/../.."
 main_db=${PGDATABASE:-eventstore_test}
 db=pooler
 secret="pooler-$RANDOM$RANDOM"
-echo "1..32"
+echo "1..34"
 command -v pgbouncer >/dev/null || bail "pgbouncer is not installed (scripts/install-deps installs it)"
 command -v pgbench >/dev/null || bail "pgbench is not installed"
 . test/daemon.sh	# $worker, $tmp, $vg, start, stop, stop_checked, free_port
@@ -131,6 +133,15 @@ wait $!
 backends=$(qb "SELECT pg_backend_pid()" "SELECT pg_backend_pid()" "SELECT pg_backend_pid()")
 [ "$(sort -u <<<"$backends" | wc -l)" -eq 2 ] && [ "$(uniq <<<"$backends" | wc -l)" -eq 3 ]
 ok $? "one client's transactions run on two server sessions in turn"
+
+# Session state does not follow the client: a SET is left on one server
+# connection, the next transaction runs on the other; pgbouncer 1.18
+# refuses the startup parameter options.
+[ "$(qb "SET statement_timeout = '123s'" "SHOW statement_timeout")" = 0 ]
+ok $? "a SET outside a transaction is not there for the client's next one"
+out=$(PGOPTIONS="-c statement_timeout=5s" qb "SELECT 1" 2>&1)
+[ $? -ne 0 ] && grep -q 'unsupported startup parameter: options' <<<"$out"
+ok_diag $? "the startup parameter options is refused" "$out"
 
 #
 # pgbench: 4 clients on 2 server connections.
