@@ -22,6 +22,10 @@
  * or ask for several pollers of any free member ("members": N, 1 to 256,
  * each a thread with its own connection, pollers.c), not both; an
  * in_database consumer takes neither (run_consumer has no member).
+ *
+ * "notify" says how the daemon's connections learn of new events (db.h):
+ * "auto" (LISTEN unless a pooler stands between the daemon and the
+ * server), "listen" or "poll".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +172,7 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 {
 	const char *level = NULL;
 	const char *log_format = NULL;
+	const char *notify = NULL;
 	json_t	   *consumers = NULL;
 	json_t	   *outboxes = NULL;
 	json_t	   *http = NULL;
@@ -183,13 +188,14 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 		return config_error(err, errlen, "", NULL, "the file must hold one JSON object");
 	config->conninfo = "";
 	config->log_level = LOG_LEVEL_INFO;
-	if (config_unpack(root, "", err, errlen, "{s?s s?I s?I s?I s?I s?I s?s s?s s?o s?o s?o}",
+	if (config_unpack(root, "", err, errlen, "{s?s s?I s?I s?I s?I s?I s?s s?s s?s s?o s?o s?o}",
 					  "conninfo", &config->conninfo,
 					  "poll_interval_ms", &poll_interval_ms,
 					  "batch_size", &batch_size,
 					  "reconnect_min_ms", &reconnect_min_ms,
 					  "reconnect_max_ms", &reconnect_max_ms,
 					  "connect_timeout_ms", &connect_timeout_ms,
+					  "notify", &notify,
 					  "log_level", &level,
 					  "log_format", &log_format,
 					  "consumers", &consumers,
@@ -209,6 +215,15 @@ load_object(json_t *root, struct config *config, char *err, size_t errlen)
 	config->reconnect_min_ms = (int) reconnect_min_ms;
 	config->reconnect_max_ms = (int) reconnect_max_ms;
 	config->connect_timeout_ms = (int) connect_timeout_ms;
+
+	config->notify = DB_NOTIFY_AUTO;
+	if (notify != NULL && strcmp(notify, "listen") == 0)
+		config->notify = DB_NOTIFY_LISTEN;
+	else if (notify != NULL && strcmp(notify, "poll") == 0)
+		config->notify = DB_NOTIFY_POLL;
+	else if (notify != NULL && strcmp(notify, "auto") != 0)
+		return config_error(err, errlen, "", "notify", "must be one of \"auto\", "
+							"\"listen\", \"poll\"");
 
 	if (level != NULL && log_level_parse(level, &config->log_level) < 0)
 		return config_error(err, errlen, "", "log_level", "must be one of \"debug\", "

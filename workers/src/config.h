@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "db.h"
 #include "http.h"
 #include "log.h"
 #include "outbox.h"
@@ -47,6 +48,7 @@ struct config
 	int			reconnect_min_ms;
 	int			reconnect_max_ms;
 	int			connect_timeout_ms;
+	enum db_notify notify;		/* "notify": auto, listen or poll */
 	enum log_level log_level;
 	enum log_format log_format;
 	struct http_config http;	/* http.enabled 0: no HTTP server */

@@ -23,7 +23,24 @@
  *
  * Besides LISTEN eventstore, a connection listens on the channels the
  * caller names (the outboxes' "listen"); each notification read is handed
- * to db->on_notify with its channel.  client_encoding defaults to UTF8
+ * to db->on_notify with its channel.
+ *
+ * LISTEN belongs to a server session.  A pooler in transaction mode
+ * (pgbouncer's pool_mode = transaction) runs each transaction on whichever
+ * server connection is free: a LISTEN lands on one of them, whose
+ * notifications then reach whichever client uses it next, or nobody.  So
+ * with "notify": "auto" a connection first asks the server for its backend
+ * pid: a direct connection was told the same pid when it started
+ * (BackendKeyData, PQbackendPID), a pooler makes up a key of its own
+ * (pgbouncer: random bytes).  When they differ the connection does not
+ * listen and the caller wakes at its poll interval alone, which it does
+ * anyway; "listen" listens whatever the connection (a pooler in session
+ * mode keeps LISTEN working), "poll" never does.  A change of the way
+ * notifications come (the first connection that polls, or one that listens
+ * again after that) is logged once for the whole process, pollers
+ * included.
+ *
+ * client_encoding defaults to UTF8
  * (placed before conninfo, so conninfo may say otherwise): the JSON handed
  * to handlers and the mail built from outbox rows are UTF-8.
  *
@@ -33,6 +50,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,9 +188,57 @@ listen_on(struct db *db, const char *channel)
 	return DB_OK;
 }
 
+/* How the last connection made learns of events; a change is logged. */
+enum wake
+{
+	WAKE_LISTEN,				/* the state before any connection: not logged */
+	WAKE_POLL_CONFIGURED,
+	WAKE_POLL_POOLER
+};
+static atomic_int last_wake = WAKE_LISTEN;
+
+static void
+log_wake(enum wake wake, int announced, int actual)
+{
+	if (atomic_exchange(&last_wake, (int) wake) == (int) wake)
+		return;
+	if (wake == WAKE_LISTEN)
+		log_info("notifications: listening again");
+	else if (wake == WAKE_POLL_CONFIGURED)
+		log_info("notifications: not listening (\"notify\": \"poll\"): waking every "
+				 "poll_interval_ms");
+	else
+		log_warning("notifications: not listening, the connection goes through a pooler "
+					"(its server session is backend pid %d, the connection was announced "
+					"as pid %d), where LISTEN does not last beyond a transaction: waking "
+					"every poll_interval_ms (\"notify\": \"listen\" listens anyway, for "
+					"a pooler in session mode)", actual, announced);
+}
+
+/*
+ * Whether the connection is a server session of its own: the backend pid
+ * the server reports is the one announced at connection start.  *actual
+ * gets the server's.  DB_LOST, the connection closed, when the query fails.
+ */
+static enum db_status
+own_session(struct db *db, int *own, int *actual)
+{
+	PGresult   *res;
+
+	if (db_query(db, "SELECT pg_catalog.pg_backend_pid()", 0, NULL, &res) != DB_OK)
+	{
+		db_close(db);
+		return DB_LOST;
+	}
+	*actual = PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : 0;
+	*own = *actual == PQbackendPID(db->conn);
+	PQclear(res);
+	return DB_OK;
+}
+
 enum db_status
 db_connect(struct db *db, const char *conninfo, int timeout_ms,
-		   const char *const *channels, size_t n_channels)
+		   enum db_notify notify, const char *const *channels, size_t n_channels)
 {
 	const char *const keywords[] = {"client_encoding", "dbname",
 	"fallback_application_name", NULL};
@@ -246,12 +312,31 @@ db_connect(struct db *db, const char *conninfo, int timeout_ms,
 	PQsetNoticeReceiver(conn, notice_receiver, NULL);
 	db->conn = conn;
 
+	if (notify == DB_NOTIFY_POLL)
+	{
+		log_wake(WAKE_POLL_CONFIGURED, 0, 0);
+		return DB_OK;
+	}
+	if (notify == DB_NOTIFY_AUTO)
+	{
+		int			own;
+		int			actual;
+
+		if (own_session(db, &own, &actual) != DB_OK)
+			return DB_LOST;
+		if (!own)
+		{
+			log_wake(WAKE_POLL_POOLER, PQbackendPID(db->conn), actual);
+			return DB_OK;
+		}
+	}
 	if (listen_on(db, LISTEN_CHANNEL) != DB_OK)
 		return DB_LOST;
 	for (size_t i = 0; i < n_channels; i++)
 		if (strcmp(channels[i], LISTEN_CHANNEL) != 0 &&
 			listen_on(db, channels[i]) != DB_OK)
 			return DB_LOST;
+	log_wake(WAKE_LISTEN, 0, 0);
 	return DB_OK;
 }
 

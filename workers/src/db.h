@@ -15,6 +15,19 @@ enum db_status
 	DB_STOPPED					/* a stop was requested while connecting */
 };
 
+/*
+ * How a connection learns of new events: "notify" in the configuration.
+ * LISTEN needs a server session of its own, which a pooler in transaction
+ * mode does not give: auto listens on a direct connection and polls
+ * through a pooler (see db_connect).
+ */
+enum db_notify
+{
+	DB_NOTIFY_AUTO,
+	DB_NOTIFY_LISTEN,
+	DB_NOTIFY_POLL
+};
+
 struct db
 {
 	PGconn	   *conn;			/* NULL when not connected */
@@ -27,14 +40,16 @@ struct db
 
 /*
  * Connects with conninfo (non-blocking: PQconnectStartParams and
- * PQconnectPoll under poll(2)) and issues LISTEN eventstore, then LISTEN
- * for each of the n_channels channels (quoted with PQescapeIdentifier).
- * client_encoding is UTF8 unless conninfo says otherwise.  timeout_ms 0
- * waits for as long as libpq does.  A stop request aborts the attempt
- * (DB_STOPPED).  On failure the reason is in db->error.
+ * PQconnectPoll under poll(2)) and, as notify says, issues LISTEN
+ * eventstore, then LISTEN for each of the n_channels channels (quoted with
+ * PQescapeIdentifier).  client_encoding is UTF8
+ * unless conninfo says otherwise.  timeout_ms 0 waits for as long as libpq
+ * does.  A stop request aborts the attempt (DB_STOPPED).  On failure the
+ * reason is in db->error.
  */
 enum db_status db_connect(struct db *db, const char *conninfo, int timeout_ms,
-						  const char *const *channels, size_t n_channels);
+						  enum db_notify notify, const char *const *channels,
+						  size_t n_channels);
 
 void		db_close(struct db *db);
 

@@ -22,7 +22,9 @@
  * notification arrives on their "listen" channel, at every poll tick
  * (every poll_interval_ms, whatever else woke the loop in between), and
  * again at once after a step that says more may be waiting.  A changed set
- * of listen channels on reload reconnects, like a changed conninfo.
+ * of listen channels or "notify" on reload reconnects, like a changed
+ * conninfo.  A connection that does not listen ("notify", db.c) is woken
+ * by the poll tick alone.
  *
  * Reconnecting: every failed attempt or lost connection schedules the next
  * attempt after the current delay and doubles the delay, from
@@ -315,6 +317,8 @@ reload(const char *path, struct config **config, struct schedule *sc, int once)
 		why = ", conninfo changed: reconnecting";
 	else if (!same_channels(fresh, *config))
 		why = ", listen channels changed: reconnecting";
+	else if (fresh->notify != (*config)->notify)
+		why = ", notify changed: reconnecting";
 	if (!http_config_same(&fresh->http, &(*config)->http) && !once)
 	{
 		if (http_start(&fresh->http, err, sizeof(err)) < 0)
@@ -344,7 +348,8 @@ connect_db(struct db *db, const struct config *config)
 		snprintf(db->error, sizeof(db->error), "out of memory");
 		return DB_LOST;
 	}
-	st = db_connect(db, config->conninfo, config->connect_timeout_ms, channels, n);
+	st = db_connect(db, config->conninfo, config->connect_timeout_ms, config->notify,
+					channels, n);
 	free(channels);
 	return st;
 }

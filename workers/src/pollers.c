@@ -13,7 +13,7 @@
  * the HTTP server.
  *
  * A poller does for its consumer what the loop does: connect (LISTEN
- * eventstore), step until idle (consumer_step.c: poll, handle, ack or
+ * eventstore, as "notify" says), step until idle (consumer_step.c: poll, handle, ack or
  * nack), wait for a notification or poll_interval_ms, again.  A lost
  * connection is retried after reconnect_min_ms, the delay doubling up to
  * reconnect_max_ms.  Every poller wakes on a notification and polls; those
@@ -125,7 +125,8 @@ poller_main(void *arg)
 				nap_until(next_attempt);
 				continue;		/* look at the flags again */
 			}
-			st = db_connect(&db, config->conninfo, config->connect_timeout_ms, NULL, 0);
+			st = db_connect(&db, config->conninfo, config->connect_timeout_ms,
+							config->notify, NULL, 0);
 			if (st == DB_STOPPED)
 				break;
 			if (st != DB_OK)
