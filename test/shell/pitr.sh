@@ -1,7 +1,7 @@
 #!/bin/bash
 # Point-in-time recovery with pgBackRest, on a cluster of its own: a
-# restore to a named restore point gives a store whose consumers and their
-# effects are those of that point.
+# restore to a time or to a named restore point gives a store whose
+# consumers and their effects are those of that point.
 #
 # The cluster is initdb'd into a temporary directory (test/scratch_cluster.sh,
 # as the owner of the test cluster's data directory), listens on a Unix
@@ -20,31 +20,35 @@
 #      acks two batches of 25 and polls a third without acking (in flight);
 #      another transaction appends one event and waits for go too.  Once
 #      pitr_db's handler waits (its batches up to event 121 committed, the
-#      one of event 121 open), the restore point pitr_point is created.
-#      The events and the effects then committed are noted.
+#      one of event 121 open), the restore point pitr_point is created and
+#      the time noted (nothing commits until go has a row).  The events and
+#      the effects then committed are noted.
 #   4. After the point: a row in go lets both waiting transactions commit;
 #      100 more events; pitr_out acks its batch in flight and two more;
 #      pitr_db catches up.
 #   5. pgbackrest check (the WAL past the point is archived), the cluster
-#      stops, pgbackrest restore --delta --type=name --target=pitr_point
+#      stops, pgbackrest restore --delta --type=time --target=<the time>
 #      --target-action=promote, and the cluster starts with no dispatcher
 #      (eventstore.databases = ''), so that the restored state can be
-#      looked at before anything moves it.
+#      looked at before anything moves it.  Then the same again with
+#      --type=name --target=pitr_point.
 #
-# Then: the events are exactly those committed at the point; pitr_db's
-# checkpoint is its last batch committed before the point and its effects are exactly the handler's
-# effects of the events that checkpoint counts as handled; restarted with
-# the dispatcher, pitr_db catches up with one effect per event; pitr_out
-# is first given its batch in flight at the point again (its lease has
-# lapsed, eventstore.lease_timeout = 2s) and then the rest, never an event
-# acked before the point and none skipped; new appends get positions after
-# the restored ones and reach both consumers.
+# After each restore: the events are exactly those committed at the point;
+# pitr_db's checkpoint is its last batch committed before the point and its
+# effects are exactly the handler's effects of the events that checkpoint
+# counts as handled; pitr_out's checkpoint has its two acked batches and
+# the batch in flight leased.  Then, restarted with the dispatcher, pitr_db
+# catches up with one effect per event; pitr_out is first given its batch
+# in flight at the point again (its lease has lapsed, eventstore.lease_timeout
+# = 2s) and then the rest, never an event acked before the point and none
+# skipped; new appends get positions after the restored ones and reach both
+# consumers.
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
 . test/fixtures.sh
 . test/scratch_cluster.sh
-planned=12
+planned=17
 echo "1..$planned"
 
 command -v pgbackrest >/dev/null || bail "pgbackrest is not installed (scripts/install-deps)"
@@ -128,7 +132,7 @@ ok $st "stanza-create, check and a full backup of a cluster archiving its WAL th
 [ $st -eq 0 ] || diag "$out"
 wait_for 30 "$dispatcher_up" || bail "no dispatcher in pitr"
 
-# 2: after the backup, the topic, the consumers and the effects' table
+# After the backup: the topic, the consumers and the effects' table
 q "$order_event_sql
    SELECT eventstore.create_topic('pitr');
    CREATE SCHEMA pitr_test;
@@ -147,7 +151,7 @@ q "$order_event_sql
                                      batch_size => 10);
    SELECT eventstore.create_consumer('pitr_out', '{pitr}');" >/dev/null || bail "setup failed"
 
-# 3: before the point
+# Before the point
 for i in $(seq 0 19); do
 	q "SELECT count(eventstore.append('pitr', ev(n), stream => 's' || n % 5))
 	     FROM generate_series($((i * 10 + 1)), $((i * 10 + 10))) n" >/dev/null ||
@@ -170,10 +174,13 @@ wait_for 30 "SELECT count(*) > 0 FROM pg_stat_activity
 lsn=$(q "SELECT pg_create_restore_point('pitr_point')") || bail "no restore point"
 q "SELECT id FROM eventstore.events ORDER BY id" >"$tmp/events_at_point"
 [ "$(wc -l <"$tmp/events_at_point")" -eq 200 ] || bail "not 200 events at the point"
+# a time after the point and before anything commits again: pitr_db's
+# handler and the open append wait
+point_time=$(q "SELECT clock_timestamp()")
 handled_at_point=$(q "SELECT count(*) FROM pitr_test.effects")
 diag "restore point pitr_point at $lsn, $handled_at_point events handled by pitr_db then"
 
-# 4: after the point
+# After the point
 q "INSERT INTO pitr_test.go DEFAULT VALUES" >/dev/null
 wait "$late" || bail "the open append failed"
 late=
@@ -183,49 +190,66 @@ ack "$in_flight_batch" && poll_ack "$tmp/acked_after" && poll_ack "$tmp/acked_af
 	bail "pitr_out's batches after the point failed"
 wait_for 60 "SELECT count(*) = 301 FROM pitr_test.effects" || bail "pitr_db does not catch up"
 
-# 5: archive, stop, restore to the point, start without the dispatcher
+# restore_to TYPE TARGET: the cluster stopped, restored by pgbackrest to
+# TARGET, started without the dispatcher and promoted; one TAP line
+restore_to() {
+	local out st
+	pg_ctl stop -m fast >/dev/null || bail "the cluster did not stop"
+	out=$(backrest restore --delta --type="$1" --target="$2" --target-action=promote 2>&1)
+	st=$?
+	[ $st -eq 0 ] && out=$(pg_ctl start -o "-c eventstore.databases=" 2>&1)
+	st=$((st + $?))
+	[ $st -eq 0 ] && wait_for 60 "SELECT NOT pg_is_in_recovery()"
+	st=$((st + $?))
+	ok $st "pgbackrest restore --delta --type=$1 --target='$2' --target-action=promote, promoted"
+	[ $st -eq 0 ] || diag "$out $(tail -20 "$tmp/server.log")"
+}
+
+# at_point HOW: four TAP lines, the restored store as it was at the point
+at_point() {
+	local handled member_handled
+	# the events committed at the point, and no other
+	q "SELECT id FROM eventstore.events ORDER BY id" >"$tmp/events_restored"
+	cmp -s "$tmp/events_at_point" "$tmp/events_restored" &&
+		[ "$(q "SELECT count(*) FROM eventstore.events WHERE stream = 'late'")" = 0 ]
+	ok $? "$1: the events are exactly the 200 committed at the point: not the open append, nor the 100 after"
+
+	# pitr_db as it was at the point
+	handled=$(q "SELECT count(*) FROM ($handled_sql) h")
+	member_handled=$(q "SELECT handled FROM eventstore.consumer_status WHERE name = 'pitr_db'")
+	[ "$handled" = "$handled_at_point" ] && [ "$handled" -gt 100 ] && [ "$handled" -lt 121 ] &&
+		[ "$member_handled" = "$handled" ]
+	ok $? "$1: pitr_db's checkpoint is its last batch committed before the point: $handled events handled (consumer_status.handled $member_handled)"
+	[ "$(q "SELECT count(*) FROM (
+	           (SELECT event_id, n FROM pitr_test.effects
+	            EXCEPT ALL
+	            SELECT e.id, (e.data->>'n')::integer FROM eventstore.events e WHERE e.id IN ($handled_sql))
+	           UNION ALL
+	           (SELECT e.id, (e.data->>'n')::integer FROM eventstore.events e WHERE e.id IN ($handled_sql)
+	            EXCEPT ALL
+	            SELECT event_id, n FROM pitr_test.effects)) d")" = 0 ]
+	ok $? "$1: its effects are exactly the handler's effects of those events: none without the checkpoint, none missing"
+
+	# pitr_out as it was at the point: the acked batches delivered, the
+	# batch in flight leased and not
+	[ "$(q "SELECT batch_id FROM eventstore.consumer_status WHERE name = 'pitr_out'")" = "$in_flight_batch" ] &&
+		[ "$(q "SELECT count(*) FROM eventstore.events e, eventstore.consumers c
+		         WHERE c.name = 'pitr_out' AND e.topic = 'pitr'
+		           AND NOT eventstore.is_undelivered(c, e.stream, e.id, e.position, e.xid)")" = 50 ]
+	ok $? "$1: pitr_out's checkpoint: two batches of 25 acked, batch $in_flight_batch leased"
+}
+
+# 2-6: archived past the point, restored to the time noted after it
 out=$(backrest check 2>&1) || bail "pgbackrest check failed: $out"
-pg_ctl stop -m fast >/dev/null || bail "the cluster did not stop"
-out=$(backrest restore --delta --type=name --target=pitr_point --target-action=promote 2>&1)
-st=$?
-[ $st -eq 0 ] && out=$(pg_ctl start -o "-c eventstore.databases=" 2>&1)
-st=$((st + $?))
-[ $st -eq 0 ] && wait_for 60 "SELECT NOT pg_is_in_recovery()"
-st=$((st + $?))
-[ $st -eq 0 ]
-ok $? "pgbackrest restore --delta --type=name --target=pitr_point --target-action=promote, promoted"
-[ $st -eq 0 ] || diag "$out $(tail -20 "$tmp/server.log")"
+restore_to time "$point_time"
+at_point "by time"
 
-# 3: the events committed at the point, and no other
-q "SELECT id FROM eventstore.events ORDER BY id" >"$tmp/events_restored"
-cmp -s "$tmp/events_at_point" "$tmp/events_restored" && [ "$(q "SELECT count(*) FROM eventstore.events WHERE stream = 'late'")" = 0 ]
-ok $? "the events are exactly the 200 committed at the point: not the open append, nor the 100 after"
+# 7-11: restored again, to the restore point (recovery follows the backup's
+# timeline up to the point, before the one the restore by time began)
+restore_to name pitr_point
+at_point "by name"
 
-# 4-5: pitr_db as it was at the point
-handled=$(q "SELECT count(*) FROM ($handled_sql) h")
-member_handled=$(q "SELECT handled FROM eventstore.consumer_status WHERE name = 'pitr_db'")
-[ "$handled" = "$handled_at_point" ] && [ "$handled" -gt 100 ] && [ "$handled" -lt 121 ] &&
-	[ "$member_handled" = "$handled" ]
-ok $? "pitr_db's restored checkpoint is its last committed batch before the point: $handled events handled (consumer_status.handled $member_handled)"
-[ "$(q "SELECT count(*) FROM (
-           (SELECT event_id, n FROM pitr_test.effects
-            EXCEPT ALL
-            SELECT e.id, (e.data->>'n')::integer FROM eventstore.events e WHERE e.id IN ($handled_sql))
-           UNION ALL
-           (SELECT e.id, (e.data->>'n')::integer FROM eventstore.events e WHERE e.id IN ($handled_sql)
-            EXCEPT ALL
-            SELECT event_id, n FROM pitr_test.effects)) d")" = 0 ]
-ok $? "its effects are exactly the handler's effects of those events: none without the checkpoint, none missing"
-
-# 6: pitr_out as it was at the point: the acked batches delivered, the
-# batch in flight leased and not
-[ "$(q "SELECT batch_id FROM eventstore.consumer_status WHERE name = 'pitr_out'")" = "$in_flight_batch" ] &&
-	[ "$(q "SELECT count(*) FROM eventstore.events e, eventstore.consumers c
-	         WHERE c.name = 'pitr_out' AND e.topic = 'pitr'
-	           AND NOT eventstore.is_undelivered(c, e.stream, e.id, e.position, e.xid)")" = 50 ]
-ok $? "pitr_out's restored checkpoint: two batches of 25 acked, batch $in_flight_batch leased"
-
-# 7: with the dispatcher, pitr_db goes on: one effect per event (the row
+# 12: with the dispatcher, pitr_db goes on: one effect per event (the row
 # in go came after the point: event 121 needs it again)
 q "INSERT INTO pitr_test.go DEFAULT VALUES" >/dev/null
 # (stop and start: pg_ctl restart would keep eventstore.databases = '')
@@ -236,7 +260,7 @@ wait_for 60 "SELECT count(*) = 200 FROM pitr_test.effects"
 	[ "$(q "SELECT count(DISTINCT event_id) FROM pitr_test.effects")" = 200 ]
 ok $? "pitr_db catches up: each of the 200 events has exactly one effect"
 
-# 8-9: pitr_out, once the lease of its batch in flight has lapsed
+# 13-14: pitr_out, once the lease of its batch in flight has lapsed
 polled_again() { poll >"$tmp/first_again" && [ -s "$tmp/first_again" ]; }
 wait_until 30 polled_again
 [ "$(cut -d' ' -f1 "$tmp/first_again" | sort -u)" = "$in_flight_batch" ] &&
@@ -251,7 +275,7 @@ while poll_ack "$tmp/after_restore"; do :; done
 	[ "$(comm -12 <(ids "$tmp/acked_before" "$tmp/in_flight") <(ids "$tmp/after_restore"))" = "$(ids "$tmp/in_flight")" ]
 ok $? "then the rest: nothing acked before the point again, nothing skipped, only the batch in flight twice"
 
-# 10-12: new appends after the restore
+# 15-17: new appends after the restore
 last=$(q "SELECT max(position) FROM eventstore.events")
 first_new=$(q "SELECT min(p) FROM (SELECT eventstore.append('pitr', ev(n), stream => 's' || n % 5) p
                                      FROM generate_series(2001, 2020) n) a")
