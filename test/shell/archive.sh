@@ -24,6 +24,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 . test/tap.sh
+. test/scratch_cluster.sh
 db=${PGDATABASE:-eventstore_test}
 role=es_archive_replicator
 secret=archive-secret
@@ -54,7 +55,6 @@ bindir=$("${PG_CONFIG:-pg_config}" --bindir)
 pg_log=$(readlink "/proc/$(head -1 "$data_dir/postmaster.pid")/fd/2")
 [ -f "$pg_log" ] && [ -x "$bindir/pg_ctl" ] ||
 	bail "cannot find the server log ($pg_log) or pg_ctl ($bindir/pg_ctl)"
-as_owner() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u "$owner" -- "$@"); else "$@"; fi; }
 restart_primary() {
 	local out
 	out=$(as_owner "$bindir/pg_ctl" restart -D "$data_dir" -w -t 60 -m fast -l "$pg_log" 2>&1) ||
@@ -160,20 +160,8 @@ q "SELECT eventstore.publish_archive()" >/dev/null &&
 ok $? "publish_archive() again keeps the one publication and its filter"
 
 # The archive: a second cluster, owned like the primary.
-while :; do
-	aport=$((20000 + RANDOM % 12000))
-	(exec 3<>"/dev/tcp/127.0.0.1/$aport") 2>/dev/null || break
-done
-[ "$(id -u)" -eq 0 ] && chown "$owner" "$tmp"
-out=$(as_owner "$bindir/initdb" -D "$tmp/data" -A trust -U "$owner" --encoding=UTF8 --locale=C.UTF-8 \
-	--no-sync 2>&1) || { aport=; bail "initdb of the archive failed: $out"; }
-cat >>"$tmp/data/postgresql.conf" <<EOF
-port = $aport
-listen_addresses = ''
-unix_socket_directories = '$tmp'
-fsync = off
-log_min_messages = warning
-EOF
+scratch_initdb "$tmp" || bail "initdb of the archive failed: $scratch_out"
+aport=$scratch_port
 out=$(as_owner "$bindir/pg_ctl" start -D "$tmp/data" -w -t 60 -l "$tmp/archive.log" 2>&1) ||
 	bail "the archive did not start: $out $(cat "$tmp/archive.log")"
 psql -XAtq -h "$tmp" -p "$aport" -U "$owner" -d postgres -c "CREATE DATABASE archive" >/dev/null ||
