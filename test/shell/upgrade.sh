@@ -169,7 +169,9 @@ catalog_of() {
 	    SELECT format('consumer %s', (c.name, c.topics, c.handler, c.run_as, c.batch_size, c.max_attempts, c.members))
 	      FROM eventstore.consumers c WHERE c.name <> 'orders_projection' ORDER BY 1;
 	    SELECT format('protection %s', (p.topic, p.subject_path, p.paths))
-	      FROM eventstore.protections p WHERE p.topic <> 'visits' ORDER BY 1"
+	      FROM eventstore.protections p WHERE p.topic <> 'visits' ORDER BY 1;
+	    SELECT format('cleanup %s', (c.name, c.fn, c.retention))
+	      FROM eventstore.retention_cleanups c ORDER BY 1"
 }
 catalog_of "$fresh" >"$tmp/fresh" && catalog_of "$chain" >"$tmp/chain" &&
 	[ -s "$tmp/fresh" ] && diff -u "$tmp/fresh" "$tmp/chain" >"$tmp/diff"
