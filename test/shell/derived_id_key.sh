@@ -82,10 +82,17 @@ ok $? "updated from 1.3 with events: the ids 1.3 derived ($legacy_id), so that a
 id_empty=$(q_in $empty "$derive")
 [ "$id_empty" != "$legacy_id" ] && [ "$(q_in $empty "SELECT key IS NOT NULL FROM eventstore.derived_id_key")" = t ]
 ok $? "updated from 1.3 without events: a key at once ($id_empty)"
-[ "$(q_in $legacy "SET ROLE derived_id_admin; SELECT eventstore.set_derived_id_key(); $derive" | tail -1)" != "$legacy_id" ] &&
-	[ "$(q_in $legacy "$derive")" = "$(q_in $legacy "$derive")" ]
-ok $? "set_derived_id_key() (eventstore_admin) switches to a key of the installation"
+# A session open across the switch: it derived (and cached) the legacy id
+# before, and derives under the key after.
+q_in $legacy "$derive" "SELECT pg_sleep(2)" "$derive" >"$tmp/session" &
+session=$!
+sleep 1
+q_in $legacy "SET ROLE derived_id_admin; SELECT eventstore.set_derived_id_key()" >/dev/null
+wait $session
 id_legacy=$(q_in $legacy "$derive")
+[ "$id_legacy" != "$legacy_id" ] && [ "$(q_in $legacy "$derive")" = "$id_legacy" ] &&
+	[ "$(sed -n 1p "$tmp/session") $(sed -n 3p "$tmp/session")" = "$legacy_id $id_legacy" ]
+ok $? "set_derived_id_key() (eventstore_admin) switches to a key, also in a session open across the switch ($(paste -sd ' ' "$tmp/session"))"
 [ "$(sqlstate $legacy "SELECT eventstore.set_derived_id_key()")" = 55000 ] && [ "$(q_in $legacy "$derive")" = "$id_legacy" ]
 ok $? "a key once set is never replaced (55000), the ids stay"
 
