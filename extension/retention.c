@@ -5,7 +5,9 @@
  *		the "retention" task of dispatcher worker 0 (dispatcher_tasks.c).
  *
  * Every eventstore.retention_interval the task removes the expired events
- * with eventstore.purge_batch() (sql/eventstore--*.sql), PURGE_BATCH events
+ * with eventstore.purge_batch() (sql/eventstore/45_retention.sql), and the
+ * expired rows of the cleanups other extensions registered (birdwatch's
+ * sent emails and skips), PURGE_BATCH rows
  * per transaction, so that no transaction holds many row locks or an old
  * snapshot for long (appends are never blocked by a DELETE, and a long
  * snapshot would hold back vacuum and every consumer's window).  While
@@ -89,6 +91,6 @@ retention_task_run(TimestampTz now)
 	more = (removed >= PURGE_BATCH);	/* a stream's excess may come at once */
 	if (removed > 0)
 		ereport(DEBUG1,
-				(errmsg_internal("eventstore: removed " INT64_FORMAT " expired events", removed)));
+				(errmsg_internal("eventstore: removed " INT64_FORMAT " expired events and rows", removed)));
 	last_batch = GetCurrentTimestamp();
 }

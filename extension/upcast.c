@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * upcast.c
- *		Events as their topic's current major version, and the ids of the
- *		events a consumer derives.
+ *		Events as their topic's current major version.
  *
  * Stored events are never rewritten.  An event of an
  * older major version goes through the upcasters registered for its topic,
@@ -20,11 +19,6 @@
  * they return, so one role's code cannot leave traps in a session that runs
  * another role's code next (the dispatcher workers run every consumer).
  *
- * derived_id() is a name-based UUID (RFC 4122 version 5, SHA-1) of the
- * consumer's name in the namespace of the source event's id: the same
- * source and consumer always give the same id, so a consumer that derives
- * events appends nothing new when it sees an event again.
- *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,8 +26,6 @@
 #include "access/htup_details.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
-#include "common/sha1.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -47,7 +39,6 @@
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_upcast);
-PG_FUNCTION_INFO_V1(eventstore_derived_id);
 
 typedef struct Upcaster
 {
@@ -314,30 +305,4 @@ eventstore_upcast(PG_FUNCTION_ARGS)
 	event = SPI_datumTransfer(upcast_event(event), false, -1);
 	as_owner_end(&as);
 	PG_RETURN_DATUM(event);
-}
-
-/* eventstore.derived_id(source_id uuid, consumer text) RETURNS uuid */
-Datum
-eventstore_derived_id(PG_FUNCTION_ARGS)
-{
-	pg_uuid_t  *source = PG_GETARG_UUID_P(0);
-	text	   *name = PG_GETARG_TEXT_PP(1);
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA1);
-	uint8		digest[SHA1_DIGEST_LENGTH];
-	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
-
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, source->data, UUID_LEN) < 0 ||
-		pg_cryptohash_update(ctx, (uint8 *) VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("could not compute SHA-1: %s",
-								 pg_cryptohash_error(ctx))));
-	pg_cryptohash_free(ctx);
-
-	memcpy(result->data, digest, UUID_LEN);
-	result->data[6] = (result->data[6] & 0x0f) | 0x50;	/* version 5 */
-	result->data[8] = (result->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
-	PG_RETURN_UUID_P(result);
 }

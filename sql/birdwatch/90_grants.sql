@@ -54,6 +54,7 @@ GRANT UPDATE ON score_secret TO birdwatch_audit;
 
 -- Notifier: its outbox; the daemon logs in as a member of birdwatch_notifier.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox, notification_skips TO birdwatch_notifier;
+GRANT SELECT, INSERT, UPDATE ON notifier_forgotten TO birdwatch_notifier;
 GRANT EXECUTE ON FUNCTION email_retry_delay(integer) TO birdwatch_notifier;
 
 -- Statistics: its tables; overview and daily for AdminAPI.

@@ -27,7 +27,69 @@ RETURNS SETOF bigint
 COMMENT ON FUNCTION append_batch(text, jsonb[], text, bigint) IS
     'validate and store events all or nothing; one position per event, in input order';
 
+/*
+ * The key of derived_id() (extension/derived_id.c): 32 random bytes made
+ * at installation, so that nobody can compute in advance the id a consumer
+ * will derive from an event whose id they know.  It goes into dumps and
+ * to physical replicas with the events; no role may read it (derived_id()
+ * reads it as the owner).  NULL is the legacy derivation of 1.3 and
+ * before, which an installation updated from 1.3 with events keeps until
+ * set_derived_id_key(): consumers without a ledger of their own would
+ * otherwise append a second event under a new id when they see an old
+ * event again.
+ */
+CREATE TABLE derived_id_key (
+    only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    key        bytea CHECK (pg_catalog.length(key) = 32),
+    changed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE derived_id_key IS 'the key of derived_id() (NULL: the legacy derivation); readable by no role';
+
+-- The table holds one key, so inserting one replaces the one stored: a
+-- restore runs this script, which stores a new key, before it copies the
+-- dumped key in.  Owned by the extension's owner; it runs as whoever inserts.
+CREATE FUNCTION replace_derived_id_key() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM eventstore.derived_id_key;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION replace_derived_id_key() IS
+    'trigger: a new derived_id key replaces the one stored (a restore copies in the dumped one)';
+CREATE TRIGGER one_derived_id_key BEFORE INSERT ON derived_id_key
+    FOR EACH ROW EXECUTE FUNCTION replace_derived_id_key();
+
+-- Every backend drops its cached key once the change commits.
+CREATE FUNCTION derived_id_key_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_derived_id_key_changed';
+CREATE TRIGGER derived_id_key_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON derived_id_key
+    FOR EACH STATEMENT EXECUTE FUNCTION derived_id_key_changed();
+
+INSERT INTO derived_id_key (key) VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+SELECT pg_catalog.pg_extension_config_dump('derived_id_key', '');
+
+-- STABLE, not IMMUTABLE: the key is read from a table.  The same source
+-- and consumer give the same id for as long as the key stays, which is for
+-- ever once set (set_derived_id_key refuses to change it).
 CREATE FUNCTION derived_id(source_id uuid, consumer text) RETURNS uuid
-    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'eventstore_derived_id';
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'eventstore_derived_id';
 COMMENT ON FUNCTION derived_id(uuid, text) IS
-    'UUID v5 of the consumer name in the namespace of the source event id: the id of an event derived from it';
+    'the id of the event a consumer derives from a source event: HMAC-SHA-256 of both under this installation''s key, as a UUID version 8';
+
+-- Leaves the legacy derivation for good: a random key from now on.
+CREATE FUNCTION set_derived_id_key() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM eventstore.derived_id_key k WHERE k.key IS NOT NULL) THEN
+        RAISE EXCEPTION 'derived ids already use a key of this installation'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Another key would derive other ids from the same events, and a replay would append them again.';
+    END IF;
+    INSERT INTO eventstore.derived_id_key (key) VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+END
+$$;
+COMMENT ON FUNCTION set_derived_id_key() IS
+    'an installation updated from 1.3: derive ids under a random key of its own from now on (once; see README)';

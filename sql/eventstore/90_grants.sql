@@ -27,11 +27,13 @@ GRANT EXECUTE ON FUNCTION close_stream(text, text) TO eventstore_writer, eventst
 GRANT EXECUTE ON FUNCTION save_snapshot(text, text, bigint, jsonb) TO eventstore_writer;
 GRANT EXECUTE ON FUNCTION create_topic(text, text, interval),
                           set_retention(text, interval), purge_expired(), publish_archive(),
+                          set_cleanup_retention(text, interval), set_derived_id_key(),
                           erase_stream(text, text), truncate_stream(text, text, bigint),
                           set_stream_max_count(text, text, bigint),
                           grant_topic(text, text, regrole), revoke_topic(text, text, regrole)
     TO eventstore_admin;
 GRANT SELECT ON topics TO eventstore_reader, eventstore_writer, eventstore_admin;
+GRANT SELECT ON retention_cleanups TO eventstore_admin;
 
 GRANT USAGE ON TYPE delivery TO eventstore_reader, eventstore_admin;
 GRANT EXECUTE ON FUNCTION poll(text, integer, integer), ack(text, bigint), nack(text, bigint, text),

@@ -35,7 +35,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS birdwatch CASCADE;
 RESET client_min_messages;
 
-SELECT plan(353);
+SELECT plan(359);
 
 -- A suffix for the emails, tokens and image URLs of this run, and the last
 -- event position before it: the events appended here come after it.
@@ -157,6 +157,8 @@ INSERT INTO bw_expected_fn VALUES
     ('birdwatch.claim_emails(integer)', 'birdwatch_notifier', true, '{birdwatch_notifier}'),
     ('birdwatch.email_sent(uuid)', 'birdwatch_notifier', true, '{birdwatch_notifier}'),
     ('birdwatch.email_failed(uuid,text)', 'birdwatch_notifier', true, '{birdwatch_notifier}'),
+    -- run by eventstore's retention passes as the Notifier
+    ('birdwatch.purge_notifier(timestamp with time zone,integer)', 'birdwatch_notifier', true, '{birdwatch_notifier}'),
     -- Statistics
     ('birdwatch.count_event(eventstore.event)', 'birdwatch_statistics', false, '{birdwatch_statistics}'),
     ('birdwatch.overview()', 'birdwatch_statistics', true, '{birdwatch_admin_api,birdwatch_statistics}'),
@@ -171,7 +173,7 @@ INSERT INTO bw_expected_fn VALUES
 SELECT set_eq(
     $$SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'birdwatch'::regnamespace$$,
     $$SELECT fn FROM bw_expected_fn$$,
-    'schema birdwatch has exactly the 38 functions of the expected table'
+    'schema birdwatch has exactly the 39 functions of the expected table'
 );
 
 -- EXECUTE, function by function, straight from the ACL
@@ -294,7 +296,11 @@ SELECT set_eq(
              ('outbox', 'birdwatch_user_api', 'SELECT', 'user_id'),
              ('outbox', 'birdwatch_user_api', 'SELECT', 'sent_at'),
              ('outbox', 'birdwatch_user_api', 'SELECT', 'source_event'),
-             ('notification_skips', 'birdwatch_user_api', 'INSERT', NULL)$$,
+             ('notification_skips', 'birdwatch_user_api', 'INSERT', NULL),
+             -- the Notifier's note of what its cleanup removed
+             ('notifier_forgotten', 'birdwatch_notifier', 'SELECT', NULL),
+             ('notifier_forgotten', 'birdwatch_notifier', 'INSERT', NULL),
+             ('notifier_forgotten', 'birdwatch_notifier', 'UPDATE', NULL)$$,
     'the table grants of birdwatch are exactly the expected ones (relations and columns)'
 );
 

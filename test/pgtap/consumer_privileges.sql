@@ -424,6 +424,7 @@ SELECT set_eq(
           'create_topic eventstore_admin', 'set_topic_version eventstore_admin',
           'grant_topic eventstore_admin', 'revoke_topic eventstore_admin',
           'set_retention eventstore_admin', 'purge_expired eventstore_admin',
+          'set_cleanup_retention eventstore_admin', 'set_derived_id_key eventstore_admin',
           'publish_archive eventstore_admin', 'erase_stream eventstore_admin',
           'truncate_stream eventstore_admin', 'set_stream_max_count eventstore_admin',
           'create_consumer eventstore_admin', 'drop_consumer eventstore_admin',

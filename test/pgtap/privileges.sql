@@ -319,6 +319,9 @@ SELECT set_eq(
           -- retention and the archive publication
           'eventstore.set_retention(text,interval)',
           'eventstore.purge_expired()',
+          'eventstore.set_cleanup_retention(text,interval)',
+          -- derived ids under a key (updated installations)
+          'eventstore.set_derived_id_key()',
           'eventstore.publish_archive()',
           'eventstore.read(text,bigint,integer,text[])',
           'eventstore.read_stream(text,text,bigint,integer,boolean)',
@@ -344,7 +347,7 @@ SELECT set_eq(
           -- crypto-shredding; unprotect checks its caller, so it is C
           'eventstore.protect_fields(text,text,text[])',
           'eventstore.forget_subject(text)'],
-    'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, publish_archive, read, read_stream, get, '
+    'exactly create_topic, grant_topic, revoke_topic, set_retention, purge_expired, set_cleanup_retention, set_derived_id_key, publish_archive, read, read_stream, get, '
     'read_correlated, stream_version, last_event, close_stream, save_snapshot, load_snapshot, the consumer API''s drop_consumer, reset_consumer, '
     'set_consumer_members, replay_parked, set_topic_version, undelivered and member_status, and protect_fields and forget_subject are SECURITY DEFINER'
 );

@@ -72,7 +72,7 @@ total_steps=0
 for e in "${extensions[@]}"; do
 	total_steps=$((total_steps + $(steps_of "$e" | wc -l) - 1))
 done
-echo "1..$((4 + total_steps * 2 + 13))"
+echo "1..$((4 + total_steps * 2 + 15))"
 
 drop_databases
 createdb "$fresh" && createdb "$chain"
@@ -169,7 +169,9 @@ catalog_of() {
 	    SELECT format('consumer %s', (c.name, c.topics, c.handler, c.run_as, c.batch_size, c.max_attempts, c.members))
 	      FROM eventstore.consumers c WHERE c.name <> 'orders_projection' ORDER BY 1;
 	    SELECT format('protection %s', (p.topic, p.subject_path, p.paths))
-	      FROM eventstore.protections p WHERE p.topic <> 'visits' ORDER BY 1"
+	      FROM eventstore.protections p WHERE p.topic <> 'visits' ORDER BY 1;
+	    SELECT format('cleanup %s', (c.name, c.fn, c.retention))
+	      FROM eventstore.retention_cleanups c ORDER BY 1"
 }
 catalog_of "$fresh" >"$tmp/fresh" && catalog_of "$chain" >"$tmp/chain" &&
 	[ -s "$tmp/fresh" ] && diff -u "$tmp/fresh" "$tmp/chain" >"$tmp/diff"
@@ -206,6 +208,18 @@ ok $? "each tick scored once and each rating of another's image queued for email
 ok $? "statistics count the ticks and ratings of both versions once ($(q "SELECT birdwatch.overview()"))"
 [ "$(q "SELECT count(*) FROM eventstore.consumer_status WHERE lag_events > 0 OR parked > 0")" = 0 ]
 ok $? "every consumer has caught up, nothing parked"
+
+# Updated with events, derived ids stay those of 1.3 until
+# set_derived_id_key(); after it, birdwatch's consumers replayed from the
+# start find every event they handled in their ledgers (scored_ticks, the
+# outbox by rating id) and derive nothing under the new ids.
+[ "$(q "SELECT key IS NULL FROM eventstore.derived_id_key")" = t ]
+ok $? "updated from 1.3 with events: derived ids keep the legacy derivation"
+q "SELECT eventstore.set_derived_id_key();
+   SELECT eventstore.reset_consumer(name, 0) FROM eventstore.consumers
+    WHERE name IN ('birdwatch_score_model', 'birdwatch_notifier')" >/dev/null && run_birdwatch &&
+	[ "$(q "SELECT count(*) FROM eventstore.events WHERE topic = 'score'") $(q "SELECT count(*) FROM birdwatch.outbox")" = "2 2" ]
+ok $? "after set_derived_id_key, a replay of ScoreModel and the Notifier scores and queues nothing twice"
 
 # The comparison can fail.  For each extension, the newest upgrade script
 # that changes the catalog (CREATE, ALTER, DROP, COMMENT, GRANT or REVOKE)

@@ -221,10 +221,21 @@ SELECT eventstore.set_topic_version('nope', '4.0');
 SELECT eventstore.upcast(NULL);
 
 ------------------------------------------------------------------------------
--- derived_id: UUID v5, deterministic, per consumer
+-- derived_id: HMAC-SHA-256 under the installation's key as a UUID v8, or
+-- the legacy UUID v5; deterministic, per consumer
 ------------------------------------------------------------------------------
--- RFC 4122's example: "python.org" in the DNS namespace
-SELECT eventstore.derived_id('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'python.org');
+-- Under a known key (the bytes 0 to 31), the id Python's hmac module gives
+-- (HMAC-SHA-256 of the 16 bytes of the source and the name, version and
+-- variant bits set); with no key (an installation updated from 1.3), RFC
+-- 4122's example: "python.org" in the DNS namespace.  Inserting a key
+-- replaces the one stored; the transaction puts the installation's back.
+BEGIN;
+INSERT INTO eventstore.derived_id_key (key) SELECT decode(string_agg(lpad(to_hex(b), 2, '0'), '' ORDER BY b), 'hex')
+  FROM generate_series(0, 31) b;
+SELECT eventstore.derived_id('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'python.org') AS keyed;
+INSERT INTO eventstore.derived_id_key (key) VALUES (NULL);
+SELECT eventstore.derived_id('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'python.org') AS legacy;
+ROLLBACK;
 SELECT eventstore.derived_id('c0000000-0000-4000-8000-000000000001', 'score_model')
      = eventstore.derived_id('c0000000-0000-4000-8000-000000000001', 'score_model') AS same,
        eventstore.derived_id('c0000000-0000-4000-8000-000000000001', 'score_model')

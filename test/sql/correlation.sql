@@ -82,8 +82,11 @@ SELECT eventstore.reset_consumer('deriver', 0);
 SELECT eventstore.run_consumer('deriver') AS handled_again;
 SELECT count(*) AS score_events FROM eventstore.events WHERE topic = 'score';
 
--- read_correlated: the story of tick 1, in position order
-SELECT topic, envelope->>'id' AS id FROM eventstore.read_correlated('c0000000-0000-4000-8000-000000000001');
+-- read_correlated: the story of tick 1, in position order (the derived id
+-- is the installation's own: shown by what it is)
+SELECT topic, CASE WHEN (envelope->>'id')::uuid = eventstore.derived_id('c0000000-0000-4000-8000-000000000001', 'deriver')
+                   THEN 'derived from tick 1 by deriver' ELSE envelope->>'id' END AS id
+  FROM eventstore.read_correlated('c0000000-0000-4000-8000-000000000001');
 SELECT count(*) AS none FROM eventstore.read_correlated('c0000000-0000-4000-8000-0000000000ee');
 SELECT * FROM eventstore.read_correlated(NULL);
 -- through the index

@@ -209,6 +209,7 @@ INSERT INTO sample VALUES
     (NULL, NULL, 'uuid', $$'e0000000-0000-4000-8000-000000000001'$$),
     (NULL, NULL, 'interval', $$'1 day'$$),
     (NULL, NULL, 'date', $$'2026-11-27'$$),
+    (NULL, NULL, 'timestamp with time zone', 'now()'),
     (NULL, NULL, 'bytea', $$'\x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'$$),
     (NULL, NULL, 'oid', $$'limits_role'::regrole$$),
     (NULL, NULL, 'xid8', $$'1'$$),
@@ -259,7 +260,9 @@ INSERT INTO sample VALUES
     ('create_topic', 'name', 'text', $$'limits_new_topic'$$),
     ('create_consumer', 'name', 'text', $$'limits_new'$$),
     ('register_consumer', 'name', 'text', $$'limits_new'$$),
-    ('run_consumer', 'name', 'text', $$'runner'$$);
+    ('run_consumer', 'name', 'text', $$'runner'$$),
+    ('register_cleanup', 'name', 'text', $$'limits_cleanup'$$),
+    ('register_cleanup', 'fn', 'regprocedure', $$'birdwatch.purge_notifier(timestamptz, integer)'$$);
 
 -- One call of function f with argument position i NULL, in a subtransaction
 -- that is always rolled back; returns what happened.
