@@ -83,7 +83,7 @@ $(1)--$(call version_of,$(1)).sql: $$(sort $$(wildcard sql/$(1)/*.sql)) sql/$(1)
 endef
 $(foreach e,$(EXTENSION),$(eval $(call install_script,$(e))))
 
-.PHONY: deps test demo tour bench soak fuzz
+.PHONY: deps test test-ha demo tour bench soak fuzz
 deps:
 	@scripts/install-deps
 
@@ -117,6 +117,14 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install >/dev/null
 	@SOAK_DURATION=$(DURATION) scripts/with-cluster eventstore_test -- test/soak
+
+# Failover under load with Patroni: etcd and three PostgreSQL nodes on this
+# machine, kill -9 of the leader's postmaster, then a switchover back (make
+# test runs the short form, test/shell/ha.sh: the failover alone).  As root.
+test-ha: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install >/dev/null
+	@test/ha/run
 
 # The daemon's libFuzzer harnesses (workers/fuzz/), each for FUZZ_SECONDS
 # (make test runs them 10 s each, in test/shell/fuzz_daemon.sh).

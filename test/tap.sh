@@ -10,6 +10,14 @@
 #                             its own, stopping at the first error; one value per line
 #   wait_for SECONDS SQL      until SQL returns t (0), or SECONDS have passed (1);
 #                             errors count as "not yet"
+#   relay FILE PREFIX [CHECKS WHAT]
+#                             the output of a runner of checks (test/soak,
+#                             test/ha/run) as TAP: each "ok - ..." or "not ok
+#                             - ..." line one TAP line, "# " lines passed on,
+#                             others as diagnostics; the line starting with
+#                             PREFIX in $summary (and on stderr, where prove
+#                             shows it); then, up to CHECKS, a failing line per
+#                             check WHAT did not get to print
 #   wait_until SECONDS COMMAND...
 #                             until COMMAND succeeds (0, tried every 0.1 s), or
 #                             SECONDS have passed (1)
@@ -51,6 +59,24 @@ wait_for() {
 		sleep 0.2
 	done
 	return 1
+}
+
+relay() {
+	local line got=0
+	summary=
+	while IFS= read -r line; do
+		case "$line" in
+			"ok - "*) ok 0 "${line#ok - }"; got=$((got + 1)) ;;
+			"not ok - "*) ok 1 "${line#not ok - }"; got=$((got + 1)) ;;
+			"$2"*) summary=$line; echo "# $line"; echo "$line" >&2 ;;
+			"# "*) echo "$line" ;;
+			*) echo "# $line" ;;
+		esac
+	done <"$1"
+	while [ "$got" -lt "${3:-0}" ]; do
+		got=$((got + 1))
+		ok 1 "check $got of $4: not reached"
+	done
 }
 
 wait_until() {
