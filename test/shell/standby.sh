@@ -97,6 +97,13 @@ shared_preload_libraries = 'eventstore'
 eventstore.databases = '$db'
 log_min_messages = warning
 CONF
+# What a standby needs at least as high as its primary, and the primary's
+# eventstore settings.
+q "SELECT format('%s = %L', name, setting) FROM pg_settings
+    WHERE name IN ('max_connections', 'max_prepared_transactions', 'max_worker_processes',
+                   'max_wal_senders', 'max_locks_per_transaction')
+       OR (name LIKE 'eventstore.%' AND name <> 'eventstore.databases' AND source <> 'default')" \
+	>>"$sdata/postgresql.conf"
 chown "$owner" "$sdata"/*.conf
 if ! out=$(as_owner "$bindir/pg_ctl" start -D "$sdata" -w -t 60 -l "$tmp/standby.log" 2>&1); then
 	diag "$(cat "$tmp/standby.log" 2>/dev/null)"
