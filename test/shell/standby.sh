@@ -219,8 +219,8 @@ s_wait 30 "SELECT count(*) = 1 FROM standby_test.handled WHERE event_id = '$new_
 ok $? "the dispatcher runs the consumer's handler on the promoted node"
 # The outside consumer's batch leased on the old primary is acked on the
 # promoted node; its next poll there gets the events after it.
-out=$(s "SELECT eventstore.ack('outside', ${batch:-1});
-         SELECT count(*) FROM eventstore.poll('outside', 100)" 2>&1)
+out=$(s "SELECT eventstore.ack('outside', ${batch:-1})" 2>&1 &&
+      s "SELECT count(*) FROM eventstore.poll('outside', 100)" 2>&1)
 ok "$([ "$out" -ge 1 ] 2>/dev/null; echo $?)" "ack and poll on the promoted node ($out)"
 out=$(q "SELECT count(*) FROM standby_test.handled WHERE event_id = '$new_id'")
 ok "$([ "$out" = 0 ]; echo $?)" "the old primary knows nothing of the promoted node's append ($out)"
