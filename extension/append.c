@@ -615,6 +615,7 @@ eventstore_append(PG_FUNCTION_ARGS)
 {
 	AppendRequest req;
 
+	refuse_on_standby("eventstore.append");
 	PG_TRY();
 	{
 		init_request(&req, fcinfo, 1);
@@ -645,6 +646,7 @@ eventstore_append_batch(PG_FUNCTION_ARGS)
 	int			n;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
+	refuse_on_standby("eventstore.append_batch");
 	PG_TRY();
 	{
 		if (PG_ARGISNULL(1))

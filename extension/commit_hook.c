@@ -212,6 +212,8 @@ PG_FUNCTION_INFO_V1(eventstore_consumers_changed);
 Datum
 eventstore_consumers_changed(PG_FUNCTION_ARGS)
 {
+	refuse_on_standby("a change of an eventstore consumer");
+
 	consumers_changed_at_commit();
 	PG_RETURN_VOID();
 }

@@ -149,6 +149,7 @@ eventstore_create_consumer(PG_FUNCTION_ARGS)
 	InternalArgs args;
 	AsOwner		as;
 
+	refuse_on_standby("eventstore.create_consumer");
 	as_owner_begin(&as);
 	take_arguments(fcinfo, &args);
 	if (PG_ARGISNULL(5))
@@ -182,6 +183,7 @@ eventstore_create_upcaster(PG_FUNCTION_ARGS)
 	InternalArgs args;
 	AsOwner		as;
 
+	refuse_on_standby("eventstore.create_upcaster");
 	as_owner_begin(&as);
 	take_arguments(fcinfo, &args);
 	if (!PG_ARGISNULL(3) &&
@@ -310,6 +312,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	int			member = -1;
 	bool		with_member;
 
+	refuse_on_standby("eventstore.poll");
 	InitMaterializedSRF(fcinfo, 0);
 	with_member = rsinfo->setDesc->natts == DELIVERY_NATTS;
 	check_event_type(rsinfo->setDesc, "eventstore.delivery",
@@ -386,6 +389,7 @@ eventstore_ack(PG_FUNCTION_ARGS)
 	AsOwner		as;
 	Consumer	c;
 
+	refuse_on_standby("eventstore.ack");
 	as_owner_begin(&as);
 	if (lock_batch(fcinfo, &as, "ack a batch of", &c))
 	{
@@ -410,6 +414,7 @@ eventstore_nack(PG_FUNCTION_ARGS)
 	AsOwner		as;
 	Consumer	c;
 
+	refuse_on_standby("eventstore.nack");
 	as_owner_begin(&as);
 	if (lock_batch(fcinfo, &as, "nack a batch of", &c) && c.batch_attempt > c.attempts)
 	{
@@ -444,6 +449,7 @@ eventstore_lock_consumer(PG_FUNCTION_ARGS)
 	char	   *kind = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Consumer	c;
 
+	refuse_on_standby("a change of an eventstore consumer");
 	SPI_connect();
 	consumer_settings(name,
 					  kind == NULL ? CONSUMER_ANY

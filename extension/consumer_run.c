@@ -329,6 +329,7 @@ eventstore_run_consumer(PG_FUNCTION_ARGS)
 	char	   *name;
 	int64		max_events = -1;
 
+	refuse_on_standby("eventstore.run_consumer");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -74,6 +74,8 @@ remove_as_owner(FunctionCallInfo fcinfo, const char *query, int nargs, Oid *argt
 Datum
 eventstore_erase_stream(PG_FUNCTION_ARGS)
 {
+	refuse_on_standby("eventstore.erase_stream");
+
 	PG_RETURN_INT64(remove_as_owner(fcinfo, "SELECT eventstore.erase_stream_as($1, $2, $3)",
 									2, (Oid[]) {TEXTOID, TEXTOID, InvalidOid}));
 }
@@ -82,6 +84,8 @@ eventstore_erase_stream(PG_FUNCTION_ARGS)
 Datum
 eventstore_truncate_stream(PG_FUNCTION_ARGS)
 {
+	refuse_on_standby("eventstore.truncate_stream");
+
 	PG_RETURN_INT64(remove_as_owner(fcinfo,
 									"SELECT eventstore.truncate_stream_as($1, $2, $3, $4)",
 									3, (Oid[]) {TEXTOID, TEXTOID, INT8OID, InvalidOid}));
@@ -91,6 +95,8 @@ eventstore_truncate_stream(PG_FUNCTION_ARGS)
 Datum
 eventstore_set_stream_max_count(PG_FUNCTION_ARGS)
 {
+	refuse_on_standby("eventstore.set_stream_max_count");
+
 	PG_RETURN_INT64(remove_as_owner(fcinfo,
 									"SELECT eventstore.set_stream_max_count_as($1, $2, $3, $4)",
 									3, (Oid[]) {TEXTOID, TEXTOID, INT8OID, InvalidOid}));

@@ -149,6 +149,9 @@ extern const int *events_columns(void);
 extern Oid	events_id_index(void);
 extern Oid	eventstore_namespace(void);
 extern void report_altered_events(const char *detail) pg_attribute_noreturn();
+
+/* standby.c: 25006 on a hot standby, before an entry point writes. */
+extern void refuse_on_standby(const char *what);
 extern TopicInfo *topic_lookup(const char *name, int len);
 extern void check_topic_append(const TopicInfo *topic, Oid caller);
 
