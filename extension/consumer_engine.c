@@ -309,6 +309,7 @@ consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_lock
 	Int32GetDatum(ref.generation), Int32GetDatum(ref.member)};
 	const char *skip = skip_locked ? " SKIP LOCKED" : "";
 
+	restore_check();
 	if (eventstore_consumers_have_members())
 		consumer_sql(psprintf("SELECT %s, %s,"
 						      "       EXISTS (SELECT FROM eventstore.members o"
