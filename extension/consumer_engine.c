@@ -278,6 +278,7 @@ consumer_settings(const char *name, ConsumerKind kind, bool lock, Consumer *c)
 {
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
+	restore_check();
 	consumer_sql(psprintf("SELECT %s FROM eventstore.consumers"
 					      " WHERE name OPERATOR(pg_catalog.=) $1%s",
 					      settings_columns(), lock ? " FOR UPDATE" : ""),

@@ -1,16 +1,21 @@
--- eventstore 1.3 -> 1.4
+-- eventstore 1.3 -> 1.4: what 1.4 changes in the SQL objects against 1.3.
+--
+-- A fresh CREATE EXTENSION eventstore runs eventstore--1.4.sql, built from
+-- sql/eventstore/*.sql; an installation of 1.3 runs this script instead,
+-- and test/shell/upgrade.sh checks that both end up the same.
 
--- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION eventstore UPDATE TO '1.4'" to load this file. \quit
 
 ------------------------------------------------------------------------------
 -- Logical backups that restore everything (sql/eventstore/80_restore.sql):
 -- topics and their grants, consumers, members and parked events, upcasters
--- and protections are in pg_dump's output; a restore replaces the rows an
--- extension's script created again; a restored store is rebased onto the
+-- and protections are in pg_dump's output; a restore's rows replace those
+-- an extension's script created again; a restored store is rebased onto the
 -- transaction ids of its new cluster.
 ------------------------------------------------------------------------------
 
+-- The functions that create topics, consumers and upcasters refuse an
+-- existing one before they insert.
 CREATE OR REPLACE FUNCTION create_topic(name text,
                              current_version text DEFAULT '1.0',
                              retention interval DEFAULT NULL)
@@ -196,6 +201,13 @@ CREATE TABLE dumped_installation (
 COMMENT ON TABLE dumped_installation IS
     'the token of the installation the data was written in; in logical dumps, so that a restore is told apart';
 SELECT pg_catalog.pg_extension_config_dump('dumped_installation', '');
+-- A backend that found the store settled asks again once this changes
+-- (extension/restore.c).
+CREATE FUNCTION installation_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_installation_changed';
+CREATE TRIGGER installation_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dumped_installation
+    FOR EACH STATEMENT EXECUTE FUNCTION installation_changed();
 
 -- Consumers, their members and parked events, topics with their grants
 -- (the grantee arrays here, the privileges on the extension's functions as
@@ -309,13 +321,13 @@ BEGIN
 
     UPDATE eventstore.events e SET xid = '3'
      WHERE e.xid <> '3'
-       AND NOT EXISTS (SELECT FROM eventstore_rebase_needs n WHERE n.position = e.position);
+       AND NOT EXISTS (SELECT FROM pg_temp.eventstore_rebase_needs n WHERE n.position = e.position);
     FOR g IN SELECT n.members, array_agg(n.position) AS positions, min(n.position) AS first
-               FROM eventstore_rebase_needs n GROUP BY n.members ORDER BY min(n.position) LOOP
+               FROM pg_temp.eventstore_rebase_needs n GROUP BY n.members ORDER BY min(n.position) LOOP
         BEGIN
             gx := eventstore.subtransaction_id();
             UPDATE eventstore.events e SET xid = gx WHERE e.position = ANY (g.positions);
-            INSERT INTO eventstore_rebase_groups VALUES (gx, g.members, g.first);
+            INSERT INTO pg_temp.eventstore_rebase_groups VALUES (gx, g.members, g.first);
         EXCEPTION WHEN no_data_found THEN
             RAISE;  -- only the subtransaction is wanted
         END;
@@ -334,7 +346,7 @@ BEGIN
                    eventstore.snapshot_with(snap, array_agg(x.xid) FILTER (WHERE x.xid IS NOT NULL)) AS done,
                    CASE WHEN fl IS NOT NULL THEN least(fl, min(x.first) - 1) END AS done_floor
               FROM eventstore.members o
-              LEFT JOIN eventstore_rebase_groups x
+              LEFT JOIN pg_temp.eventstore_rebase_groups x
                 ON format('%s/%s/%s', o.consumer, o.generation, o.member) = ANY (x.members)
              WHERE o.done_snapshot IS NOT NULL OR o.window_snapshot IS NOT NULL
              GROUP BY o.consumer, o.generation, o.member) r
@@ -346,7 +358,7 @@ BEGIN
                    eventstore.snapshot_with(snap, array_agg(x.xid) FILTER (WHERE x.xid IS NOT NULL)) AS fence,
                    CASE WHEN fl IS NOT NULL THEN least(fl, min(x.first) - 1) END AS fence_floor
               FROM eventstore.consumers c
-              LEFT JOIN eventstore_rebase_groups x
+              LEFT JOIN pg_temp.eventstore_rebase_groups x
                 ON EXISTS (SELECT FROM eventstore.members n
                             WHERE n.consumer = c.name AND n.fence_snapshot IS NULL
                               AND format('%s/%s/%s', n.consumer, n.generation, n.member) = ANY (x.members))
@@ -401,11 +413,11 @@ END
 $$;
 
 -- An installation updated from 1.3 holds data already: its token goes into
--- the dump at once, not at the first use.
+-- its dumps at once, not at its first use.
 INSERT INTO dumped_installation SELECT token FROM installation;
 
 REVOKE ALL ON installation, dumped_installation FROM PUBLIC;
-REVOKE ALL ON FUNCTION in_extension_script(), restored_row_replaces(), subtransaction_id(),
+REVOKE ALL ON FUNCTION installation_changed(), in_extension_script(), restored_row_replaces(), subtransaction_id(),
                        rebase_restored(), snapshot_with(pg_snapshot, xid8[]),
                        rebase_if_restored()
     FROM PUBLIC;

@@ -24,6 +24,13 @@ CREATE TABLE dumped_installation (
 COMMENT ON TABLE dumped_installation IS
     'the token of the installation the data was written in; in logical dumps, so that a restore is told apart';
 SELECT pg_catalog.pg_extension_config_dump('dumped_installation', '');
+-- A backend that found the store settled asks again once this changes
+-- (extension/restore.c).
+CREATE FUNCTION installation_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_installation_changed';
+CREATE TRIGGER installation_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dumped_installation
+    FOR EACH STATEMENT EXECUTE FUNCTION installation_changed();
 
 -- Consumers, their members and parked events, topics with their grants
 -- (the grantee arrays here, the privileges on the extension's functions as
@@ -137,13 +144,13 @@ BEGIN
 
     UPDATE eventstore.events e SET xid = '3'
      WHERE e.xid <> '3'
-       AND NOT EXISTS (SELECT FROM eventstore_rebase_needs n WHERE n.position = e.position);
+       AND NOT EXISTS (SELECT FROM pg_temp.eventstore_rebase_needs n WHERE n.position = e.position);
     FOR g IN SELECT n.members, array_agg(n.position) AS positions, min(n.position) AS first
-               FROM eventstore_rebase_needs n GROUP BY n.members ORDER BY min(n.position) LOOP
+               FROM pg_temp.eventstore_rebase_needs n GROUP BY n.members ORDER BY min(n.position) LOOP
         BEGIN
             gx := eventstore.subtransaction_id();
             UPDATE eventstore.events e SET xid = gx WHERE e.position = ANY (g.positions);
-            INSERT INTO eventstore_rebase_groups VALUES (gx, g.members, g.first);
+            INSERT INTO pg_temp.eventstore_rebase_groups VALUES (gx, g.members, g.first);
         EXCEPTION WHEN no_data_found THEN
             RAISE;  -- only the subtransaction is wanted
         END;
@@ -162,7 +169,7 @@ BEGIN
                    eventstore.snapshot_with(snap, array_agg(x.xid) FILTER (WHERE x.xid IS NOT NULL)) AS done,
                    CASE WHEN fl IS NOT NULL THEN least(fl, min(x.first) - 1) END AS done_floor
               FROM eventstore.members o
-              LEFT JOIN eventstore_rebase_groups x
+              LEFT JOIN pg_temp.eventstore_rebase_groups x
                 ON format('%s/%s/%s', o.consumer, o.generation, o.member) = ANY (x.members)
              WHERE o.done_snapshot IS NOT NULL OR o.window_snapshot IS NOT NULL
              GROUP BY o.consumer, o.generation, o.member) r
@@ -174,7 +181,7 @@ BEGIN
                    eventstore.snapshot_with(snap, array_agg(x.xid) FILTER (WHERE x.xid IS NOT NULL)) AS fence,
                    CASE WHEN fl IS NOT NULL THEN least(fl, min(x.first) - 1) END AS fence_floor
               FROM eventstore.consumers c
-              LEFT JOIN eventstore_rebase_groups x
+              LEFT JOIN pg_temp.eventstore_rebase_groups x
                 ON EXISTS (SELECT FROM eventstore.members n
                             WHERE n.consumer = c.name AND n.fence_snapshot IS NULL
                               AND format('%s/%s/%s', n.consumer, n.generation, n.member) = ANY (x.members))
