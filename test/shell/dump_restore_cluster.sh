@@ -270,7 +270,7 @@ rq() { PGHOST=$tmp PGPORT=$rport PGUSER=$owner psql_in $d "$1"; }
             AND '$role'::regrole = ANY (readers) AND '$role'::regrole = ANY (appenders)
           FROM eventstore.topics WHERE name = 'orders'")" = t ]
 ok $? "$d: $role keeps its read and append grants on the topic, with their functions"
-[ "$(rq "SELECT count(*) FROM eventstore.upcasters WHERE topic = 'orders' AND fn = 'orders_1_to_2(jsonb)'") $(rq "SELECT paths FROM eventstore.protections WHERE topic = 'orders'")" = "1 {card}" ]
+[ "$(rq "SELECT count(*) FROM eventstore.upcasters WHERE topic = 'orders' AND fn::regprocedure = 'public.orders_1_to_2(jsonb)'::regprocedure") $(rq "SELECT paths FROM eventstore.protections WHERE topic = 'orders'")" = "1 {card}" ]
 ok $? "$d: the upcaster and the protection are restored"
 [ "$(rq "SELECT count(*) FROM eventstore.dumped_installation d JOIN eventstore.installation i USING (token)")" = 1 ]
 ok $? "$d: rebased once: the dump's token is replaced by this installation's"
