@@ -190,11 +190,12 @@ BEGIN
 END
 $$;
 
--- snap with the transactions xids added as in progress.
+-- snap with the transactions xids added as in progress (NULL xids: none).
 CREATE FUNCTION snapshot_with(snap pg_snapshot, xids xid8[]) RETURNS pg_snapshot
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN coalesce(cardinality(xids), 0) = 0 THEN snap
+    SELECT CASE WHEN snap IS NULL THEN NULL
+                WHEN coalesce(cardinality(xids), 0) = 0 THEN snap
            ELSE format('%s:%s:%s',
                        least(pg_snapshot_xmin(snap), (SELECT min(x) FROM unnest(xids) x)),
                        greatest(pg_snapshot_xmax(snap)::text::numeric,
