@@ -369,17 +369,19 @@ $$;
 
 -- snap with the transactions xids added as in progress (NULL xids: none).
 CREATE FUNCTION snapshot_with(snap pg_snapshot, xids xid8[]) RETURNS pg_snapshot
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN snap IS NULL THEN NULL
-                WHEN coalesce(cardinality(xids), 0) = 0 THEN snap
-           ELSE format('%s:%s:%s',
-                       least(pg_snapshot_xmin(snap), (SELECT min(x) FROM unnest(xids) x)),
-                       greatest(pg_snapshot_xmax(snap)::text::numeric,
-                                (SELECT max(x) FROM unnest(xids) x)::text::numeric + 1),
-                       (SELECT string_agg(x::text, ',' ORDER BY x)
-                          FROM (SELECT pg_snapshot_xip(snap) UNION SELECT unnest(xids)) AS xs(x)))::pg_snapshot
-           END
+BEGIN
+    IF snap IS NULL OR coalesce(cardinality(xids), 0) = 0 THEN
+        RETURN snap;
+    END IF;
+    RETURN format('%s:%s:%s',
+                  least(pg_snapshot_xmin(snap), (SELECT min(x) FROM unnest(xids) x)),
+                  greatest(pg_snapshot_xmax(snap)::text::numeric,
+                           (SELECT max(x) FROM unnest(xids) x)::text::numeric + 1),
+                  (SELECT string_agg(x::text, ',' ORDER BY x)
+                     FROM (SELECT pg_snapshot_xip(snap) UNION SELECT unnest(xids)) AS xs(x)))::pg_snapshot;
+END
 $$;
 
 -- Called by the first append or consumer call of a backend
