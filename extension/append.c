@@ -508,6 +508,7 @@ append_events(AppendRequest *req)
 	int			stored;
 
 	as_owner_begin(&as);
+	restore_check();
 
 	topic = topic_lookup(req->topic, strlen(req->topic));
 	if (topic == NULL)

@@ -278,6 +278,7 @@ consumer_settings(const char *name, ConsumerKind kind, bool lock, Consumer *c)
 {
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
+	restore_check();
 	consumer_sql(psprintf("SELECT %s FROM eventstore.consumers"
 					      " WHERE name OPERATOR(pg_catalog.=) $1%s",
 					      settings_columns(), lock ? " FOR UPDATE" : ""),
@@ -309,6 +310,7 @@ consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_lock
 	Int32GetDatum(ref.generation), Int32GetDatum(ref.member)};
 	const char *skip = skip_locked ? " SKIP LOCKED" : "";
 
+	restore_check();
 	if (eventstore_consumers_have_members())
 		consumer_sql(psprintf("SELECT %s, %s,"
 						      "       EXISTS (SELECT FROM eventstore.members o"

@@ -421,6 +421,9 @@ extern int64 consumer_run_member(const ConsumerTask *task, bool *full);
 extern TimestampTz retention_task_due(void);
 extern void retention_task_run(TimestampTz now);
 
+/* restore.c: a restored store rebased before its first append or batch. */
+extern void restore_check(void);
+
 /* summarize.c: summarizing the BRIN index on xid, a task of worker 0. */
 extern TimestampTz summarize_task_due(void);
 extern void summarize_task_run(TimestampTz now);

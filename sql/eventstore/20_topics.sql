@@ -27,6 +27,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Retention %s must be a positive interval or NULL.', retention);
     END IF;
+    -- refused before the insert, which a restore's trigger would make a
+    -- replacement (80_restore.sql)
+    IF EXISTS (SELECT FROM eventstore.topics t WHERE t.name = create_topic.name) THEN
+        RAISE unique_violation;
+    END IF;
     INSERT INTO eventstore.topics (name, current_major, current_minor, retention)
     VALUES (name, parts[1]::integer, parts[2]::integer, retention);
     IF retention IS NOT NULL THEN

@@ -51,6 +51,12 @@ BEGIN
                   DETAIL = format('Function %s must be f(jsonb) RETURNS jsonb.', coalesce(fn::text, 'NULL'));
     END IF;
     PERFORM eventstore.check_topics_readable(run_as, ARRAY[topic], 'the upcaster''s registrar');
+    -- refused before the insert, which a restore's trigger would make a
+    -- replacement (80_restore.sql)
+    IF EXISTS (SELECT FROM eventstore.upcasters u
+                WHERE u.topic = register_upcaster.topic AND u.from_major = register_upcaster.from_major) THEN
+        RAISE unique_violation;
+    END IF;
     INSERT INTO eventstore.upcasters (topic, from_major, to_major, fn, run_as)
     VALUES (topic, from_major, to_major, fn::text, run_as);
 EXCEPTION

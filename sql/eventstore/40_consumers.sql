@@ -280,6 +280,11 @@ BEGIN
         END IF;
     END IF;
     PERFORM eventstore.check_topics_readable(run_as, topics, 'the consumer''s role');
+    -- refused before the insert, which a restore's trigger would make a
+    -- replacement (80_restore.sql)
+    IF EXISTS (SELECT FROM eventstore.consumers c WHERE c.name = register_consumer.name) THEN
+        RAISE unique_violation;
+    END IF;
     INSERT INTO eventstore.consumers (name, topics, handler, run_as, batch_size, max_attempts,
                                       types, members)
     VALUES (name, topics, handler::text, run_as, batch_size, max_attempts, types, members);

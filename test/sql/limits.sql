@@ -213,6 +213,7 @@ INSERT INTO sample VALUES
     (NULL, NULL, 'bytea', $$'\x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'$$),
     (NULL, NULL, 'oid', $$'limits_role'::regrole$$),
     (NULL, NULL, 'xid8', $$'1'$$),
+    (NULL, NULL, 'xid8[]', $$ARRAY['1'::xid8]$$),
     (NULL, NULL, 'regrole', $$'limits_role'$$),
     (NULL, NULL, 'regprocedure', $$'test_limits.handler(eventstore.event)'$$),
     (NULL, NULL, 'text[]', $$ARRAY['limits']$$),
