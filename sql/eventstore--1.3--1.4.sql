@@ -770,11 +770,12 @@ END
 $$;
 
 -- Called by the first append or consumer call of a backend
--- (extension/restore.c), as the extension's owner: records this
--- installation's token in dumped_installation, or, in a restored
--- database, rebases once (under a lock, so that a second caller finds it
--- done).  Returns true when it found the store settled (this token alone,
--- nothing written), which the backend then remembers.
+-- (extension/restore.c), as the extension's owner: in a restored database
+-- (a token other than this installation's in dumped_installation), rebases
+-- once, under a lock, so that a second caller finds it done.  Returns true
+-- when it found the store settled (no other token, nothing written: the
+-- common case takes no lock and writes nothing, so that concurrent first
+-- appends never wait for each other), which the backend then remembers.
 CREATE FUNCTION rebase_if_restored() RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -782,11 +783,7 @@ DECLARE
     local uuid := (SELECT i.token FROM eventstore.installation i);
 BEGIN
     IF NOT EXISTS (SELECT FROM eventstore.dumped_installation d WHERE d.token <> local) THEN
-        IF EXISTS (SELECT FROM eventstore.dumped_installation d WHERE d.token = local) THEN
-            RETURN true;
-        END IF;
-        INSERT INTO eventstore.dumped_installation VALUES (local) ON CONFLICT DO NOTHING;
-        RETURN false;
+        RETURN true;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('eventstore.rebase_restored'));
     IF NOT EXISTS (SELECT FROM eventstore.dumped_installation d WHERE d.token <> local) THEN
@@ -800,8 +797,8 @@ BEGIN
 END
 $$;
 
--- An installation updated from 1.3 holds data already: its token goes into
--- its dumps at once, not at its first use.
+-- The installation's token goes into its dumps, as a fresh installation's
+-- does (sql/eventstore/80_restore.sql).
 INSERT INTO dumped_installation SELECT token FROM installation;
 
 REVOKE ALL ON installation, dumped_installation FROM PUBLIC;

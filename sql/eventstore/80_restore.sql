@@ -7,10 +7,10 @@
 
 -- Detecting a logical restore.  installation holds a random token that the
 -- install script writes and pg_dump leaves out; dumped_installation, which
--- pg_dump holds, gets a copy at the first append or consumer call (never
--- from the install script, so a restore's own installation adds none).  A
--- physical copy, a replica or pg_upgrade keeps both tables as they are; a
--- restored dump brings the old token beside the new one.
+-- pg_dump holds, gets a copy of it from the install script (the update
+-- from 1.3 copies it too).  A physical copy, a replica or pg_upgrade keeps
+-- both tables as they are; a restored dump brings the old token beside the
+-- new one its own CREATE EXTENSION wrote.
 CREATE TABLE installation (
     token uuid NOT NULL PRIMARY KEY
 );
@@ -24,6 +24,7 @@ CREATE TABLE dumped_installation (
 COMMENT ON TABLE dumped_installation IS
     'the token of the installation the data was written in; in logical dumps, so that a restore is told apart';
 SELECT pg_catalog.pg_extension_config_dump('dumped_installation', '');
+INSERT INTO dumped_installation SELECT token FROM installation;
 -- A backend that found the store settled asks again once this changes
 -- (extension/restore.c).
 CREATE FUNCTION installation_changed() RETURNS trigger
@@ -208,11 +209,12 @@ END
 $$;
 
 -- Called by the first append or consumer call of a backend
--- (extension/restore.c), as the extension's owner: records this
--- installation's token in dumped_installation, or, in a restored
--- database, rebases once (under a lock, so that a second caller finds it
--- done).  Returns true when it found the store settled (this token alone,
--- nothing written), which the backend then remembers.
+-- (extension/restore.c), as the extension's owner: in a restored database
+-- (a token other than this installation's in dumped_installation), rebases
+-- once, under a lock, so that a second caller finds it done.  Returns true
+-- when it found the store settled (no other token, nothing written: the
+-- common case takes no lock and writes nothing, so that concurrent first
+-- appends never wait for each other), which the backend then remembers.
 CREATE FUNCTION rebase_if_restored() RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -220,11 +222,7 @@ DECLARE
     local uuid := (SELECT i.token FROM eventstore.installation i);
 BEGIN
     IF NOT EXISTS (SELECT FROM eventstore.dumped_installation d WHERE d.token <> local) THEN
-        IF EXISTS (SELECT FROM eventstore.dumped_installation d WHERE d.token = local) THEN
-            RETURN true;
-        END IF;
-        INSERT INTO eventstore.dumped_installation VALUES (local) ON CONFLICT DO NOTHING;
-        RETURN false;
+        RETURN true;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('eventstore.rebase_restored'));
     IF NOT EXISTS (SELECT FROM eventstore.dumped_installation d WHERE d.token <> local) THEN
