@@ -69,7 +69,9 @@ restore_check(void)
 	}
 	if (SPI_execute("SELECT pg_catalog.to_regclass('eventstore.dumped_installation')::pg_catalog.oid",
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not look up eventstore.dumped_installation");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not look up eventstore.dumped_installation")));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	SPI_freetuptable(SPI_tuptable);
 	if (isnull)
@@ -80,7 +82,9 @@ restore_check(void)
 	dumped_relid = DatumGetObjectId(d);
 	if (SPI_execute("SELECT eventstore.rebase_if_restored()", false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
-		elog(ERROR, "eventstore.rebase_if_restored() failed");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("eventstore.rebase_if_restored() returned no row")));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	SPI_freetuptable(SPI_tuptable);
 	if (!isnull && DatumGetBool(d))
