@@ -456,48 +456,37 @@ COMMENT ON FUNCTION replay_parked(text, uuid) IS
 
 -- Events of a member's topics (and types) it has not been given yet, and
 -- the oldest one's recording time.  A member that has a done snapshot has
--- been given everything at or below its floor, and a new or reset one
--- everything up to its start, so only events after that position are looked
--- at: for each topic, the first sample_size of them by position (through
--- the index on (topic, position)).  When a topic has more, the rest is
--- estimated at the rate the sample found, over the positions after it: the
--- count is exact up to sample_size events per topic and an estimate beyond,
--- so that its cost does not grow with the lag.  Without a floor,
--- everything older than the done snapshot's xmin has been given, so only
--- events from there on are counted, through the BRIN index on xid (as in
--- open_window).  A retiring member is given nothing after its fence.
+-- been given everything at or below its floor, so only events from there
+-- on are looked at, by position; without a floor, everything older than its
+-- xmin, so only events from there on, through the BRIN index on xid (as in
+-- open_window); a new or reset one counts by position.  A retiring member is given nothing
+-- after its fence.
 CREATE FUNCTION member_undelivered(m members, OUT events bigint, OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
 AS $$
 DECLARE
-    sample_size constant integer := 10000;
     c eventstore.consumers;
-    low bigint;
-    newest bigint;
 BEGIN
     SELECT * INTO c FROM eventstore.consumers WHERE name = m.consumer;
-    IF m.done_snapshot IS NULL OR m.done_floor IS NOT NULL THEN
-        low := CASE WHEN m.done_snapshot IS NULL THEN m.start_after ELSE m.done_floor END;
-        SELECT max(e.position) INTO newest FROM eventstore.events e;
-        SELECT sum(CASE WHEN t.scanned < sample_size OR t.last_seen >= newest THEN t.mine
-                        ELSE t.mine + round(t.mine::numeric * (newest - t.last_seen) / (t.last_seen - low))
-                   END)::bigint,
-               min(t.oldest)
-          INTO events, oldest
-          FROM unnest(c.topics) AS ct(topic),
-               LATERAL (SELECT count(*) AS scanned, max(s.position) AS last_seen,
-                               count(*) FILTER (WHERE s.mine) AS mine,
-                               min(s.recorded_at) FILTER (WHERE s.mine) AS oldest
-                          FROM (SELECT e.position, e.recorded_at,
-                                       (c.types IS NULL OR e.type = ANY (c.types))
-                                       AND (m.member_count = 1
-                                            OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
-                                       AND eventstore.member_is_undelivered(m, e.position, e.xid) AS mine
-                                  FROM eventstore.events e
-                                 WHERE e.topic = ct.topic AND e.position > low
-                                 ORDER BY e.position
-                                 LIMIT sample_size) s) t;
+    IF m.done_snapshot IS NULL THEN
+        SELECT count(*), min(e.recorded_at) INTO events, oldest
+          FROM eventstore.events e
+         WHERE e.topic = ANY (c.topics)
+           AND (c.types IS NULL OR e.type = ANY (c.types))
+           AND (m.member_count = 1 OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
+           AND e.position > m.start_after
+           AND eventstore.member_is_undelivered(m, e.position, e.xid);
+    ELSIF m.done_floor IS NOT NULL THEN
+        -- by position from the floor: the events since, not a scan of the
+        -- whole BRIN index
+        SELECT count(*), min(e.recorded_at) INTO events, oldest
+          FROM eventstore.events e
+         WHERE e.position > m.done_floor
+           AND e.topic = ANY (c.topics)
+           AND (c.types IS NULL OR e.type = ANY (c.types))
+           AND (m.member_count = 1 OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
+           AND eventstore.member_is_undelivered(m, e.position, e.xid);
     ELSE
         SELECT count(*), min(e.recorded_at) INTO events, oldest
           FROM eventstore.events e
@@ -507,7 +496,6 @@ BEGIN
            AND (m.member_count = 1 OR eventstore.member_of(e.stream, e.id, m.member_count) = m.member)
            AND eventstore.member_is_undelivered(m, e.position, e.xid);
     END IF;
-    events := coalesce(events, 0);
 END
 $$;
 
