@@ -18,17 +18,21 @@
  *   CONFLICT (id) DO NOTHING RETURNING position.  No row back means a
  *   duplicate, looked up and compared.  ON CONFLICT waits for a concurrent
  *   inserter of the same id, so concurrent writers store exactly one row.
- * - A batch, or any append to a stream, sets duplicates aside first: one
- *   lookup of all ids, then a sort for ids repeated within the batch.  With
- *   a stream this happens after locking the stream's row in
- *   eventstore.stream_heads (which serialises the stream's writers), so that
- *   expected_version is checked against the stream's version and only new
- *   events get version numbers: versions stay gap-free, and a batch that is
- *   entirely a retry of a stored append returns the stored positions even
- *   when the stream has moved on (or been closed: close_stream() refuses
- *   new events only).  The new events are then stored, and a
- *   race with a concurrent writer of the same id is settled by
- *   bulk_insert.c.
+ * - A batch without a stream sets duplicates aside first when its first
+ *   event is stored already (a retried batch): one lookup of all ids, then
+ *   a sort for ids repeated within the batch.  Otherwise its insertion
+ *   finds them (bulk_insert.c), which also settles a race with a
+ *   concurrent writer of the same id.
+ * - An append to a stream first claims the versions of its events with one
+ *   UPDATE of the stream's row in eventstore.stream_heads, which locks it
+ *   and so serialises the stream's writers.  A batch then sets its
+ *   duplicates aside (after the lock, so that it sees what the previous
+ *   writer stored); a single event is stored with ON CONFLICT as above.
+ *   Versions given to duplicates are given back before the lock is
+ *   released: versions stay gap-free, expected_version is checked against
+ *   the stream's version, and an append that is entirely a retry of a
+ *   stored one returns the stored positions even when the stream has moved
+ *   on (or been closed: close_stream() refuses new events only).
  *
  * Topics with personal fields (protect_fields) get them encrypted first
  * (protect.c), so that a retry is compared, and stored, as ciphertext.
@@ -175,15 +179,15 @@ accept_stored_duplicates(AppendRequest *req, int *idx, int n)
 /*
  * Events idx[0..n) were not stored, by ON CONFLICT (insert_one) or by
  * bulk_insert.c, because a stored row (of another transaction, or of an
- * earlier append of this one) has their id.  Without a stream they are
- * duplicates (or conflicts) of that row.  With a
- * stream, duplicates were removed before numbering, so a skip here is an id
- * stored concurrently elsewhere: accept_stored_duplicates reports the
- * conflict, and should it find an identical event, the stream numbering
- * would have a gap, so that is refused too.
+ * earlier append of this one) has their id: they are duplicates (or
+ * conflicts) of that row.  In a batch numbered in a stream
+ * (numbered_batch), duplicates were removed before numbering, so a skip
+ * here is an id stored concurrently elsewhere, and the versions after it
+ * would have a gap: that is refused even when the event is identical.  A
+ * single event leaves no gap: its caller gives its version back.
  */
 static void
-resolve_skipped(AppendRequest *req, int *idx, int n)
+resolve_skipped(AppendRequest *req, int *idx, int n, bool numbered_batch)
 {
 	accept_stored_duplicates(req, idx, n);
 	for (int k = 0; k < n; k++)
@@ -196,7 +200,7 @@ resolve_skipped(AppendRequest *req, int *idx, int n)
 					 errmsg("could not serialize access due to a concurrent append of the same event"),
 					 errdetail("Event %s was stored by a transaction that this transaction's snapshot does not see.",
 							   uuid_string(id))));
-		if (req->stream)
+		if (numbered_batch)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize access due to a concurrent append of the same event"),
@@ -238,7 +242,7 @@ insert_one(AppendRequest *req, int i, int64 stream_version)
 
 	if (SPI_processed == 0)
 	{
-		resolve_skipped(req, &i, 1);
+		resolve_skipped(req, &i, 1, false);
 		return 0;
 	}
 	req->positions[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -285,7 +289,7 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
 		}
 	}
 	if (nskipped > 0)
-		resolve_skipped(req, skipped_idx, nskipped);
+		resolve_skipped(req, skipped_idx, nskipped, req->stream != NULL);
 	return n - nskipped;
 }
 
@@ -293,14 +297,22 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
  * The statements on a stream's row.  Its table is eventstore.stream_heads
  * from 1.2 on and eventstore.streams before, without closed_at: this
  * library serves an installation of either until ALTER EXTENSION UPDATE,
- * so each has its plans, and the installed one is looked up per call.  A
- * new row starts where an erased stream of the same name stopped
- * (eventstore.erased_streams, by a keyed digest of the name), else at 0.
+ * so each has its plans, and the installed one is looked up per call.
+ *
+ * An append claims the versions of its events before it knows whether
+ * they are new: one UPDATE locks the row (serialising the stream's
+ * writers) and moves its version on by the number of events, which is
+ * what an append almost always stores.  A retry, or a refused append,
+ * moves it back (set_version) while still holding the lock, so nobody
+ * sees the claimed versions.  A stream's first append creates its row
+ * with the versions claimed; the row starts where an erased stream of the
+ * same name stopped (eventstore.erased_streams, by a keyed digest of the
+ * name), else at 0.
  */
 typedef struct StreamPlans
 {
-	SPIPlanPtr	lock;			/* (topic, stream) -> version, closed */
-	SPIPlanPtr	create;			/* (topic, stream): a new row */
+	SPIPlanPtr	advance;		/* (topic, stream, n) -> old version, closed */
+	SPIPlanPtr	create;			/* (topic, stream, n) -> old version, closed */
 	SPIPlanPtr	set_version;	/* (topic, stream, version) */
 } StreamPlans;
 
@@ -315,25 +327,28 @@ stream_plans(void)
 	if (p->set_version == NULL)
 	{
 		const char *table = heads ? "eventstore.stream_heads" : "eventstore.streams";
+		const char *closed = heads ? "closed_at IS NOT NULL" : "false";
 		const char *key = " WHERE topic OPERATOR(pg_catalog.=) $1"
 			"   AND stream OPERATOR(pg_catalog.=) $2";
 		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
 
-		p->lock = prepare_plan(psprintf("SELECT version, %s FROM %s%s FOR NO KEY UPDATE",
-										heads ? "closed_at IS NOT NULL" : "false",
-										table, key),
-							   2, argtypes);
+		p->advance = prepare_plan(psprintf("UPDATE %s SET version = version OPERATOR(pg_catalog.+) $3%s"
+										   " RETURNING version OPERATOR(pg_catalog.-) $3, %s",
+										   table, key, closed),
+								  3, argtypes);
 		p->create = prepare_plan(heads
 								 ? "INSERT INTO eventstore.stream_heads (topic, stream, version, closed_at)"
-								 " SELECT $1, $2, COALESCE(x.version, 0), x.closed_at"
+								 " SELECT $1, $2, COALESCE(x.version, 0) OPERATOR(pg_catalog.+) $3, x.closed_at"
 								 "   FROM (VALUES (1)) AS one"
 								 "   LEFT JOIN eventstore.erased_streams x"
 								 "     ON x.topic OPERATOR(pg_catalog.=) $1"
 								 "    AND x.digest OPERATOR(pg_catalog.=) eventstore.stream_digest($2)"
 								 " ON CONFLICT DO NOTHING"
+								 " RETURNING version OPERATOR(pg_catalog.-) $3, closed_at IS NOT NULL"
 								 : "INSERT INTO eventstore.streams (topic, stream, version)"
-								 " VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
-								 2, argtypes);
+								 " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+								 " RETURNING version OPERATOR(pg_catalog.-) $3, false",
+								 3, argtypes);
 		p->set_version = prepare_plan(psprintf("UPDATE %s SET version = $3%s", table, key),
 									  3, argtypes);
 	}
@@ -341,23 +356,27 @@ stream_plans(void)
 }
 
 /*
- * Locks the stream's row, creating it if need be; returns its version, and
- * in *closed whether close_stream() has closed it.
+ * Locks the stream's row, creating it if need be, and claims the next n
+ * versions; returns the version before them, and in *closed whether
+ * close_stream() has closed the stream.
  */
 static int64
-lock_stream(AppendRequest *req, bool *closed)
+claim_stream_versions(AppendRequest *req, int64 n, bool *closed)
 {
 	StreamPlans *plans = stream_plans();
-	Datum		args[2];
+	Datum		args[3];
 	bool		isnull;
 
 	args[0] = CStringGetTextDatum(req->topic);
 	args[1] = CStringGetTextDatum(req->stream);
-	run_plan(plans->lock, args, NULL, SPI_OK_SELECT);
+	args[2] = Int64GetDatum(n);
+	run_plan(plans->advance, args, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 	{
-		run_plan(plans->create, args, NULL, SPI_OK_INSERT);
-		run_plan(plans->lock, args, NULL, SPI_OK_SELECT);
+		run_plan(plans->create, args, NULL, SPI_OK_INSERT_RETURNING);
+		/* created concurrently: it is there to update now */
+		if (SPI_processed == 0)
+			run_plan(plans->advance, args, NULL, SPI_OK_UPDATE_RETURNING);
 		if (SPI_processed != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
@@ -367,6 +386,7 @@ lock_stream(AppendRequest *req, bool *closed)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* Gives back claimed versions: the stream's row (locked) is set to version. */
 static void
 set_stream_version(AppendRequest *req, int64 version)
 {
@@ -437,52 +457,100 @@ all_events(AppendRequest *req)
 }
 
 /*
- * Whether the stored duplicates of a batch must be looked up before it is
- * stored.  Always with a stream: its versions are numbered before the
- * insertion, so they would have gaps.  Without one, a duplicate is found as
- * well when its insertion meets the stored id (bulk_insert.c), which costs
- * a dead row instead of an index probe per event; so the probes are saved
- * unless the first event is stored already, as it is in a retried batch.
+ * Whether the stored duplicates of a batch without a stream must be looked
+ * up before it is stored.  A duplicate is found as well when its insertion
+ * meets the stored id (bulk_insert.c), which costs a dead row instead of an
+ * index probe per event; so the probes are saved unless the first event is
+ * stored already, as it is in a retried batch.
  */
 static bool
 must_look_up_duplicates(AppendRequest *req)
 {
 	pg_uuid_t  *first = &req->events[0].id;
 
-	return req->stream != NULL || lookup_stored_events(&first, 1)[0] != NULL;
+	return lookup_stored_events(&first, 1)[0] != NULL;
 }
 
 /*
- * Appends a batch, or any append to a stream: duplicates are set aside
- * first (see must_look_up_duplicates), then the stream's version is checked
- * and the new events stored.
+ * The events of the request that are neither stored (known) nor a repeat
+ * of an earlier event of the batch, in order, in fresh[]; returns how many.
+ * first_of[i] is the first occurrence of a repeated event i, else -1.
  */
 static int
-append_deduplicated(AppendRequest *req)
+fresh_events(AppendRequest *req, int *first_of, int *fresh)
 {
-	bool		closed = false;
-	int64		version = req->stream ? lock_stream(req, &closed) : 0;
-	int		   *first_of = palloc(req->nevents * sizeof(int));
-	int		   *fresh = palloc(req->nevents * sizeof(int));
 	int			nfresh = 0;
-	int			stored;
 
-	if (must_look_up_duplicates(req))
-		accept_stored_duplicates(req, all_events(req), req->nevents);
 	find_batch_duplicates(req, first_of);
 	for (int i = 0; i < req->nevents; i++)
 		if (!req->known[i] && first_of[i] < 0)
 			fresh[nfresh++] = i;
-	if (nfresh == 0)
-		return 0;				/* a retry of a stored append */
+	return nfresh;
+}
 
-	if (closed)
+/* A repeat within the batch gets the position of its first occurrence. */
+static void
+copy_repeated_positions(AppendRequest *req, int *first_of)
+{
+	for (int i = 0; i < req->nevents; i++)
+		if (first_of[i] >= 0)
+			req->positions[i] = req->positions[first_of[i]];
+}
+
+/*
+ * Appends a batch without a stream: duplicates are set aside first (see
+ * must_look_up_duplicates), then the new events are stored.
+ */
+static int
+append_deduplicated(AppendRequest *req)
+{
+	int		   *first_of = palloc(req->nevents * sizeof(int));
+	int		   *fresh = palloc(req->nevents * sizeof(int));
+	int			nfresh;
+	int			stored = 0;
+
+	if (must_look_up_duplicates(req))
+		accept_stored_duplicates(req, all_events(req), req->nevents);
+	nfresh = fresh_events(req, first_of, fresh);
+	if (nfresh > 0)
+		stored = store_events(req, fresh, nfresh, 0);
+	copy_repeated_positions(req, first_of);
+	return stored;
+}
+
+/*
+ * Appends to a stream: claims the versions of every event of the request
+ * (which locks the stream), sets duplicates aside, checks that the stream
+ * is open and at the expected version, stores the new events, and gives
+ * back the versions of those that were duplicates.
+ *
+ * A single event is not looked up first: its INSERT ... ON CONFLICT finds
+ * a duplicate as well (insert_one).  It is looked up when the append would
+ * be refused, because a retry of a stored append is answered with the
+ * stored position even when the stream has moved on or been closed.
+ */
+static int
+append_to_stream(AppendRequest *req)
+{
+	bool		closed;
+	int64		version = claim_stream_versions(req, req->nevents, &closed);
+	bool		refused = closed || (req->has_expected && version != req->expected_version);
+	int		   *first_of = palloc(req->nevents * sizeof(int));
+	int		   *fresh = palloc(req->nevents * sizeof(int));
+	int			nfresh;
+	int			stored = 0;
+
+	if (req->nevents > 1 || refused)
+		accept_stored_duplicates(req, all_events(req), req->nevents);
+	nfresh = fresh_events(req, first_of, fresh);
+
+	if (nfresh > 0 && closed)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stream \"%s\" of topic \"%s\" is closed", req->stream, req->topic),
 				 errdetail("Argument \"stream\" names a stream closed by eventstore.close_stream(); it takes no more events."),
 				 errhint("Append to another stream; the closed one can still be read.")));
-	if (req->stream && req->has_expected && version != req->expected_version)
+	if (nfresh > 0 && refused)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("stream version does not match the expected version"),
@@ -491,12 +559,11 @@ append_deduplicated(AppendRequest *req)
 						   req->stream, req->topic, version, req->expected_version),
 				 errhint("Read the stream again and retry with its current version.")));
 
-	stored = store_events(req, fresh, nfresh, version + 1);
-	if (req->stream)
+	if (nfresh > 0)
+		stored = store_events(req, fresh, nfresh, version + 1);
+	if (stored != req->nevents)
 		set_stream_version(req, version + stored);
-	for (int i = 0; i < req->nevents; i++)
-		if (first_of[i] >= 0)
-			req->positions[i] = req->positions[first_of[i]];
+	copy_repeated_positions(req, first_of);
 	return stored;
 }
 
@@ -532,7 +599,9 @@ append_events(AppendRequest *req)
 	horizon_before_append();
 	if (req->nevents == 0)
 		stored = 0;
-	else if (req->nevents == 1 && req->stream == NULL)
+	else if (req->stream)
+		stored = append_to_stream(req);
+	else if (req->nevents == 1)
 		stored = insert_one(req, 0, 0);		/* the common case, one statement */
 	else
 		stored = append_deduplicated(req);
