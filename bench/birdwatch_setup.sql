@@ -10,7 +10,12 @@
 -- bench_watchers, and :images images ticked by them (image i by watcher
 -- 1 + (i - 1) % watchers), kept in bench_images: the targets of the ratings.
 
+-- The default version, or the one bench/run-birdwatch was asked for.
+\if :{?version}
+CREATE EXTENSION birdwatch VERSION :'version' CASCADE;
+\else
 CREATE EXTENSION birdwatch CASCADE;
+\endif
 
 CREATE ROLE bench_app LOGIN PASSWORD :'password' IN ROLE birdwatch_app;
 CREATE ROLE bench_mailer LOGIN PASSWORD :'password' IN ROLE birdwatch_notifier;

@@ -38,7 +38,7 @@ CREATE FUNCTION tick(token text, image_url text) RETURNS uuid
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    uid      uuid := birdwatch.login(token);
+    uid      uuid := birdwatch.authenticate(token, NULL, false);
     new_id   uuid := gen_random_uuid();
     t        birdwatch.ticks;
 BEGIN
@@ -73,7 +73,7 @@ CREATE FUNCTION rate(token text, image_url text, rating integer) RETURNS uuid
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    uid      uuid := birdwatch.login(token);
+    uid      uuid := birdwatch.authenticate(token, NULL, false);
     event_id uuid := gen_random_uuid();
     owner    uuid;
 BEGIN
@@ -130,7 +130,7 @@ COMMENT ON FUNCTION request_erasure(uuid) IS
 
 CREATE FUNCTION forget_me(token text) RETURNS uuid
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT birdwatch.request_erasure(birdwatch.login(token)) $$;
+AS $$ SELECT birdwatch.request_erasure(birdwatch.authenticate(token, NULL, false)) $$;
 COMMENT ON FUNCTION forget_me(text) IS
     'TickAPI: ask for the deletion of your personal data; returns the gdpr event id';
 

@@ -40,8 +40,9 @@ GRANT eventstore_reader TO birdwatch_export;
 GRANT USAGE ON SCHEMA birdwatch TO birdwatch_export;
 GRANT EXECUTE ON FUNCTION user_events(uuid) TO birdwatch_user_api;
 
--- AuthAPI: TickAPI authenticates every call through login.
-GRANT EXECUTE ON FUNCTION login(text, text) TO birdwatch_tick_api;
+-- AuthAPI: its login sessions; TickAPI authenticates every call through it.
+GRANT SELECT, INSERT, UPDATE ON login_sessions TO birdwatch_auth_api;
+GRANT EXECUTE ON FUNCTION authenticate(text, text, boolean) TO birdwatch_tick_api;
 
 -- TickAPI.
 GRANT SELECT, INSERT ON ticks TO birdwatch_tick_api;

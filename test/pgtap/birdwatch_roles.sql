@@ -35,7 +35,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS birdwatch CASCADE;
 RESET client_min_messages;
 
-SELECT plan(359);
+SELECT plan(365);
 
 -- A suffix for the emails, tokens and image URLs of this run, and the last
 -- event position before it: the events appended here come after it.
@@ -139,7 +139,8 @@ INSERT INTO bw_expected_fn VALUES
     ('birdwatch.export_user_data(uuid)', 'birdwatch_user_api', true, '{birdwatch_admin_api,birdwatch_user_api}'),
     ('birdwatch.user_events(uuid)', 'birdwatch_export', true, '{birdwatch_export,birdwatch_user_api}'),
     -- AuthAPI
-    ('birdwatch.login(text,text)', 'birdwatch_auth_api', true, '{birdwatch_app,birdwatch_auth_api,birdwatch_tick_api}'),
+    ('birdwatch.authenticate(text,text,boolean)', 'birdwatch_auth_api', true, '{birdwatch_auth_api,birdwatch_tick_api}'),
+    ('birdwatch.login(text,text)', 'birdwatch_auth_api', true, '{birdwatch_app,birdwatch_auth_api}'),
     -- TickAPI
     ('birdwatch.check_image_url(text)', NULL, false, '{birdwatch_tick_api}'),
     ('birdwatch.tick(text,text)', 'birdwatch_tick_api', true, '{birdwatch_app,birdwatch_tick_api}'),
@@ -173,7 +174,7 @@ INSERT INTO bw_expected_fn VALUES
 SELECT set_eq(
     $$SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'birdwatch'::regnamespace$$,
     $$SELECT fn FROM bw_expected_fn$$,
-    'schema birdwatch has exactly the 39 functions of the expected table'
+    'schema birdwatch has exactly the 40 functions of the expected table'
 );
 
 -- EXECUTE, function by function, straight from the ACL
@@ -286,6 +287,11 @@ SELECT set_eq(
              unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p
       UNION ALL
       VALUES ('ticks', 'birdwatch_tick_api', 'SELECT', NULL), ('ticks', 'birdwatch_tick_api', 'INSERT', NULL),
+             -- AuthAPI's login sessions: started and read, never deleted
+             -- (a forgotten user's row goes with the user, ON DELETE CASCADE)
+             ('login_sessions', 'birdwatch_auth_api', 'SELECT', NULL),
+             ('login_sessions', 'birdwatch_auth_api', 'INSERT', NULL),
+             ('login_sessions', 'birdwatch_auth_api', 'UPDATE', NULL),
              ('score_secret', 'birdwatch_score_model', 'SELECT', NULL),
              -- set_score_secret writes the secret as birdwatch_audit, unread
              ('score_secret', 'birdwatch_audit', 'UPDATE', NULL),

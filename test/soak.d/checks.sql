@@ -20,6 +20,9 @@ SELECT o.*,
             ELSE 'waiting' END AS state,
        EXISTS (SELECT FROM soak.mails m WHERE m.message_id = o.id) AS mailed
   FROM birdwatch.outbox o;
+-- AuthAPI's session window (birdwatch.login_window)
+CREATE TEMP VIEW login_window AS
+SELECT coalesce(nullif(current_setting('birdwatch.login_window', true), ''), '30min')::interval AS w;
 CREATE TEMP VIEW stats_topics AS
 SELECT unnest(topics) AS topic FROM eventstore.consumers WHERE name = 'birdwatch_statistics';
 -- per topic: events stored, and counted by Statistics
@@ -124,10 +127,25 @@ SELECT metric, value FROM (VALUES
                    + greatest((SELECT coalesce(sum(ticks), 0) FROM birdwatch.stats_user_ticks)
                               - (SELECT count(*) FROM stored WHERE topic = 'tick'), 0)),
     ('stats_seen', (SELECT count(*) FROM birdwatch.stats_seen)),
-    -- AuthAPI: every tick and rate call logged its watcher in once
+    -- AuthAPI: a stored tick or rate without a login of its watcher before it
+    -- in the same session (birdwatch.login_window, within the UTC day), and
+    -- logins of a watcher within a session begun by another
     ('logins', (SELECT count(*) FROM stored WHERE topic = 'user')),
     ('logins_of_watchers', (SELECT count(*) FROM eventstore.events e
                              WHERE e.topic = 'user' AND e.stream IN (SELECT user_id::text FROM soak.watchers))),
+    ('logins_missing', (SELECT count(*) FROM eventstore.events c
+                         WHERE c.topic IN ('tick', 'rate')
+                           AND NOT EXISTS (SELECT FROM eventstore.events l
+                                            WHERE l.topic = 'user' AND l.stream = c.data #>> '{user,id}'
+                                              AND l.position < c.position
+                                              AND l.recorded_at > c.recorded_at - (SELECT w FROM login_window)
+                                              AND (l.recorded_at AT TIME ZONE 'UTC')::date
+                                                  = (c.recorded_at AT TIME ZONE 'UTC')::date))),
+    ('logins_twice', (SELECT count(*) FROM (SELECT e.recorded_at,
+                                                   lag(e.recorded_at) OVER (PARTITION BY e.stream ORDER BY e.stream_version) AS prev
+                                              FROM eventstore.events e WHERE e.topic = 'user') l
+                       WHERE l.recorded_at - l.prev < (SELECT w FROM login_window)
+                         AND (l.recorded_at AT TIME ZONE 'UTC')::date = (l.prev AT TIME ZONE 'UTC')::date)),
     -- consumers
     ('consumers', (SELECT count(*) FROM eventstore.consumer_status)),
     ('lagging', (SELECT count(*) FROM eventstore.consumer_status WHERE lag_events > 0)),

@@ -126,6 +126,35 @@ SELECT birdwatch.tick(:'bob_token', 'javascript:alert(1)');
 SELECT birdwatch.tick(:'bob_token', 'https://birds.example.org/' || repeat('a', 2030));
 SELECT count(*) AS ticks FROM birdwatch.ticks;
 
+-- Login sessions: a TickAPI call appends user/login only when its watcher's
+-- session window (birdwatch.login_window, 30min) is over or began on an
+-- earlier UTC day; an explicit login always appends one and starts a
+-- session.  Alice's calls here are retries of her owl, which append nothing
+-- else.
+CREATE TEMP VIEW alice_logins AS
+    SELECT count(*) AS n FROM eventstore.events WHERE topic = 'user' AND stream = :'alice';
+SELECT n AS alice_logins FROM alice_logins \gset
+SELECT birdwatch.tick(:'alice_token', 'https://birds.example.org/owl.jpg') = :'owl_tick' AS call_in_session;
+SELECT n - :alice_logins AS new_logins_within_the_session FROM alice_logins;
+SELECT birdwatch.login(:'alice_token') = :'alice' AS explicit_login;
+SELECT n - :alice_logins AS new_logins_after_an_explicit_login FROM alice_logins;
+-- A refused call leaves no session behind: it rolls back with the login.
+UPDATE birdwatch.login_sessions SET started_at = now() - interval '31 minutes' WHERE user_id = :'alice';
+SELECT birdwatch.tick(:'alice_token', 'ftp://birds.example.org/refused.jpg');
+SELECT n - :alice_logins AS new_logins_after_a_refused_call FROM alice_logins;
+SELECT birdwatch.tick(:'alice_token', 'https://birds.example.org/owl.jpg') = :'owl_tick' AS call_after_the_window;
+SELECT n - :alice_logins AS new_logins_after_the_window FROM alice_logins;
+UPDATE birdwatch.login_sessions
+   SET started_at = (date_trunc('day', now() AT TIME ZONE 'UTC') - interval '1 second') AT TIME ZONE 'UTC'
+ WHERE user_id = :'alice';
+SELECT birdwatch.tick(:'alice_token', 'https://birds.example.org/owl.jpg') = :'owl_tick' AS call_on_a_new_day;
+SELECT n - :alice_logins AS new_logins_on_a_new_day FROM alice_logins;
+SET birdwatch.login_window = '0';
+SELECT birdwatch.tick(:'alice_token', 'https://birds.example.org/owl.jpg') = :'owl_tick' AS call_without_window;
+SELECT n - :alice_logins AS new_logins_without_window FROM alice_logins;
+RESET birdwatch.login_window;
+DROP VIEW alice_logins;
+
 SELECT birdwatch.rate(:'bob_token', 'https://birds.example.org/owl.jpg', 4) AS owl_rating \gset
 SELECT shape(e) AS rate_event FROM events_of('rate') e;
 SELECT e #>> '{data,image,owner}' = :'alice' AS owner_from_the_ticks_store,
@@ -365,6 +394,7 @@ SELECT * FROM birdwatch.register_user('eve@example.org', E'E\u200Bve');
 SELECT count(*) AS carol_login_events FROM eventstore.events
  WHERE topic = 'user' AND data #>> '{user,id}' = :'carol';
 SELECT count(*) AS carol_user_stream FROM eventstore.streams WHERE topic = 'user' AND stream = :'carol';
+SELECT count(*) AS carol_login_session FROM birdwatch.login_sessions WHERE user_id = :'carol';
 SELECT count(*) > 0 AS alice_logins_kept FROM eventstore.events
  WHERE topic = 'user' AND stream = :'alice';
 -- Alice's data: her profile, her ticks, the ratings she gave and got (the
