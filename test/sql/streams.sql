@@ -30,6 +30,9 @@ SELECT eventstore.append('tick', ev('00000000-0000-4000-8000-000000000004'), 'wa
 SELECT eventstore.append('tick', ev('00000000-0000-4000-8000-000000000004'), 'watcher-1', 0);
 -- a retry of a stored append returns its position, even with an old expected version
 SELECT eventstore.append('tick', ev('00000000-0000-4000-8000-000000000002'), 'watcher-1', 1) AS retry;
+-- and without one: its insertion finds it, and the stream's version stays
+SELECT eventstore.append('tick', ev('00000000-0000-4000-8000-000000000002'), 'watcher-1') AS retry;
+SELECT eventstore.stream_version('tick', 'watcher-1') AS version;
 -- the same id in another stream is a conflict, not a duplicate
 SELECT eventstore.append('tick', ev('00000000-0000-4000-8000-000000000002'), 'watcher-2');
 SELECT eventstore.append('tick', ev('00000000-0000-4000-8000-000000000002'));
