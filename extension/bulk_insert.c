@@ -6,7 +6,12 @@
  * An INSERT ... ON CONFLICT inserts row by row, each row speculatively
  * (an extra WAL record and buffer lock per row).  A batch is instead stored
  * with table_multi_insert (one WAL record per heap page) and its index
- * entries inserted directly, like COPY FROM.
+ * entries inserted directly, like COPY FROM, BULK_CHUNK rows at a time.
+ *
+ * The rows are formed in slots kept from one batch to the next (batch_slots):
+ * making a slot per row for every batch, each pinning the relation's
+ * descriptor, and forming the rows in freshly allocated memory cost about
+ * as much as the heap insertion itself.
  *
  * The caller has already set aside every event whose id is stored (visible
  * to it) or repeated within the batch.  What is left is the race with a
@@ -38,6 +43,7 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -149,16 +155,75 @@ bulk_end(BulkInsert *b)
 	table_close(b->rel, NoLock);
 }
 
-/* A slot holding event e as a row, with a new position. */
-static TupleTableSlot *
-event_slot(BulkInsert *b, EnvelopeParts *e, int64 stream_version, int64 *position)
+/* Most rows given to table_multi_insert at once, as COPY FROM does. */
+#define BULK_CHUNK 1000
+
+/*
+ * The slots rows are formed in, kept for the backend's life in their own
+ * memory context, so that the rows' memory is reused from one batch to
+ * the next.  They use a private copy of the table's row type (which needs
+ * no pin), remade when the table's row type changes.
+ */
+static MemoryContext slots_cxt = NULL;
+static TupleDesc slots_desc = NULL;
+static TupleTableSlot *slots[BULK_CHUNK];
+static int	nslots = 0;
+
+/* Whether rows of type a can be formed as rows of type b. */
+static bool
+same_row_type(TupleDesc a, TupleDesc b)
 {
-	TupleTableSlot *slot = table_slot_create(b->rel, NULL);
-	TupleDesc	desc = RelationGetDescr(b->rel);
+	if (a->natts != b->natts)
+		return false;
+	for (int i = 0; i < a->natts; i++)
+	{
+		Form_pg_attribute x = TupleDescAttr(a, i);
+		Form_pg_attribute y = TupleDescAttr(b, i);
+
+		if (x->atttypid != y->atttypid || x->atttypmod != y->atttypmod ||
+			x->attisdropped != y->attisdropped || x->attnotnull != y->attnotnull)
+			return false;
+	}
+	return true;
+}
+
+/* n (at most BULK_CHUNK) empty slots for rows of rel. */
+static TupleTableSlot **
+batch_slots(Relation rel, int n)
+{
+	MemoryContext old;
+
+	if (slots_desc != NULL && !same_row_type(slots_desc, RelationGetDescr(rel)))
+	{
+		MemoryContextDelete(slots_cxt);
+		slots_cxt = NULL;
+		slots_desc = NULL;
+		nslots = 0;
+	}
+	if (slots_cxt == NULL)
+		slots_cxt = AllocSetContextCreate(TopMemoryContext, "eventstore batch rows",
+										  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(slots_cxt);
+	if (slots_desc == NULL)
+		slots_desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	while (nslots < n)
+		slots[nslots++] = MakeSingleTupleTableSlot(slots_desc, table_slot_callbacks(rel));
+	MemoryContextSwitchTo(old);
+	/* a batch that failed half way may have left rows in them */
+	for (int k = 0; k < n; k++)
+		ExecClearTuple(slots[k]);
+	return slots;
+}
+
+/* Fills slot with event e as a row, with a new position. */
+static void
+event_slot(BulkInsert *b, TupleTableSlot *slot, EnvelopeParts *e, int64 stream_version,
+		   int64 *position)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
 	/* the slot's values point into the row: it lives as long as the batch */
 	StoredEvent *row = palloc0(sizeof(StoredEvent));
 
-	ExecClearTuple(slot);
 	*position = nextval_internal(b->sequence, false);
 	row->position = *position;
 	row->topic = b->topic;
@@ -169,9 +234,8 @@ event_slot(BulkInsert *b, EnvelopeParts *e, int64 stream_version, int64 *positio
 	row->xid = b->xid;
 	stored_event_encode(row, desc->natts, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
-	if (desc->constr)
+	if (RelationGetDescr(b->rel)->constr)
 		ExecConstraints(b->rri, slot, b->estate);
-	return slot;
 }
 
 /*
@@ -205,6 +269,45 @@ insert_index_entries(BulkInsert *b, TupleTableSlot *slot, const char *topic)
 	return true;
 }
 
+/* Stores events[0..n), n at most BULK_CHUNK: see bulk_insert_events. */
+static void
+insert_chunk(BulkInsert *b, const char *topic, EnvelopeParts **events, int n,
+			 int64 first_version, int64 *positions, bool *skipped)
+{
+	TupleTableSlot **slots = batch_slots(b->rel, n);
+	bool	   *conflict = palloc0(n * sizeof(bool));
+	bool		any_conflict = false;
+
+	for (int k = 0; k < n; k++)
+		event_slot(b, slots[k], events[k], first_version + k, &positions[k]);
+
+	table_multi_insert(b->rel, slots, n, GetCurrentCommandId(true), 0, NULL);
+	for (int k = 0; k < n; k++)
+	{
+		conflict[k] = insert_index_entries(b, slots[k], topic);
+		any_conflict |= conflict[k];
+	}
+
+	if (any_conflict)
+	{
+		/* our own tuples must be visible to us before we can delete one */
+		CommandCounterIncrement();
+		for (int k = 0; k < n; k++)
+		{
+			if (!conflict[k] ||
+				!other_row_with_id(b->rel, b->id_index, &events[k]->id, &slots[k]->tts_tid))
+				continue;
+			simple_heap_delete(b->rel, &slots[k]->tts_tid);
+			skipped[k] = true;
+		}
+	}
+
+	/* the rows' memory goes back to the slots' context for the next batch */
+	for (int k = 0; k < n; k++)
+		ExecClearTuple(slots[k]);
+	pfree(conflict);
+}
+
 /*
  * Stores events[0..n): topic, stream (NULL for none) and stream versions
  * first_version, first_version + 1, ...  Fills positions[k] for each event
@@ -216,36 +319,10 @@ bulk_insert_events(const char *topic, const char *stream, EnvelopeParts **events
 				   int n, int64 first_version, int64 *positions, bool *skipped)
 {
 	BulkInsert	b;
-	TupleTableSlot **slots = palloc(n * sizeof(TupleTableSlot *));
-	bool	   *conflict = palloc0(n * sizeof(bool));
-	bool		any_conflict = false;
 
 	bulk_begin(&b, topic, stream);
-	for (int k = 0; k < n; k++)
-		slots[k] = event_slot(&b, events[k], first_version + k, &positions[k]);
-
-	table_multi_insert(b.rel, slots, n, GetCurrentCommandId(true), 0, NULL);
-	for (int k = 0; k < n; k++)
-	{
-		conflict[k] = insert_index_entries(&b, slots[k], topic);
-		any_conflict |= conflict[k];
-	}
-
-	if (any_conflict)
-	{
-		/* our own tuples must be visible to us before we can delete one */
-		CommandCounterIncrement();
-		for (int k = 0; k < n; k++)
-		{
-			if (!conflict[k] ||
-				!other_row_with_id(b.rel, b.id_index, &events[k]->id, &slots[k]->tts_tid))
-				continue;
-			simple_heap_delete(b.rel, &slots[k]->tts_tid);
-			skipped[k] = true;
-		}
-	}
-
-	for (int k = 0; k < n; k++)
-		ExecDropSingleTupleTableSlot(slots[k]);
+	for (int first = 0; first < n; first += BULK_CHUNK)
+		insert_chunk(&b, topic, events + first, Min(n - first, BULK_CHUNK),
+					 first_version + first, positions + first, skipped + first);
 	bulk_end(&b);
 }
