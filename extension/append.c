@@ -73,7 +73,8 @@ typedef struct AppendRequest
 	EnvelopeParts *events;
 	int64	   *positions;		/* out: one per event */
 	bool	   *known;			/* position already found (a duplicate) */
-	bool		is_batch;		/* append_batch: errors name the event's index */
+	bool		is_batch;		/* a batch: errors name the event's number */
+	int			first_number;	/* in a batch, the number of events[0] */
 } AppendRequest;
 
 static void
@@ -441,7 +442,8 @@ find_batch_duplicates(AppendRequest *req, int *first_of)
 					(errcode(ERRCODE_UNIQUE_VIOLATION),
 					 errmsg("event id is already stored with different content"),
 					 errdetail("Events %d and %d of the batch have the same id %s and different content.",
-							   first_of[i] + 1, i + 1, uuid_string(&req->events[i].id))));
+							   req->first_number + first_of[i], req->first_number + i,
+							   uuid_string(&req->events[i].id))));
 	}
 }
 
@@ -594,7 +596,7 @@ append_events(AppendRequest *req)
 		for (int i = 0; i < req->nevents; i++)
 			req->events[i].data = protect_event_data(req->topic, req->events[i].data,
 													 &req->events[i].id,
-													 req->is_batch ? i + 1 : 0);
+													 req->is_batch ? req->first_number + i : 0);
 
 	horizon_before_append();
 	if (req->nevents == 0)
@@ -623,6 +625,24 @@ count_refusal(FunctionCallInfo fcinfo)
 							  text_to_cstring(PG_GETARG_TEXT_PP(0)));
 }
 
+/*
+ * A stream name as a string, or an error naming it as what ("Argument",
+ * "Column") when it is empty or too long.
+ */
+char *
+stream_name_check(text *stream, const char *what)
+{
+	int			len = VARSIZE_ANY_EXHDR(stream);
+
+	if (len == 0 || len > MAX_STREAM_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid stream name"),
+				 errdetail("%s \"stream\" must be between 1 and %d bytes long; it is %d.",
+						   what, MAX_STREAM_BYTES, len)));
+	return text_to_cstring(stream);
+}
+
 /* Checks the arguments common to append and append_batch. */
 static void
 init_request(AppendRequest *req, FunctionCallInfo fcinfo, int nevents)
@@ -636,18 +656,7 @@ init_request(AppendRequest *req, FunctionCallInfo fcinfo, int nevents)
 	req->topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	if (!PG_ARGISNULL(2))
-	{
-		text	   *stream = PG_GETARG_TEXT_PP(2);
-		int			len = VARSIZE_ANY_EXHDR(stream);
-
-		if (len == 0 || len > MAX_STREAM_BYTES)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid stream name"),
-					 errdetail("Argument \"stream\" must be between 1 and %d bytes long; it is %d.",
-							   MAX_STREAM_BYTES, len)));
-		req->stream = text_to_cstring(stream);
-	}
+		req->stream = stream_name_check(PG_GETARG_TEXT_PP(2), "Argument");
 	if (!PG_ARGISNULL(3))
 	{
 		req->has_expected = true;
@@ -678,6 +687,29 @@ check_event(AppendRequest *req, int i, Jsonb *event, int batch_index)
 
 	if (!envelope_check(event, &req->events[i], &err))
 		envelope_report(&err, batch_index);
+}
+
+/*
+ * Appends events[0..n), envelopes already checked by envelope_check, to
+ * topic and stream (NULL: none) as one batch, all or nothing, like
+ * append_batch; first_number is the number of events[0] in the errors.
+ * Used by the inbox (inbox.c), which stores its rows in such groups.
+ */
+void
+append_checked_batch(const char *topic, const char *stream, EnvelopeParts *events,
+					 int n, int first_number)
+{
+	AppendRequest req = {0};
+
+	req.topic = topic;
+	req.stream = stream;
+	req.nevents = n;
+	req.events = events;
+	req.positions = palloc0(Max(n, 1) * sizeof(int64));
+	req.known = palloc0(Max(n, 1) * sizeof(bool));
+	req.is_batch = true;
+	req.first_number = first_number;
+	append_events(&req);
 }
 
 Datum
@@ -734,6 +766,7 @@ eventstore_append_batch(PG_FUNCTION_ARGS)
 
 		init_request(&req, fcinfo, n);
 		req.is_batch = true;
+		req.first_number = 1;
 		for (int i = 0; i < n; i++)
 		{
 			if (nulls[i])

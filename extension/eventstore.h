@@ -89,6 +89,14 @@ extern char *envelope_error_text(const EnvelopeError *err);
 extern void envelope_report(const EnvelopeError *err, int batch_index)
 			pg_attribute_noreturn();
 
+/*
+ * append.c: storing checked envelopes (append, append_batch, and the
+ * inbox's groups of rows).
+ */
+extern char *stream_name_check(text *stream, const char *what);
+extern void append_checked_batch(const char *topic, const char *stream,
+								 EnvelopeParts *events, int n, int first_number);
+
 /* rfc3339.c: strict RFC 3339 date-time syntax and calendar check. */
 extern bool rfc3339_check(const char *s, int len, char *why, size_t whylen);
 

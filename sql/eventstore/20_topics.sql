@@ -139,6 +139,10 @@ BEGIN
     IF privilege = 'read' THEN
         EXECUTE format('GRANT SELECT ON eventstore.streams TO %s', grantee::text);
     END IF;
+    -- The inbox checks each row's topic as append does.
+    IF privilege = 'append' THEN
+        EXECUTE format('GRANT INSERT ON eventstore.inbox TO %s', grantee::text);
+    END IF;
 EXCEPTION
     WHEN check_violation THEN
         RAISE EXCEPTION 'too many grantees of % on topic "%"', privilege, topic
@@ -178,6 +182,9 @@ BEGIN
                    eventstore.topic_privilege_functions(privilege), grantee::text);
     IF privilege = 'read' THEN
         EXECUTE format('REVOKE SELECT ON eventstore.streams FROM %s', grantee::text);
+    END IF;
+    IF privilege = 'append' THEN
+        EXECUTE format('REVOKE INSERT ON eventstore.inbox FROM %s', grantee::text);
     END IF;
     FOREACH p IN ARRAY held LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s',

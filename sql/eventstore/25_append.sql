@@ -93,3 +93,31 @@ END
 $$;
 COMMENT ON FUNCTION set_derived_id_key() IS
     'an installation updated from 1.3: derive ids under a random key of its own from now on (once; see README)';
+
+-- The inbox: the way in for imports.  A view of (topic, stream, envelope)
+-- that holds nothing: its triggers (extension/inbox.c) append the rows
+-- inserted into it, by COPY or INSERT, checked like append_batch's events,
+-- in input order, all or nothing per statement, duplicates discarded.
+--   COPY eventstore.inbox (topic, envelope) FROM STDIN
+CREATE VIEW inbox AS
+SELECT NULL::text COLLATE "C" AS topic,
+       NULL::text COLLATE "C" AS stream,
+       NULL::jsonb AS envelope
+ WHERE false;
+COMMENT ON VIEW inbox IS
+    'insert or COPY (topic, stream, envelope) rows to append them, all or nothing per statement; always empty';
+
+CREATE FUNCTION inbox_begin() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_inbox_begin';
+CREATE FUNCTION inbox_row() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_inbox_row';
+CREATE FUNCTION inbox_end() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_inbox_end';
+COMMENT ON FUNCTION inbox_row() IS
+    'trigger: check an inbox row''s envelope and keep it to be appended with its neighbours';
+CREATE TRIGGER inbox_begin BEFORE INSERT ON inbox
+    FOR EACH STATEMENT EXECUTE FUNCTION inbox_begin();
+CREATE TRIGGER inbox_row INSTEAD OF INSERT ON inbox
+    FOR EACH ROW EXECUTE FUNCTION inbox_row();
+CREATE TRIGGER inbox_end AFTER INSERT ON inbox
+    FOR EACH STATEMENT EXECUTE FUNCTION inbox_end();

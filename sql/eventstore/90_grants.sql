@@ -15,6 +15,7 @@ GRANT EXECUTE ON FUNCTION validate(jsonb), is_valid(jsonb)
 GRANT EXECUTE ON FUNCTION append(text, jsonb, text, bigint),
                           append_batch(text, jsonb[], text, bigint)
     TO eventstore_writer;
+GRANT INSERT ON inbox TO eventstore_writer;
 GRANT EXECUTE ON FUNCTION read(text, bigint, integer, text[]),
                           read_stream(text, text, bigint, integer, boolean),
                           get(uuid),
