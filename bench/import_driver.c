@@ -11,12 +11,21 @@
  *           columns, one COPY per transaction
  *   parse   SELECT count(*) FROM unnest('<the same literal>'::jsonb[]): what
  *           turning the literal into a jsonb[] costs, before append_batch runs
+ *   inbox   COPY eventstore.inbox (topic, envelope) FROM STDIN: the same
+ *           envelopes, one per line, one COPY per transaction
+ *
+ * "import TOTAL CONNINFO" sends TOTAL events to the inbox in one COPY (one
+ * transaction, all or nothing), in chunks of 1000 lines, and prints how
+ * long it took; bench/run-import watches its progress from another
+ * session.  Their ids are unique and in no particular order, as random
+ * ids would be.
  *
  * "script N FILE" writes a pgbench script sending append_batch the same
  * literal, its ids made unique per transaction by pgbench variables.
  *
  * Usage: import_driver MODE N CLIENTS SECONDS CONNINFO
  *        import_driver script N FILE
+ *        import_driver import TOTAL CONNINFO
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,7 +131,9 @@ client(const char *mode, int n, double seconds, const char *conninfo, unsigned p
 	{
 		size_t		len = 0;
 
-		int			literal = strcmp(mode, "copy") != 0;
+		int			copy = strcmp(mode, "copy") == 0;
+		int			inbox = strcmp(mode, "inbox") == 0;
+		int			literal = !copy && !inbox;
 
 		if (strcmp(mode, "append_batch") == 0)
 			len = snprintf(buf, size, "SELECT count(*) FROM eventstore.append_batch('bench', '{");
@@ -136,6 +147,11 @@ client(const char *mode, int n, double seconds, const char *conninfo, unsigned p
 				envelope(ev, sizeof(ev), id, 1);
 				len += snprintf(buf + len, size - len, "%s\"%s\"", k ? "," : "", ev);
 			}
+			else if (inbox)
+			{
+				envelope(ev, sizeof(ev), id, 0);
+				len += snprintf(buf + len, size - len, "bench\t%s\n", ev);
+			}
 			else
 				len += snprintf(buf + len, size - len, "%s\tbench\tnew\t1\t0\t%s\t%s\n",
 								id, DATA, METADATA);
@@ -145,6 +161,8 @@ client(const char *mode, int n, double seconds, const char *conninfo, unsigned p
 			snprintf(buf + len, size - len, "}'::jsonb[])");
 			exec_ok(conn, buf);
 		}
+		else if (inbox)
+			copy_buffer(conn, "COPY eventstore.inbox (topic, envelope) FROM STDIN", buf, len);
 		else
 			copy_buffer(conn, "COPY import_copy (id, topic, type, version_major, version_minor, data, metadata) FROM STDIN",
 						buf, len);
@@ -152,6 +170,50 @@ client(const char *mode, int n, double seconds, const char *conninfo, unsigned p
 	}
 	PQfinish(conn);
 	return batches;
+}
+
+/* TOTAL events into the inbox by one COPY; prints the seconds it took. */
+static int
+import(long total, const char *conninfo)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+	size_t		size = (size_t) 1000 * EVENT_MAX;
+	char	   *buf = malloc(size);
+	char		id[40], ev[EVENT_MAX];
+	double		start = now();
+	PGresult   *r;
+
+	if (PQstatus(conn) != CONNECTION_OK)
+		fail(conn, "connect");
+	r = PQexec(conn, "COPY eventstore.inbox (topic, envelope) FROM STDIN");
+	if (PQresultStatus(r) != PGRES_COPY_IN)
+		fail(conn, "COPY eventstore.inbox");
+	PQclear(r);
+	for (long sent = 0; sent < total;)
+	{
+		size_t		len = 0;
+
+		for (int k = 0; k < 1000 && sent < total; k++, sent++)
+		{
+			/* the first group scattered, as random ids are in an index */
+			snprintf(id, sizeof(id), "%08x-0000-4000-8000-%012lx",
+					 (unsigned) (sent + 1) * 2654435761u, sent + 1);
+			envelope(ev, sizeof(ev), id, 0);
+			len += snprintf(buf + len, size - len, "bench\t%s\n", ev);
+		}
+		if (PQputCopyData(conn, buf, (int) len) != 1)
+			fail(conn, "copy data");
+	}
+	if (PQputCopyEnd(conn, NULL) != 1)
+		fail(conn, "copy end");
+	r = PQgetResult(conn);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail(conn, "COPY eventstore.inbox");
+	printf("%s in %.1f s\n", PQcmdTuples(r), now() - start);
+	PQclear(r);
+	PQfinish(conn);
+	free(buf);
+	return 0;
 }
 
 /* A pgbench script: the ids' first two groups are pgbench variables. */
@@ -184,10 +246,13 @@ main(int argc, char **argv)
 
 	if (argc == 4 && strcmp(argv[1], "script") == 0)
 		return script(atoi(argv[2]), argv[3]);
+	if (argc == 4 && strcmp(argv[1], "import") == 0)
+		return import(atol(argv[2]), argv[3]);
 	if (argc != 6)
 	{
-		fprintf(stderr, "usage: import_driver append_batch|parse|copy N CLIENTS SECONDS CONNINFO\n"
-				"       import_driver script N FILE\n");
+		fprintf(stderr, "usage: import_driver append_batch|parse|copy|inbox N CLIENTS SECONDS CONNINFO\n"
+				"       import_driver script N FILE\n"
+				"       import_driver import TOTAL CONNINFO\n");
 		return 2;
 	}
 	n = atoi(argv[2]);
