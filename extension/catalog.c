@@ -57,6 +57,8 @@
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_topics_changed);
+PG_FUNCTION_INFO_V1(eventstore_unreadable_topic);
+PG_FUNCTION_INFO_V1(eventstore_check_topics_readable);
 
 typedef struct TopicEntry
 {
@@ -81,12 +83,14 @@ static HTAB *topic_cache = NULL;
 static uint64 invalidations = 0;
 static bool callback_registered = false;
 static Oid	writer_role = InvalidOid;	/* eventstore_writer; see writer_role_oid() */
+static Oid	reader_role = InvalidOid;	/* eventstore_reader; see reader_role_oid() */
 
 /* Any change to pg_authid: the role may have been dropped or re-created. */
 static void
 roles_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
 	writer_role = InvalidOid;
+	reader_role = InvalidOid;
 }
 
 static void
@@ -283,20 +287,21 @@ events_id_index(void)
 	return id_index_oid;
 }
 
-/* Copies the oid[] of topics.appenders into info. */
-static void
-read_appenders(TopicInfo *info, Datum array)
+/* Copies an oid[] of grantees (topics.appenders, readers) into roles. */
+static int
+read_grantees(Datum array, Oid *roles)
 {
-	ArrayType  *roles = DatumGetArrayTypeP(array);
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
+	int			nroles = 0;
 
-	deconstruct_array(roles, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
-	info->nappenders = 0;
+	deconstruct_array(DatumGetArrayTypeP(array), OIDOID, sizeof(Oid), true, TYPALIGN_INT,
+					  &elems, &nulls, &n);
 	for (int i = 0; i < n && i < MAX_TOPIC_GRANTEES; i++)
 		if (!nulls[i])
-			info->appenders[info->nappenders++] = DatumGetObjectId(elems[i]);
+			roles[nroles++] = DatumGetObjectId(elems[i]);
+	return nroles;
 }
 
 /*
@@ -309,6 +314,14 @@ writer_role_oid(void)
 	if (!OidIsValid(writer_role))
 		writer_role = get_role_oid("eventstore_writer", true);
 	return writer_role;
+}
+
+static Oid
+reader_role_oid(void)
+{
+	if (!OidIsValid(reader_role))
+		reader_role = get_role_oid("eventstore_reader", true);
+	return reader_role;
 }
 
 void
@@ -328,6 +341,62 @@ check_topic_append(const TopicInfo *topic, Oid caller)
 					   GetUserNameFromId(caller, false)),
 			 errhint("An eventstore_admin can grant it with eventstore.grant_topic('%s', 'append', role).",
 					 topic->name)));
+}
+
+/*
+ * The first of topics (text[], in order) that role may not consume, or
+ * NULL when it may consume them all: it may if it has the privileges of
+ * eventstore_reader or of a role granted read on the topic.  Names that are
+ * not topics are passed over.  Must be called inside SPI_connect, as the
+ * owner role (topic_lookup).
+ */
+char *
+unreadable_topic(Oid role, ArrayType *topics)
+{
+	Oid			reader = reader_role_oid();
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+
+	if (OidIsValid(reader) && has_privs_of_role(role, reader))
+		return NULL;
+	deconstruct_array(topics, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *name = nulls[i] ? NULL : DatumGetTextPP(names[i]);
+		TopicInfo  *topic = name ? topic_lookup(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) : NULL;
+		bool		readable = false;
+
+		if (topic == NULL)
+			continue;
+		for (int k = 0; k < topic->nreaders && !readable; k++)
+			readable = has_privs_of_role(role, topic->readers[k]);
+		if (!readable)
+			return pstrdup(topic->name);
+	}
+	return NULL;
+}
+
+/*
+ * Raises 42501 unless role may consume every one of topics; what says who
+ * the role is ("the consumer's role").  As unreadable_topic.
+ */
+void
+check_topics_readable(Oid role, ArrayType *topics, const char *what)
+{
+	char	   *denied = unreadable_topic(role, topics);
+	char	   *role_name;
+
+	if (denied == NULL)
+		return;
+	role_name = DatumGetCString(DirectFunctionCall1(regroleout, ObjectIdGetDatum(role)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to read topic \"%s\"", denied),
+			 errdetail("Role %s, %s, is not a member of eventstore_reader and has no read grant on the topic.",
+					   role_name, what),
+			 errhint("An eventstore_admin can grant it with eventstore.grant_topic(%s, 'read', %s).",
+					 quote_literal_cstr(denied), quote_literal_cstr(role_name))));
 }
 
 /*
@@ -369,6 +438,7 @@ topic_lookup(const char *name, int len)
 		Oid			argtypes[1] = {TEXTOID};
 
 		plan = prepare_plan("SELECT current_major, current_minor, appenders::pg_catalog.oid[],"
+							"       readers::pg_catalog.oid[],"
 							"       EXISTS (SELECT FROM eventstore.protections p"
 							"                WHERE p.topic OPERATOR(pg_catalog.=) t.name)"
 							"  FROM eventstore.topics t"
@@ -397,10 +467,14 @@ topic_lookup(const char *name, int len)
 															SPI_tuptable->tupdesc, 1, &found));
 	entry->info.current_minor = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 															SPI_tuptable->tupdesc, 2, &found));
-	read_appenders(&entry->info, SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 3, &found));
+	entry->info.nappenders = read_grantees(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 3, &found),
+										   entry->info.appenders);
+	entry->info.nreaders = read_grantees(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 4, &found),
+										 entry->info.readers);
 	entry->info.protected = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 4, &found));
+													   SPI_tuptable->tupdesc, 5, &found));
 	/* An invalidation during the query may concern this very row. */
 	entry->valid = (invalidations == before);
 	return memcpy(palloc(sizeof(TopicInfo)), &entry->info, sizeof(TopicInfo));
@@ -473,4 +547,36 @@ eventstore_topics_changed(PG_FUNCTION_ARGS)
 			CacheInvalidateRelcacheByRelid(topics);
 	}
 	return PointerGetDatum(NULL);
+}
+
+/* eventstore.unreadable_topic(role oid, topics text[]) RETURNS text, strict */
+Datum
+eventstore_unreadable_topic(PG_FUNCTION_ARGS)
+{
+	AsOwner		as;
+	char	   *denied;
+	Datum		result = (Datum) 0;
+
+	as_owner_begin(&as);
+	denied = unreadable_topic(PG_GETARG_OID(0), PG_GETARG_ARRAYTYPE_P(1));
+	/* out of SPI's memory, which as_owner_end frees */
+	if (denied != NULL)
+		result = SPI_datumTransfer(PointerGetDatum(cstring_to_text(denied)), false, -1);
+	as_owner_end(&as);
+	if (denied == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/* eventstore.check_topics_readable(role oid, topics text[], what text), strict */
+Datum
+eventstore_check_topics_readable(PG_FUNCTION_ARGS)
+{
+	AsOwner		as;
+
+	as_owner_begin(&as);
+	check_topics_readable(PG_GETARG_OID(0), PG_GETARG_ARRAYTYPE_P(1),
+						  text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	as_owner_end(&as);
+	PG_RETURN_VOID();
 }

@@ -355,16 +355,14 @@ consumer_lock(const char *name, ConsumerKind kind, MemberRef ref, bool skip_lock
 
 /*
  * Raises 42501 unless the consumer's role may still read all its topics:
- * checked on every batch, so that a revoke_topic takes effect at once.
+ * checked on every batch, so that a revoke_topic takes effect at once.  The
+ * topics' grants come from the topic cache, which a grant or revoke
+ * invalidates; role membership from PostgreSQL's own cache.
  */
 void
 consumer_check_topics(Consumer *c)
 {
-	consumer_sql("SELECT eventstore.check_topics_readable($1, $2, 'the consumer''s role')",
-			     2, (Oid[]) {OIDOID, TEXTARRAYOID},
-			     (Datum[]) {ObjectIdGetDatum(c->run_as), c->topics},
-			     NULL, SPI_OK_SELECT);
-	SPI_freetuptable(SPI_tuptable);
+	check_topics_readable(c->run_as, DatumGetArrayTypeP(c->topics), "the consumer's role");
 }
 
 /*

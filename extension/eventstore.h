@@ -114,6 +114,8 @@ typedef struct TopicInfo
 	int32		current_minor;
 	int			nappenders;		/* roles granted append on this topic alone */
 	Oid			appenders[MAX_TOPIC_GRANTEES];
+	int			nreaders;		/* roles granted read on this topic alone */
+	Oid			readers[MAX_TOPIC_GRANTEES];
 	bool		protected;		/* has personal fields (eventstore.protections) */
 } TopicInfo;
 
@@ -162,6 +164,8 @@ extern void report_altered_events(const char *detail) pg_attribute_noreturn();
 extern void refuse_on_standby(const char *what);
 extern TopicInfo *topic_lookup(const char *name, int len);
 extern void check_topic_append(const TopicInfo *topic, Oid caller);
+extern char *unreadable_topic(Oid role, ArrayType *topics);
+extern void check_topics_readable(Oid role, ArrayType *topics, const char *what);
 
 /* event_row.c: one row of eventstore.events, decoded. */
 typedef struct StoredEvent

@@ -134,3 +134,20 @@ BEGIN
     END IF;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- whether a role may consume topics: checked in C from the topic cache
+-- (sql/eventstore/20_topics.sql)
+------------------------------------------------------------------------------
+
+-- The first of topics that role may not consume, or NULL when it may
+-- consume them all: it may if it has the privileges of eventstore_reader or
+-- of a role granted read on the topic (extension/catalog.c, from the topic
+-- cache: a consumer checks this on every batch).
+CREATE OR REPLACE FUNCTION unreadable_topic(role oid, topics text[]) RETURNS text
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'eventstore_unreadable_topic';
+
+-- Raises 42501 naming the first topic role may not consume; what says who
+-- the role is ("the consumer's role").
+CREATE OR REPLACE FUNCTION check_topics_readable(role oid, topics text[], what text) RETURNS void
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'eventstore_check_topics_readable';
