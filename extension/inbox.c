@@ -28,6 +28,9 @@
  *   statement's row count, and pg_stat_progress_copy for a COPY, count
  *   the rows taken, duplicates included.
  *
+ * The triggers fire whatever session_replication_role says (the extension
+ * script marks them so), so that a bulk load run as "replica" loses nothing.
+ *
  * A statement's group lives from its BEFORE STATEMENT trigger to its
  * AFTER STATEMENT trigger.  Statements can nest (a function called by one
  * can insert into the inbox), so the groups form a stack; a (sub)
@@ -51,7 +54,7 @@ PG_FUNCTION_INFO_V1(eventstore_inbox_begin);
 PG_FUNCTION_INFO_V1(eventstore_inbox_row);
 PG_FUNCTION_INFO_V1(eventstore_inbox_end);
 
-/* Most events appended together; append_batch's pace at COPY's batch size. */
+/* Most rows appended at once, as COPY inserts at most 1000 rows at once. */
 #define INBOX_GROUP 1000
 
 /* The inbox's columns, in the view's order. */

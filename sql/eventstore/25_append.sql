@@ -121,3 +121,11 @@ CREATE TRIGGER inbox_row INSTEAD OF INSERT ON inbox
     FOR EACH ROW EXECUTE FUNCTION inbox_row();
 CREATE TRIGGER inbox_end AFTER INSERT ON inbox
     FOR EACH STATEMENT EXECUTE FUNCTION inbox_end();
+
+-- They fire whatever session_replication_role says: with "replica" (which
+-- some bulk loaders set to skip foreign keys) an ordinary trigger does not
+-- fire, and a row inserted into the inbox would silently vanish.  ALTER
+-- TABLE ... ENABLE ALWAYS TRIGGER does not take views, so the catalog is set
+-- here as that command sets it, on the triggers just created.
+UPDATE pg_catalog.pg_trigger SET tgenabled = 'A'
+ WHERE tgrelid = 'eventstore.inbox'::pg_catalog.regclass;

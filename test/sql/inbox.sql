@@ -123,6 +123,14 @@ SELECT try_import(7001, 'nosuch') AS first, try_import(7011, 'tick') AS second;
 SELECT array_agg((data->>'n')::int ORDER BY position) AS stored_after_function
   FROM eventstore.events WHERE (data->>'n')::int > 7000;
 
+-- with session_replication_role = replica (as some bulk loaders set it)
+-- the inbox's triggers still fire: nothing vanishes
+SET session_replication_role = replica;
+INSERT INTO eventstore.inbox (topic, envelope) VALUES ('tick', ev(7501));
+RESET session_replication_role;
+SELECT count(*) AS stored_as_replica FROM eventstore.events WHERE (data->>'n')::int = 7501;
+SELECT DISTINCT tgenabled FROM pg_trigger WHERE tgrelid = 'eventstore.inbox'::regclass;
+
 -- privileges: the inbox is the writers'; grant_topic('append') gives it
 -- for one topic, whose rows alone it then takes
 CREATE ROLE es_inbox_writer;
