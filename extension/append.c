@@ -73,8 +73,8 @@ typedef struct AppendRequest
 	EnvelopeParts *events;
 	int64	   *positions;		/* out: one per event */
 	bool	   *known;			/* position already found (a duplicate) */
-	bool		is_batch;		/* a batch: errors name the event's number */
-	int			first_number;	/* in a batch, the number of events[0] */
+	int			first_number;	/* a batch: the number of events[0] in its
+								 * errors; 0: a single event */
 } AppendRequest;
 
 static void
@@ -596,7 +596,7 @@ append_events(AppendRequest *req)
 		for (int i = 0; i < req->nevents; i++)
 			req->events[i].data = protect_event_data(req->topic, req->events[i].data,
 													 &req->events[i].id,
-													 req->is_batch ? req->first_number + i : 0);
+													 req->first_number > 0 ? req->first_number + i : 0);
 
 	horizon_before_append();
 	if (req->nevents == 0)
@@ -613,7 +613,7 @@ append_events(AppendRequest *req)
 		notify_topic_appended(req->topic);
 	stats_count(req->topic, strlen(req->topic), STATS_APPENDED, stored);
 	stats_count(req->topic, strlen(req->topic), STATS_DUPLICATES, req->nevents - stored);
-	if (req->is_batch)
+	if (req->first_number > 0)
 		stats_count(req->topic, strlen(req->topic), STATS_BATCHES, 1);
 }
 
@@ -707,7 +707,6 @@ append_checked_batch(const char *topic, const char *stream, EnvelopeParts *event
 	req.events = events;
 	req.positions = palloc0(Max(n, 1) * sizeof(int64));
 	req.known = palloc0(Max(n, 1) * sizeof(bool));
-	req.is_batch = true;
 	req.first_number = first_number;
 	append_events(&req);
 }
@@ -765,7 +764,6 @@ eventstore_append_batch(PG_FUNCTION_ARGS)
 		deconstruct_array(array, JSONBOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 
 		init_request(&req, fcinfo, n);
-		req.is_batch = true;
 		req.first_number = 1;
 		for (int i = 0; i < n; i++)
 		{
