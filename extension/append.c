@@ -23,16 +23,18 @@
  *   a sort for ids repeated within the batch.  Otherwise its insertion
  *   finds them (bulk_insert.c), which also settles a race with a
  *   concurrent writer of the same id.
- * - An append to a stream first claims the versions of its events with one
- *   UPDATE of the stream's row in eventstore.stream_heads, which locks it
- *   and so serialises the stream's writers.  A batch then sets its
- *   duplicates aside (after the lock, so that it sees what the previous
- *   writer stored); a single event is stored with ON CONFLICT as above.
- *   Versions given to duplicates are given back before the lock is
- *   released: versions stay gap-free, expected_version is checked against
- *   the stream's version, and an append that is entirely a retry of a
- *   stored one returns the stored positions even when the stream has moved
- *   on (or been closed: close_stream() refuses new events only).
+ * - An append to a stream first takes the stream's lock and reads its
+ *   version (stream_head.c), creating its row of eventstore.stream_heads
+ *   on its first append.  A batch then sets its duplicates aside (after
+ *   the lock, so that it sees what the previous writer stored); a single
+ *   event is stored with ON CONFLICT as above.  The new events are
+ *   numbered on from the version, which is gap-free because duplicates
+ *   take no number; expected_version is checked against it, and an append
+ *   that is entirely a retry of a stored one returns the stored positions
+ *   even when the stream has moved on (or been closed: close_stream()
+ *   refuses new events only).  The lock is let go once the events are
+ *   stored.  An installation not updated to 1.7 yet keeps the version in
+ *   the stream's row instead, claimed and given back by UPDATEs (below).
  *
  * Topics with personal fields (protect_fields) get them encrypted first
  * (protect.c), so that a retry is compared, and stored, as ciphertext.
@@ -295,10 +297,11 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
 }
 
 /*
- * The statements on a stream's row.  Its table is eventstore.stream_heads
- * from 1.2 on and eventstore.streams before, without closed_at: this
- * library serves an installation of either until ALTER EXTENSION UPDATE,
- * so each has its plans, and the installed one is looked up per call.
+ * Before 1.7: the statements on a stream's row, which holds its version.
+ * Its table is eventstore.stream_heads from 1.2 on and eventstore.streams
+ * before, without closed_at: this library serves an installation of either
+ * until ALTER EXTENSION UPDATE, so each has its plans, and the installed
+ * one is looked up per call.
  *
  * An append claims the versions of its events before it knows whether
  * they are new: one UPDATE locks the row (serialising the stream's
@@ -385,6 +388,73 @@ claim_stream_versions(AppendRequest *req, int64 n, bool *closed)
 	}
 	*closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Makes the stream's row of stream_heads (1.7 on), starting where an
+ * erased stream of the same name stopped; false if it exists already.
+ */
+static bool
+create_stream_head(AppendRequest *req, int64 *floor, bool *closed)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[2];
+	bool		isnull;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+		plan = prepare_plan("INSERT INTO eventstore.stream_heads (topic, stream, version_floor, closed_at)"
+							" SELECT $1, $2, COALESCE(x.version, 0), x.closed_at"
+							"   FROM (VALUES (1)) AS one"
+							"   LEFT JOIN eventstore.erased_streams x"
+							"     ON x.topic OPERATOR(pg_catalog.=) $1"
+							"    AND x.digest OPERATOR(pg_catalog.=) eventstore.stream_digest($2)"
+							" ON CONFLICT DO NOTHING"
+							" RETURNING version_floor, closed_at IS NOT NULL",
+							2, argtypes);
+	}
+	args[0] = CStringGetTextDatum(req->topic);
+	args[1] = CStringGetTextDatum(req->stream);
+	run_plan(plan, args, NULL, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed == 0)
+		return false;
+	*floor = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return true;
+}
+
+/*
+ * Whether streams keep their version as a floor beside their events
+ * (1.7 on, stream_head.c), rather than in a row every append updates.
+ */
+static bool
+stream_floors(void)
+{
+	return eventstore_has_stream_heads() && stream_tables()->floors;
+}
+
+/*
+ * Takes the stream's lock for an append (stream_head.c), creating its row
+ * of stream_heads if need be; returns the stream's version.
+ */
+static int64
+lock_stream_for_append(AppendRequest *req, bool *closed)
+{
+	for (;;)
+	{
+		bool		has_head;
+		int64		version = stream_head_lock(req->topic, req->stream, &has_head, closed);
+		int64		floor;
+
+		if (has_head)
+			return version;
+		if (create_stream_head(req, &floor, closed))
+			return Max(version, floor);
+		/* made by a transaction that has not ended: wait for it */
+		stream_head_unlock(req->topic, req->stream);
+	}
 }
 
 /* Gives back claimed versions: the stream's row (locked) is set to version. */
@@ -521,10 +591,11 @@ append_deduplicated(AppendRequest *req)
 }
 
 /*
- * Appends to a stream: claims the versions of every event of the request
- * (which locks the stream), sets duplicates aside, checks that the stream
- * is open and at the expected version, stores the new events, and gives
- * back the versions of those that were duplicates.
+ * Appends to a stream: locks the stream and reads its version (before
+ * 1.7: claims the versions of every event of the request, which locks
+ * it), sets duplicates aside, checks that the stream is open and at the
+ * expected version, stores the new events, and lets the lock go (before
+ * 1.7: gives back the versions of those that were duplicates).
  *
  * A single event is not looked up first: its INSERT ... ON CONFLICT finds
  * a duplicate as well (insert_one).  It is looked up when the append would
@@ -534,8 +605,10 @@ append_deduplicated(AppendRequest *req)
 static int
 append_to_stream(AppendRequest *req)
 {
+	bool		floors = stream_floors();
 	bool		closed;
-	int64		version = claim_stream_versions(req, req->nevents, &closed);
+	int64		version = floors ? lock_stream_for_append(req, &closed)
+		: claim_stream_versions(req, req->nevents, &closed);
 	bool		refused = closed || (req->has_expected && version != req->expected_version);
 	int		   *first_of = palloc(req->nevents * sizeof(int));
 	int		   *fresh = palloc(req->nevents * sizeof(int));
@@ -563,7 +636,9 @@ append_to_stream(AppendRequest *req)
 
 	if (nfresh > 0)
 		stored = store_events(req, fresh, nfresh, version + 1);
-	if (stored != req->nevents)
+	if (floors)
+		stream_head_unlock(req->topic, req->stream);
+	else if (stored != req->nevents)
 		set_stream_version(req, version + stored);
 	copy_repeated_positions(req, first_of);
 	return stored;

@@ -75,6 +75,7 @@ static Oid	id_index_oid = InvalidOid;
 static Oid	position_sequence = InvalidOid; /* of events.position */
 static Oid	stream_table_relid = InvalidOid;	/* stream_heads, or streams */
 static bool stream_heads = false;	/* stream_table_relid is stream_heads */
+static StreamTables stream_tables_info;	/* valid when stream_heads */
 static Oid	consumers_relid = InvalidOid;
 static bool consumers_types = false;	/* consumers has the column types (1.2) */
 static bool consumers_members = false;	/* consumers has members (1.3) */
@@ -152,6 +153,28 @@ find_id_index(Relation rel, int id_att)
 	return result;
 }
 
+/*
+ * The relations, indexes and columns a stream's version is read from
+ * (stream_head.c); floors is false before 1.7, whose appends still update
+ * stream_heads.version.
+ */
+static void
+stream_tables_resolve(Oid schema)
+{
+	StreamTables *t = &stream_tables_info;
+
+	t->heads = stream_table_relid;
+	t->floor_att = get_attnum(t->heads, "version_floor");
+	t->floors = t->floor_att != InvalidAttrNumber;
+	t->closed_att = get_attnum(t->heads, "closed_at");
+	t->heads_key = get_relname_relid("stream_heads_pkey", schema);
+	t->version_index = get_relname_relid("events_stream_version", schema);
+	if (t->floors && (!OidIsValid(t->heads_key) || !OidIsValid(t->version_index) ||
+					  t->closed_att == InvalidAttrNumber))
+		report_altered_events("The index events_stream_version, the primary key of "
+							  "eventstore.stream_heads or its column closed_at is missing.");
+}
+
 static void
 catalog_resolve(void)
 {
@@ -187,7 +210,9 @@ catalog_resolve(void)
 	position_sequence = getIdentitySequence(events, event_att[COL_POSITION] + 1, true);
 	stream_table_relid = get_relname_relid("stream_heads", schema);
 	stream_heads = OidIsValid(stream_table_relid);
-	if (!stream_heads)
+	if (stream_heads)
+		stream_tables_resolve(schema);
+	else
 		stream_table_relid = get_relname_relid("streams", schema);
 	consumers_relid = get_relname_relid("consumers", schema);
 	consumers_types = OidIsValid(consumers_relid) &&
@@ -219,6 +244,18 @@ eventstore_has_stream_heads(void)
 {
 	catalog_resolve();
 	return stream_heads;
+}
+
+/*
+ * Where streams' versions are, when they are in eventstore.stream_heads
+ * (eventstore_has_stream_heads()).
+ */
+const StreamTables *
+stream_tables(void)
+{
+	catalog_resolve();
+	Assert(stream_heads);
+	return &stream_tables_info;
 }
 
 /*

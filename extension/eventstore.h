@@ -133,6 +133,25 @@ extern SPIPlanPtr prepare_plan(const char *query, int nargs, Oid *argtypes);
 extern void as_owner_end(AsOwner *as);
 extern Oid	eventstore_events_relid(void);
 extern bool eventstore_has_stream_heads(void);
+
+/* Where a stream's version is read from (stream_head.c). */
+typedef struct StreamTables
+{
+	Oid			heads;			/* eventstore.stream_heads */
+	Oid			heads_key;		/* its primary key, (topic, stream) */
+	bool		floors;			/* 1.7 on: the version is the greater of
+								 * version_floor and the newest event's */
+	AttrNumber	floor_att;		/* stream_heads.version_floor */
+	AttrNumber	closed_att;		/* stream_heads.closed_at */
+	Oid			version_index;	/* events_stream_version */
+} StreamTables;
+
+extern const StreamTables *stream_tables(void);
+
+/* stream_head.c: a stream's version, and the lock of its writers. */
+extern int64 stream_head_lock(const char *topic, const char *stream, bool *has_head,
+							  bool *closed);
+extern void stream_head_unlock(const char *topic, const char *stream);
 extern Oid	eventstore_position_sequence(void);
 extern bool eventstore_consumers_have_types(void);
 extern bool eventstore_consumers_have_members(void);

@@ -52,20 +52,24 @@ CREATE INDEX events_correlation
     ON events (pg_catalog.lower(metadata OPERATOR(pg_catalog.->>) 'correlation_id'))
     WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id';
 
--- One row per stream: its current version, whether it is closed, how many
--- events it keeps, and the row appenders lock to serialise writers of one
--- stream.  Readers see it through the view eventstore.streams
--- (32_streams.sql).
+-- One row per stream: whether it is closed, how many events it keeps, and
+-- the floor of its version.  A stream's version is the greater of that
+-- floor and its newest event's stream_version (head_version(),
+-- 32_streams.sql): appends write their events and not this row, which
+-- keeps the version a stream had reached when its newest events were
+-- removed (retention, truncation) or it was erased
+-- (extension/stream_head.c).  Readers see it through the view
+-- eventstore.streams (32_streams.sql).
 CREATE TABLE stream_heads (
-    topic     text COLLATE "C" NOT NULL,
-    stream    text COLLATE "C" NOT NULL,
-    version   bigint NOT NULL,
-    closed_at timestamptz,
+    topic         text COLLATE "C" NOT NULL,
+    stream        text COLLATE "C" NOT NULL,
+    version_floor bigint NOT NULL,
+    closed_at     timestamptz,
     -- keep the newest max_count events (set_stream_max_count), NULL: all
     max_count bigint CHECK (max_count >= 1),
     PRIMARY KEY (topic, stream)
 );
-COMMENT ON TABLE stream_heads IS 'current version of every stream, when it was closed and how many events it keeps; locked by appenders to the stream';
+COMMENT ON TABLE stream_heads IS 'every stream: the floor of its version, when it was closed and how many events it keeps';
 -- The streams with a max_count, for the retention task.
 CREATE INDEX stream_heads_max_count ON stream_heads (topic, stream) WHERE max_count IS NOT NULL;
 

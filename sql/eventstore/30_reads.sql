@@ -126,8 +126,10 @@ BEGIN
     END IF;
     -- The versions a max_count has pushed out, which the retention task
     -- has not removed yet: not read.
-    SELECT h.version - h.max_count INTO pushed_out FROM eventstore.stream_heads h
-     WHERE h.topic = read_stream.topic AND h.stream = read_stream.stream;
+    SELECT eventstore.head_version(h.topic, h.stream, h.version_floor) - h.max_count
+      INTO pushed_out FROM eventstore.stream_heads h
+     WHERE h.topic = read_stream.topic AND h.stream = read_stream.stream
+       AND h.max_count IS NOT NULL;
     IF NOT backward THEN
         RETURN QUERY
             SELECT s.position, s.id, s.topic, s.stream, s.stream_version, s.envelope, s.recorded_at

@@ -32,7 +32,8 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   DETAIL = format('Argument "%s" is NULL.', CASE WHEN version IS NULL THEN 'version' ELSE 'state' END);
     END IF;
-    SELECT h.version INTO current FROM eventstore.stream_heads h
+    SELECT eventstore.head_version(h.topic, h.stream, h.version_floor) INTO current
+      FROM eventstore.stream_heads h
      WHERE h.topic = save_snapshot.topic AND h.stream = save_snapshot.stream
        FOR KEY SHARE;
     IF NOT EXISTS (SELECT FROM eventstore.events e

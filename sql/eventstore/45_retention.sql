@@ -196,6 +196,15 @@ BEGIN
                             LIMIT max - removed) AS oldest
                     WHERE oldest.recorded_at < now() - t.retention))
             RETURNING e.position, e.xid, e.type, e.id, e.stream, e.stream_version
+        ), floors_raised AS (
+            -- A stream whose newest events go keeps their version
+            -- (extension/stream_head.c).
+            UPDATE eventstore.stream_heads sh
+               SET version_floor = newest.version
+              FROM (SELECT g.stream, max(g.stream_version) AS version FROM gone g
+                     WHERE g.stream IS NOT NULL GROUP BY g.stream) newest
+             WHERE sh.topic = t.name AND sh.stream = newest.stream
+               AND sh.version_floor < newest.version
         ), snapshots_gone AS (
             -- A snapshot goes with the event of its version.
             DELETE FROM eventstore.snapshots s
@@ -213,15 +222,18 @@ BEGIN
         removed := removed + n;
     END LOOP;
     -- Streams over their max_count (set_stream_max_count): the events that
-    -- appends pushed out, a stream at a time, each stream's row locked as
-    -- appends lock it (a stream being appended to waits for the next pass).
-    FOR h IN SELECT sh.topic, sh.stream, sh.version - sh.max_count + 1 AS keep_from
+    -- appends pushed out, a stream at a time, each stream's row locked (a
+    -- stream being limited or closed waits for the next pass).  Appends go
+    -- on meanwhile: they only push more out.
+    FOR h IN SELECT sh.topic, sh.stream, v.version - sh.max_count + 1 AS keep_from
                FROM eventstore.stream_heads sh
+              CROSS JOIN LATERAL (SELECT eventstore.head_version(sh.topic, sh.stream, sh.version_floor)
+                                         AS version) v
               WHERE sh.max_count IS NOT NULL
                 AND EXISTS (SELECT FROM eventstore.events e
                              WHERE e.topic = sh.topic AND e.stream = sh.stream
-                               AND e.stream_version <= sh.version - sh.max_count)
-                FOR UPDATE SKIP LOCKED
+                               AND e.stream_version <= v.version - sh.max_count)
+                FOR UPDATE OF sh SKIP LOCKED
     LOOP
         EXIT WHEN removed >= max;
         n := eventstore.remove_stream_events(h.topic, h.stream, h.keep_from);

@@ -61,7 +61,7 @@ $$;
 -- Removes the events of a stream below before_version, and their
 -- snapshots, counting for each consumer those it had not received yet
 -- (consumers.skipped); returns how many.  The callers hold the stream's
--- row (or have deleted it): erase_stream_as, truncate_stream_as,
+-- lock or row (or have deleted it): erase_stream_as, truncate_stream_as,
 -- set_stream_max_count_as and purge_batch.
 CREATE FUNCTION remove_stream_events(topic text, stream text, before_version bigint)
 RETURNS bigint
@@ -98,10 +98,11 @@ DECLARE
     head record;
 BEGIN
     PERFORM eventstore.check_erase_allowed(topic, caller);
-    -- The stream's row first: appends to the stream wait until this commits.
-    -- What it had reached is kept under the digest of its name.
+    -- The stream's lock first: appends to the stream wait until this
+    -- commits.  What it had reached is kept under the digest of its name.
+    PERFORM eventstore.lock_stream(topic, stream);
     DELETE FROM eventstore.stream_heads h WHERE h.topic = erase_stream_as.topic AND h.stream = erase_stream_as.stream
-    RETURNING h.version, h.closed_at INTO head;
+    RETURNING eventstore.head_version(h.topic, h.stream, h.version_floor) AS version, h.closed_at INTO head;
     IF FOUND THEN
         INSERT INTO eventstore.stream_name_key (key)
         VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
@@ -122,7 +123,7 @@ COMMENT ON FUNCTION erase_stream(text, text) IS
 
 -- Removes the stream's events below before_version, and their snapshots;
 -- the stream keeps its version, so the next event goes on from it.  The
--- stream's row is locked first, as appends lock it: they wait for this.
+-- stream's lock is taken first, as appends take it: they wait for this.
 CREATE FUNCTION truncate_stream_as(topic text, stream text, before_version bigint, caller oid)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -135,7 +136,9 @@ BEGIN
         RAISE EXCEPTION 'before_version must not be null'
             USING ERRCODE = 'null_value_not_allowed', DETAIL = 'Argument "before_version" is NULL.';
     END IF;
-    SELECT h.version INTO current FROM eventstore.stream_heads h
+    PERFORM eventstore.lock_stream(topic, stream);
+    SELECT eventstore.head_version(h.topic, h.stream, h.version_floor) INTO current
+      FROM eventstore.stream_heads h
      WHERE h.topic = truncate_stream_as.topic AND h.stream = truncate_stream_as.stream
        FOR UPDATE;
     IF before_version < 1 OR before_version > coalesce(current, 0) + 1 THEN
@@ -143,6 +146,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Argument "before_version" is %s; stream "%s" is at version %s, so it must be between 1 and %s.',
                                   before_version, stream, coalesce(current, 0), coalesce(current, 0) + 1);
+    END IF;
+    IF before_version > current THEN
+        -- its newest events go: the floor keeps the version
+        UPDATE eventstore.stream_heads h SET version_floor = current
+         WHERE h.topic = truncate_stream_as.topic AND h.stream = truncate_stream_as.stream;
     END IF;
     RETURN eventstore.remove_stream_events(topic, stream, before_version);
 END
@@ -165,16 +173,17 @@ DECLARE
     current bigint;
 BEGIN
     PERFORM eventstore.check_erase_allowed(topic, caller);
+    PERFORM eventstore.lock_stream(topic, stream);
     IF max_count < 1 THEN
         RAISE EXCEPTION 'invalid stream max_count'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Argument "max_count" is %s; it must be at least 1, or NULL for no limit.', max_count);
     END IF;
-    INSERT INTO eventstore.stream_heads AS h (topic, stream, version, max_count)
+    INSERT INTO eventstore.stream_heads AS h (topic, stream, version_floor, max_count)
     VALUES (topic, stream, 0, max_count)
     ON CONFLICT ON CONSTRAINT stream_heads_pkey
     DO UPDATE SET max_count = excluded.max_count
-    RETURNING h.version INTO current;
+    RETURNING eventstore.head_version(h.topic, h.stream, h.version_floor) INTO current;
     IF max_count IS NULL OR current - max_count < 1 THEN
         RETURN 0;
     END IF;

@@ -149,6 +149,8 @@ INSERT INTO pa_expected (ext, fn, secdef, execute) VALUES
     ('eventstore', 'eventstore.remove_stream_events(text,text,bigint)', false, '{}'),
     ('eventstore', 'eventstore.check_erase_allowed(text,oid)', false, '{}'),
     ('eventstore', 'eventstore.stream_digest(text)', false, '{}'),
+    ('eventstore', 'eventstore.head_version(text,text,bigint)', false, '{}'),
+    ('eventstore', 'eventstore.lock_stream(text,text)', false, '{}'),
     ('eventstore', 'eventstore.is_undelivered(eventstore.consumers,text,uuid,bigint,xid8)', false, '{}'),
     ('eventstore', 'eventstore.check_member_count(integer)', false, '{}'),
     ('eventstore', 'eventstore.member_of(text,uuid,integer)', false, '{}'),

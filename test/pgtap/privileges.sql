@@ -63,7 +63,7 @@ SELECT col_type_is('eventstore', 'topics', 'created_at', 'timestamp with time zo
 -- stream_heads
 SELECT col_type_is('eventstore', 'stream_heads', 'topic', 'text', 'stream_heads.topic is text');
 SELECT col_type_is('eventstore', 'stream_heads', 'stream', 'text', 'stream_heads.stream is text');
-SELECT col_type_is('eventstore', 'stream_heads', 'version', 'bigint', 'stream_heads.version is bigint');
+SELECT col_type_is('eventstore', 'stream_heads', 'version_floor', 'bigint', 'stream_heads.version_floor is bigint');
 SELECT col_type_is('eventstore', 'stream_heads', 'closed_at', 'timestamp with time zone', 'stream_heads.closed_at is timestamptz');
 SELECT col_is_pk('eventstore', 'stream_heads', ARRAY['topic', 'stream'], 'stream_heads is keyed by (topic, stream)');
 -- snapshots
@@ -497,7 +497,7 @@ SELECT throws_ok($$UPDATE eventstore.events SET data = '{"x": 1}'$$, '42501', NU
 SELECT throws_ok($$DELETE FROM eventstore.events$$, '42501', NULL, 'writer cannot DELETE events');
 SELECT throws_ok($$TRUNCATE eventstore.events$$, '42501', NULL, 'writer cannot TRUNCATE events');
 SELECT throws_ok($$SELECT * FROM eventstore.events$$, '42501', NULL, 'writer cannot SELECT events directly');
-SELECT throws_ok($$UPDATE eventstore.stream_heads SET version = 100$$, '42501', NULL, 'writer cannot UPDATE stream_heads');
+SELECT throws_ok($$UPDATE eventstore.stream_heads SET version_floor = 100$$, '42501', NULL, 'writer cannot UPDATE stream_heads');
 SELECT throws_ok($$DELETE FROM eventstore.stream_heads$$, '42501', NULL, 'writer cannot DELETE stream_heads');
 SELECT throws_ok($$DELETE FROM eventstore.snapshots$$, '42501', NULL, 'writer cannot DELETE snapshots');
 SELECT throws_ok($$INSERT INTO eventstore.topics (name, current_major, current_minor) VALUES ('es_priv_w', 1, 0)$$,

@@ -224,3 +224,47 @@ RESET ROLE;
 DROP ROLE stream_state_reader;
 DROP ROLE stream_state_writer;
 DROP ROLE stream_state_topic_reader;
+
+-- A stream's version is the greater of its newest event's and the floor
+-- its row keeps: appends to a stream write their events and not its row,
+-- and a stream whose newest events go keeps their version.
+SELECT eventstore.create_topic('floors');
+SELECT eventstore.append('floors', ev(n), 'f-1') > 0 AS appended FROM generate_series(9070, 9071) n;
+SELECT xmin AS head_xmin, ctid AS head_ctid FROM eventstore.stream_heads WHERE topic = 'floors' \gset
+SELECT eventstore.append('floors', ev(n), 'f-1') > 0 AS appended FROM generate_series(9072, 9074) n;
+SELECT xmin = :'head_xmin' AND ctid = :'head_ctid' AS head_row_unchanged
+  FROM eventstore.stream_heads WHERE topic = 'floors';
+SELECT stream, version, version_floor FROM eventstore.streams JOIN eventstore.stream_heads USING (topic, stream)
+ WHERE topic = 'floors';
+-- retention removes all of the stream's events: the version stays, and the
+-- next event goes on from it
+UPDATE eventstore.events SET recorded_at = now() - interval '2 days' WHERE topic = 'floors';
+SELECT eventstore.set_retention('floors', interval '1 day');
+SELECT eventstore.purge_expired() AS purged;
+SELECT version, first_position, last_position FROM eventstore.streams WHERE topic = 'floors';
+SELECT eventstore.stream_version('floors', 'f-1') AS version_kept;
+SELECT eventstore.append('floors', ev(9075), 'f-1', 5) > 0 AS appended_at_5;
+SELECT stream_version FROM eventstore.events WHERE topic = 'floors';
+-- truncation of everything keeps it too
+SELECT eventstore.truncate_stream('floors', 'f-1', 7) AS removed;
+SELECT eventstore.append('floors', ev(9076), 'f-1') > 0 AS appended;
+SELECT stream_version FROM eventstore.events WHERE topic = 'floors';
+-- a transaction may append to any number of streams: it holds none of
+-- their locks once each append is done, so the lock table does not fill
+BEGIN;
+SELECT count(eventstore.append('floors', ev(n), 'many-' || n)) AS appended
+  FROM generate_series(11000, 13999) n;
+SELECT count(*) AS stream_locks_held FROM pg_locks
+ WHERE locktype = 'object' AND classid = 'eventstore.stream_heads'::regclass
+   AND pid = pg_backend_pid();
+COMMIT;
+SELECT count(*) AS streams, min(version), max(version) FROM eventstore.streams
+ WHERE topic = 'floors' AND stream LIKE 'many-%';
+-- the functions that close, limit, shorten or erase a stream keep its lock
+-- until they commit
+BEGIN;
+SELECT eventstore.close_stream('floors', 'f-1');
+SELECT count(*) AS stream_locks_held FROM pg_locks
+ WHERE locktype = 'object' AND classid = 'eventstore.stream_heads'::regclass
+   AND pid = pg_backend_pid() AND mode = 'ExclusiveLock';
+COMMIT;
