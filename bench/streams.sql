@@ -26,8 +26,8 @@ BEGIN
                's' || k, v, pg_current_xact_id()
           FROM generate_series(s, s + n - 1) k, generate_series(1, stream_length) v
          ORDER BY k, v;
-        INSERT INTO eventstore.stream_heads (topic, stream, version)
-        SELECT 'account', 's' || k, stream_length FROM generate_series(s, s + n - 1) k;
+        INSERT INTO eventstore.stream_heads (topic, stream, version_floor)
+        SELECT 'account', 's' || k, 0 FROM generate_series(s, s + n - 1) k;
         INSERT INTO eventstore.snapshots (topic, stream, version, state)
         SELECT 'account', 's' || k, snapshot_at, jsonb_build_object('balance', k)
           FROM generate_series(s, s + n - 1) k;

@@ -58,6 +58,7 @@
 #include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_lock_stream);
+PG_FUNCTION_INFO_V1(eventstore_head_version);
 
 /* The stream's lock: 48 bits of a hash of its topic and name. */
 static void
@@ -97,29 +98,52 @@ typedef struct StreamLook
 
 /*
  * The first row the index scan of topic and stream returns in direction,
- * under the dirty snapshot; false when there is none.  A row inserted by a
- * transaction still in progress sets look->wait.
+ * under snapshot; false when there is none.
+ */
+static bool
+first_row(Relation rel, Oid index_oid, const char *topic, const char *stream,
+		  ScanDirection direction, Snapshot snapshot, TupleTableSlot *slot)
+{
+	Relation	index = index_open(index_oid, AccessShareLock);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	bool		found;
+
+	stream_keys(keys, index, topic, stream);
+	scan = index_beginscan(rel, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, direction, slot);
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/*
+ * As first_row, under a dirty snapshot: a row inserted by a transaction
+ * still in progress sets look->wait.
  */
 static bool
 first_dirty_row(Relation rel, Oid index_oid, const char *topic, const char *stream,
 				ScanDirection direction, TupleTableSlot *slot, StreamLook *look)
 {
-	Relation	index = index_open(index_oid, AccessShareLock);
 	SnapshotData dirty;
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
 	bool		found;
 
 	InitDirtySnapshot(dirty);
-	stream_keys(keys, index, topic, stream);
-	scan = index_beginscan(rel, index, &dirty, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_slot(scan, direction, slot);
+	found = first_row(rel, index_oid, topic, stream, direction, &dirty, slot);
 	if (found && TransactionIdIsValid(dirty.xmin))
 		look->wait = dirty.xmin;
-	index_endscan(scan);
-	index_close(index, AccessShareLock);
 	return found;
+}
+
+/* The stream_version of the event in slot, a row of eventstore.events. */
+static int64
+slot_stream_version(TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		v = slot_getattr(slot, events_columns()[COL_STREAM_VERSION] + 1, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(v);
 }
 
 /*
@@ -138,10 +162,7 @@ look_at_stream(const char *topic, const char *stream, StreamLook *look)
 	if (first_dirty_row(events, t->version_index, topic, stream,
 						BackwardScanDirection, slot, look))
 	{
-		bool		isnull;
-		Datum		v = slot_getattr(slot, events_columns()[COL_STREAM_VERSION] + 1, &isnull);
-
-		look->newest = isnull ? 0 : DatumGetInt64(v);
+		look->newest = slot_stream_version(slot);
 		if (!TransactionIdIsValid(look->wait) && IsolationUsesXactSnapshot())
 			look->unseen = !table_tuple_satisfies_snapshot(events, slot,
 														   GetTransactionSnapshot());
@@ -231,4 +252,28 @@ eventstore_lock_stream(PG_FUNCTION_ARGS)
 	stream = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	(void) stream_head_lock(topic, stream, &has_head, &closed);
 	PG_RETURN_VOID();
+}
+
+/*
+ * head_version(topic text, stream text, version_floor bigint) RETURNS
+ * bigint: the version of a stream whose row of stream_heads has
+ * version_floor, as the active snapshot sees it: the greater of the floor
+ * and its newest event's.  For the SQL functions that read a stream's
+ * version.
+ */
+Datum
+eventstore_head_version(PG_FUNCTION_ARGS)
+{
+	const char *topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *stream = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int64		version = PG_GETARG_INT64(2);
+	Relation	events = table_open(eventstore_events_relid(), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(events, NULL);
+
+	if (first_row(events, stream_tables()->version_index, topic, stream,
+				  BackwardScanDirection, GetActiveSnapshot(), slot))
+		version = Max(version, slot_stream_version(slot));
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(events, AccessShareLock);
+	PG_RETURN_INT64(version);
 }

@@ -4,15 +4,10 @@
 
 -- The version of a stream whose row of stream_heads has version_floor:
 -- the greater of that and its newest event's, the last entry of
--- events_stream_version (extension/stream_head.c).
+-- events_stream_version, as the query's snapshot sees it
+-- (extension/stream_head.c).
 CREATE FUNCTION head_version(topic text, stream text, version_floor bigint) RETURNS bigint
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT GREATEST(version_floor,
-                (SELECT pg_catalog.max(e.stream_version) FROM eventstore.events e
-                  WHERE e.topic OPERATOR(pg_catalog.=) head_version.topic
-                    AND e.stream OPERATOR(pg_catalog.=) head_version.stream))
-$$;
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'eventstore_head_version';
 
 -- Takes a stream's lock until the end of the transaction, once appends to
 -- it in progress have ended (extension/stream_head.c).
