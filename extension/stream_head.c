@@ -243,6 +243,8 @@ eventstore_lock_stream(PG_FUNCTION_ARGS)
 	bool		has_head;
 	bool		closed;
 
+	/* a standby takes no such lock: say why, as every writer does */
+	refuse_on_standby("a change of an eventstore stream");
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -184,7 +184,7 @@ writes=(
 	"SELECT eventstore.set_consumer_members('outside', 2):a change of an eventstore consumer"
 	"SELECT eventstore.replay_parked('outside', gen_random_uuid()):a change of an eventstore consumer"
 	"SELECT eventstore.create_topic('more'):"
-	"SELECT eventstore.close_stream('orders', 'order-1'):"
+	"SELECT eventstore.close_stream('orders', 'order-1'):a change of an eventstore stream"
 	"SELECT eventstore.save_snapshot('orders', 'order-1', 4, '{}'):"
 	"SELECT eventstore.set_retention('orders', '1 day'):"
 	"SELECT eventstore.purge_expired():"

@@ -268,3 +268,11 @@ SELECT count(*) AS stream_locks_held FROM pg_locks
  WHERE locktype = 'object' AND classid = 'eventstore.stream_heads'::regclass
    AND pid = pg_backend_pid() AND mode = 'ExclusiveLock';
 COMMIT;
+-- under REPEATABLE READ a transaction appends to a stream again after its
+-- own appends, in later statements and in one
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT eventstore.append('floors', ev(9077), 'rr') > 0 AS first;
+SELECT eventstore.append('floors', ev(9078), 'rr') > 0 AS second;
+SELECT count(eventstore.append('floors', ev(n), 'rr')) AS in_one_statement FROM generate_series(9079, 9081) n;
+COMMIT;
+SELECT array_agg(stream_version ORDER BY stream_version) AS rr_versions FROM eventstore.events WHERE stream = 'rr';
