@@ -24,7 +24,7 @@
  *   finds them (bulk_insert.c), which also settles a race with a
  *   concurrent writer of the same id.
  * - An append to a stream first takes the stream's lock and reads its
- *   version (stream_head.c), creating its row of eventstore.stream_heads
+ *   version (stream_claim.c, stream_head.c), creating its row of eventstore.stream_heads
  *   on its first append.  A batch then sets its duplicates aside (after
  *   the lock, so that it sees what the previous writer stored); a single
  *   event is stored with ON CONFLICT as above.  The new events are
@@ -33,8 +33,8 @@
  *   that is entirely a retry of a stored one returns the stored positions
  *   even when the stream has moved on (or been closed: close_stream()
  *   refuses new events only).  The lock is let go once the events are
- *   stored.  An installation not updated to 1.7 yet keeps the version in
- *   the stream's row instead, claimed and given back by UPDATEs (below).
+ *   stored (stream_claim.c, which serves installations not updated to 1.7
+ *   yet the way they keep versions).
  *
  * Topics with personal fields (protect_fields) get them encrypted first
  * (protect.c), so that a retry is compared, and stored, as ciphertext.
@@ -78,18 +78,6 @@ typedef struct AppendRequest
 	int			first_number;	/* a batch: the number of events[0] in its
 								 * errors; 0: a single event */
 } AppendRequest;
-
-static void
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc != expected)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("eventstore statement failed: %s",
-								 SPI_result_code_string(rc))));
-}
 
 /* Byte-wise equality of a text with a string of len bytes; NULLs equal. */
 static bool
@@ -296,179 +284,6 @@ store_events(AppendRequest *req, int *idx, int n, int64 first_version)
 	return n - nskipped;
 }
 
-/*
- * Before 1.7: the statements on a stream's row, which holds its version.
- * Its table is eventstore.stream_heads from 1.2 on and eventstore.streams
- * before, without closed_at: this library serves an installation of either
- * until ALTER EXTENSION UPDATE, so each has its plans, and the installed
- * one is looked up per call.
- *
- * An append claims the versions of its events before it knows whether
- * they are new: one UPDATE locks the row (serialising the stream's
- * writers) and moves its version on by the number of events, which is
- * what an append almost always stores.  A retry, or a refused append,
- * moves it back (set_version) while still holding the lock, so nobody
- * sees the claimed versions.  A stream's first append creates its row
- * with the versions claimed; the row starts where an erased stream of the
- * same name stopped (eventstore.erased_streams, by a keyed digest of the
- * name), else at 0.
- */
-typedef struct StreamPlans
-{
-	SPIPlanPtr	advance;		/* (topic, stream, n) -> old version, closed */
-	SPIPlanPtr	create;			/* (topic, stream, n) -> old version, closed */
-	SPIPlanPtr	set_version;	/* (topic, stream, version) */
-} StreamPlans;
-
-static StreamPlans *
-stream_plans(void)
-{
-	static StreamPlans plans[2];
-	bool		heads = eventstore_has_stream_heads();
-	StreamPlans *p = &plans[heads ? 1 : 0];
-
-	/* the last one prepared: an error half way leaves the others to redo */
-	if (p->set_version == NULL)
-	{
-		const char *table = heads ? "eventstore.stream_heads" : "eventstore.streams";
-		const char *closed = heads ? "closed_at IS NOT NULL" : "false";
-		const char *key = " WHERE topic OPERATOR(pg_catalog.=) $1"
-			"   AND stream OPERATOR(pg_catalog.=) $2";
-		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
-
-		p->advance = prepare_plan(psprintf("UPDATE %s SET version = version OPERATOR(pg_catalog.+) $3%s"
-										   " RETURNING version OPERATOR(pg_catalog.-) $3, %s",
-										   table, key, closed),
-								  3, argtypes);
-		p->create = prepare_plan(heads
-								 ? "INSERT INTO eventstore.stream_heads (topic, stream, version, closed_at)"
-								 " SELECT $1, $2, COALESCE(x.version, 0) OPERATOR(pg_catalog.+) $3, x.closed_at"
-								 "   FROM (VALUES (1)) AS one"
-								 "   LEFT JOIN eventstore.erased_streams x"
-								 "     ON x.topic OPERATOR(pg_catalog.=) $1"
-								 "    AND x.digest OPERATOR(pg_catalog.=) eventstore.stream_digest($2)"
-								 " ON CONFLICT DO NOTHING"
-								 " RETURNING version OPERATOR(pg_catalog.-) $3, closed_at IS NOT NULL"
-								 : "INSERT INTO eventstore.streams (topic, stream, version)"
-								 " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-								 " RETURNING version OPERATOR(pg_catalog.-) $3, false",
-								 3, argtypes);
-		p->set_version = prepare_plan(psprintf("UPDATE %s SET version = $3%s", table, key),
-									  3, argtypes);
-	}
-	return p;
-}
-
-/*
- * Locks the stream's row, creating it if need be, and claims the next n
- * versions; returns the version before them, and in *closed whether
- * close_stream() has closed the stream.
- */
-static int64
-claim_stream_versions(AppendRequest *req, int64 n, bool *closed)
-{
-	StreamPlans *plans = stream_plans();
-	Datum		args[3];
-	bool		isnull;
-
-	args[0] = CStringGetTextDatum(req->topic);
-	args[1] = CStringGetTextDatum(req->stream);
-	args[2] = Int64GetDatum(n);
-	run_plan(plans->advance, args, NULL, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 0)
-	{
-		run_plan(plans->create, args, NULL, SPI_OK_INSERT_RETURNING);
-		/* created concurrently: it is there to update now */
-		if (SPI_processed == 0)
-			run_plan(plans->advance, args, NULL, SPI_OK_UPDATE_RETURNING);
-		if (SPI_processed != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg_internal("stream row vanished while it was being created")));
-	}
-	*closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * Makes the stream's row of stream_heads (1.7 on), starting where an
- * erased stream of the same name stopped; false if it exists already.
- */
-static bool
-create_stream_head(AppendRequest *req, int64 *floor, bool *closed)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum		args[2];
-	bool		isnull;
-
-	if (plan == NULL)
-	{
-		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-
-		plan = prepare_plan("INSERT INTO eventstore.stream_heads (topic, stream, version_floor, closed_at)"
-							" SELECT $1, $2, COALESCE(x.version, 0), x.closed_at"
-							"   FROM (VALUES (1)) AS one"
-							"   LEFT JOIN eventstore.erased_streams x"
-							"     ON x.topic OPERATOR(pg_catalog.=) $1"
-							"    AND x.digest OPERATOR(pg_catalog.=) eventstore.stream_digest($2)"
-							" ON CONFLICT DO NOTHING"
-							" RETURNING version_floor, closed_at IS NOT NULL",
-							2, argtypes);
-	}
-	args[0] = CStringGetTextDatum(req->topic);
-	args[1] = CStringGetTextDatum(req->stream);
-	run_plan(plan, args, NULL, SPI_OK_INSERT_RETURNING);
-	if (SPI_processed == 0)
-		return false;
-	*floor = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	return true;
-}
-
-/*
- * Whether streams keep their version as a floor beside their events
- * (1.7 on, stream_head.c), rather than in a row every append updates.
- */
-static bool
-stream_floors(void)
-{
-	return eventstore_has_stream_heads() && stream_tables()->floors;
-}
-
-/*
- * Takes the stream's lock for an append (stream_head.c), creating its row
- * of stream_heads if need be; returns the stream's version.
- */
-static int64
-lock_stream_for_append(AppendRequest *req, bool *closed)
-{
-	for (;;)
-	{
-		bool		has_head;
-		int64		version = stream_head_lock(req->topic, req->stream, &has_head, closed);
-		int64		floor;
-
-		if (has_head)
-			return version;
-		if (create_stream_head(req, &floor, closed))
-			return Max(version, floor);
-		/* made by a transaction that has not ended: wait for it */
-		stream_head_unlock(req->topic, req->stream);
-	}
-}
-
-/* Gives back claimed versions: the stream's row (locked) is set to version. */
-static void
-set_stream_version(AppendRequest *req, int64 version)
-{
-	Datum		args[3];
-
-	args[0] = CStringGetTextDatum(req->topic);
-	args[1] = CStringGetTextDatum(req->stream);
-	args[2] = Int64GetDatum(version);
-	run_plan(stream_plans()->set_version, args, NULL, SPI_OK_UPDATE);
-}
-
 /* qsort_arg comparator: event indexes by id, then by position in batch. */
 static int
 compare_ids(const void *a, const void *b, void *arg)
@@ -605,10 +420,8 @@ append_deduplicated(AppendRequest *req)
 static int
 append_to_stream(AppendRequest *req)
 {
-	bool		floors = stream_floors();
 	bool		closed;
-	int64		version = floors ? lock_stream_for_append(req, &closed)
-		: claim_stream_versions(req, req->nevents, &closed);
+	int64		version = stream_append_begin(req->topic, req->stream, req->nevents, &closed);
 	bool		refused = closed || (req->has_expected && version != req->expected_version);
 	int		   *first_of = palloc(req->nevents * sizeof(int));
 	int		   *fresh = palloc(req->nevents * sizeof(int));
@@ -636,10 +449,7 @@ append_to_stream(AppendRequest *req)
 
 	if (nfresh > 0)
 		stored = store_events(req, fresh, nfresh, version + 1);
-	if (floors)
-		stream_head_unlock(req->topic, req->stream);
-	else if (stored != req->nevents)
-		set_stream_version(req, version + stored);
+	stream_append_end(req->topic, req->stream, version, req->nevents, stored);
 	copy_repeated_positions(req, first_of);
 	return stored;
 }

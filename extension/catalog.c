@@ -534,6 +534,19 @@ prepare_plan(const char *query, int nargs, Oid *argtypes)
 	return plan;
 }
 
+/* Runs a saved plan; an outcome other than expected is an internal error. */
+void
+run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg_internal("eventstore statement failed: %s",
+								 SPI_result_code_string(rc))));
+}
+
 /*
  * Connects to SPI and works as the owner of the extension's tables from
  * here on, remembering the caller in *as: how every entry point reaches

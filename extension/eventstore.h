@@ -130,6 +130,7 @@ typedef struct AsOwner
 
 extern void as_owner_begin(AsOwner *as);
 extern SPIPlanPtr prepare_plan(const char *query, int nargs, Oid *argtypes);
+extern void run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected);
 extern void as_owner_end(AsOwner *as);
 extern Oid	eventstore_events_relid(void);
 extern bool eventstore_has_stream_heads(void);
@@ -152,6 +153,11 @@ extern const StreamTables *stream_tables(void);
 extern int64 stream_head_lock(const char *topic, const char *stream, bool *has_head,
 							  bool *closed);
 extern void stream_head_unlock(const char *topic, const char *stream);
+
+/* stream_claim.c: an append's hold on its stream. */
+extern int64 stream_append_begin(const char *topic, const char *stream, int n, bool *closed);
+extern void stream_append_end(const char *topic, const char *stream, int64 version, int n,
+							  int stored);
 extern Oid	eventstore_position_sequence(void);
 extern bool eventstore_consumers_have_types(void);
 extern bool eventstore_consumers_have_members(void);
