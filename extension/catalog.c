@@ -518,36 +518,6 @@ topic_lookup(const char *name, int len)
 }
 
 /*
- * A saved, generic SPI plan of query, for the backend's lifetime: every
- * statement the extension keeps is a lookup or write by key.
- */
-SPIPlanPtr
-prepare_plan(const char *query, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(query, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("could not prepare \"%s\": %s", query,
-								 SPI_result_code_string(SPI_result))));
-	return plan;
-}
-
-/* Runs a saved plan; an outcome other than expected is an internal error. */
-void
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc != expected)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("eventstore statement failed: %s",
-								 SPI_result_code_string(rc))));
-}
-
-/*
  * Connects to SPI and works as the owner of the extension's tables from
  * here on, remembering the caller in *as: how every entry point reaches
  * tables that no role may write directly.

@@ -136,18 +136,43 @@ progress_columns(void)
 		: PROGRESS_COLUMNS ", " MEMBER_COLUMNS_BEFORE_1_3;
 }
 
-void
-consumer_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
-		const char *nulls, int expected)
+static void
+run_consumer_sql(const char *query, PlanFor how, int nargs, Oid *argtypes, Datum *values,
+				 const char *nulls, int expected)
 {
-	int			rc = SPI_execute_with_args(query, nargs, argtypes, values, nulls,
-										   false, 0);
+	int			rc = SPI_execute_plan(kept_plan(query, nargs, argtypes, how), values, nulls,
+									  false, 0);
 
 	if (rc != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg_internal("eventstore consumer statement failed: %s",
 								 SPI_result_code_string(rc))));
+}
+
+/*
+ * Runs one of the engine's statements, a lookup or write by key, with its
+ * kept generic plan (saved_plans.c): the engine's bookkeeping is a handful
+ * of statements per batch, and parsing and planning them each time cost
+ * more than running them.
+ */
+void
+consumer_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
+			 const char *nulls, int expected)
+{
+	run_consumer_sql(query, PLAN_GENERIC, nargs, argtypes, values, nulls, expected);
+}
+
+/*
+ * Runs a read of events whose plan depends on its arguments (NULLs fold
+ * away) and on settings made around the call: parsed once, planned for
+ * each call.
+ */
+void
+consumer_sql_planned_per_call(const char *query, int nargs, Oid *argtypes, Datum *values,
+							  const char *nulls, int expected)
+{
+	run_consumer_sql(query, PLAN_EACH_CALL, nargs, argtypes, values, nulls, expected);
 }
 
 /* Column i (1-based) of row 0 of the last result, copied; (Datum) 0 for NULL. */
@@ -437,14 +462,23 @@ consumer_batch_from_result(Batch *b, BatchKind kind)
  * those of that leased batch instead.  Parked events that have been
  * removed since (retention, erasure) are gone for good and are forgotten
  * first.
+ *
+ * Both statements reach events by id, through the primary key.  Their
+ * plans are kept for the session, and one made while eventstore.events was
+ * small would scan it whole, every batch, until the table is analyzed
+ * again: they are planned without sequential scans.
  */
 static void
 parked_batch(Consumer *c, int limit, int64 batch_id, Batch *b)
 {
-	Oid			argtypes[3] = {TEXTOID, INT4OID, INT8OID};
-	Datum		values[3] = {CStringGetTextDatum(c->name), Int32GetDatum(limit),
+	Oid			argtypes[5] = {TEXTOID, INT4OID, INT8OID};
+	Datum		values[5] = {CStringGetTextDatum(c->name), Int32GetDatum(limit),
 	Int64GetDatum(batch_id)};
+	int			save_nestlevel = NewGUCNestLevel();
 
+	consumer_member_args(c, &argtypes[3], &values[3]);
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	consumer_sql("DELETE FROM eventstore.parked p"
 			     " WHERE p.consumer OPERATOR(pg_catalog.=) $1 AND p.replay"
 			     "   AND NOT EXISTS (SELECT FROM eventstore.events e"
@@ -456,8 +490,9 @@ parked_batch(Consumer *c, int limit, int64 batch_id, Batch *b)
 					      "   AND CASE WHEN $3 OPERATOR(pg_catalog.>) 0"
 					      "            THEN p.batch_id OPERATOR(pg_catalog.=) $3 ELSE p.replay END%s"
 					      " ORDER BY p.position LIMIT $2",
-					      batch_id > 0 ? "" : consumer_member_condition(c)),
-			     3, argtypes, values, NULL, SPI_OK_SELECT);
+					      batch_id > 0 ? "" : consumer_member_condition(c, 4)),
+			     5, argtypes, values, NULL, SPI_OK_SELECT);
+	AtEOXact_GUC(true, save_nestlevel);
 	consumer_batch_from_result(b, BATCH_REPLAY);
 }
 

@@ -67,10 +67,12 @@ eventstore_member_of(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) (hash % (uint64) count));
 }
 
+/* Runs a lookup of members, with its kept generic plan (saved_plans.c). */
 static void
 run_select(const char *query, int nargs, Oid *argtypes, Datum *values)
 {
-	if (SPI_execute_with_args(query, nargs, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan(query, nargs, argtypes, PLAN_GENERIC), values, NULL,
+						 false, 0) != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg_internal("eventstore member lookup failed")));

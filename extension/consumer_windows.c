@@ -25,15 +25,28 @@
 
 /*
  * The condition that an event e belongs to the member, for the queries
- * that find its events: empty when the consumer has one member.
+ * that find its events: empty when the consumer has one member.  The
+ * member count and the member are arguments $param and $param + 1 of the
+ * statement (consumer_member_args), so that the text, and the statement
+ * kept for it, is the same for every member.
  */
 const char *
-consumer_member_condition(Consumer *c)
+consumer_member_condition(Consumer *c, int param)
 {
 	if (c->member_count <= 1)
 		return "";
-	return psprintf(" AND eventstore.member_of(e.stream, e.id, %d) OPERATOR(pg_catalog.=) %d",
-					c->member_count, c->ref.member);
+	return psprintf(" AND eventstore.member_of(e.stream, e.id, $%d) OPERATOR(pg_catalog.=) $%d",
+					param, param + 1);
+}
+
+/* The two arguments of the member condition, from types[0] and values[0] on. */
+void
+consumer_member_args(Consumer *c, Oid *types, Datum *values)
+{
+	types[0] = INT4OID;
+	types[1] = INT4OID;
+	values[0] = Int32GetDatum(c->member_count);
+	values[1] = Int32GetDatum(c->ref.member);
 }
 
 /*------------------------------------------------------------------------
@@ -86,13 +99,17 @@ member_retire(Consumer *c)
 static int64
 window_low(Consumer *c, Datum snapshot)
 {
+	Oid			argtypes[7] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID};
+	Datum		values[7] = {c->done_snapshot, snapshot, c->topics, c->types,
+	Int64GetDatum(c->done_floor)};
 	int			save_nestlevel = NewGUCNestLevel();
 	bool		isnull;
 	int64		low = -1;
 
+	consumer_member_args(c, &argtypes[5], &values[5]);
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	consumer_sql(psprintf(c->done_floor >= 0
+	consumer_sql_planned_per_call(psprintf(c->done_floor >= 0
 					      ? "SELECT e.position OPERATOR(pg_catalog.-) 1"
 					      "  FROM eventstore.events e"
 					      " WHERE e.position OPERATOR(pg_catalog.>) $5"
@@ -110,11 +127,8 @@ window_low(Consumer *c, Datum snapshot)
 					      "   AND ($4 IS NULL OR e.type OPERATOR(pg_catalog.=) ANY ($4))"
 					      "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
 					      "   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)%s",
-					      consumer_member_condition(c)),
-			     5, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID},
-			     (Datum[]) {c->done_snapshot, snapshot, c->topics, c->types,
-		     Int64GetDatum(c->done_floor)},
-			     c->types == (Datum) 0 ? "   n " : NULL, SPI_OK_SELECT);
+					      consumer_member_condition(c, 6)),
+			     7, argtypes, values, c->types == (Datum) 0 ? "   n   " : NULL, SPI_OK_SELECT);
 	AtEOXact_GUC(true, save_nestlevel);
 	/* no row (the probe by floor) or a NULL min() (the BRIN scan): empty */
 	isnull = SPI_processed == 0;
@@ -222,14 +236,16 @@ consumer_window_close(Consumer *c)
 void
 consumer_window_page(Consumer *c, int64 upto, int limit, Batch *b)
 {
-	Oid			argtypes[7] = {TEXTARRAYOID, INT8OID, INT8OID, PG_SNAPSHOTOID,
+	Oid			argtypes[9] = {TEXTARRAYOID, INT8OID, INT8OID, PG_SNAPSHOTOID,
 	PG_SNAPSHOTOID, INT4OID, TEXTARRAYOID};
-	Datum		values[7] = {c->topics, Int64GetDatum(c->window_after), Int64GetDatum(upto),
+	Datum		values[9] = {c->topics, Int64GetDatum(c->window_after), Int64GetDatum(upto),
 	c->window_snapshot, c->done_snapshot, Int32GetDatum(limit), c->types};
-	char		nulls[8] = "       ";
+	char		nulls[10] = "         ";
 
-	const char *member = consumer_member_condition(c);
+	const char *member = consumer_member_condition(c, 8);
 	int			save_nestlevel = NewGUCNestLevel();
+
+	consumer_member_args(c, &argtypes[7], &values[7]);
 
 	/* the arguments are known when the statement is planned: NULLs fold */
 	if (c->done_snapshot == (Datum) 0)
@@ -250,7 +266,7 @@ consumer_window_page(Consumer *c, int64 upto, int limit, Batch *b)
 		(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 	}
-	consumer_sql(psprintf("SELECT e FROM eventstore.events e"
+	consumer_sql_planned_per_call(psprintf("SELECT e FROM eventstore.events e"
 					      " WHERE e.topic OPERATOR(pg_catalog.=) ANY ($1)"
 					      "   AND e.position OPERATOR(pg_catalog.>) $2"
 					      "   AND e.position OPERATOR(pg_catalog.<=) $3"
@@ -258,7 +274,7 @@ consumer_window_page(Consumer *c, int64 upto, int limit, Batch *b)
 					      "   AND pg_catalog.pg_visible_in_snapshot(e.xid, $4)"
 					      "   AND ($5 IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(e.xid, $5))%s"
 					      " ORDER BY e.position LIMIT $6", member),
-			     7, argtypes, values, nulls, SPI_OK_SELECT);
+			     9, argtypes, values, nulls, SPI_OK_SELECT);
 	AtEOXact_GUC(true, save_nestlevel);
 	consumer_batch_from_result(b, BATCH_WINDOW);
 }

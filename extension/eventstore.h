@@ -129,9 +129,18 @@ typedef struct AsOwner
 } AsOwner;
 
 extern void as_owner_begin(AsOwner *as);
-extern SPIPlanPtr prepare_plan(const char *query, int nargs, Oid *argtypes);
-extern void run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected);
 extern void as_owner_end(AsOwner *as);
+
+/* Plans kept for the backend's lifetime (saved_plans.c). */
+typedef enum PlanFor
+{
+	PLAN_GENERIC,				/* planned once: a lookup or write by key */
+	PLAN_EACH_CALL				/* planned for each call's arguments and settings */
+} PlanFor;
+
+extern SPIPlanPtr prepare_plan(const char *query, int nargs, Oid *argtypes);
+extern SPIPlanPtr kept_plan(const char *query, int nargs, Oid *argtypes, PlanFor how);
+extern void run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected);
 extern Oid	eventstore_events_relid(void);
 extern bool eventstore_has_stream_heads(void);
 
@@ -431,11 +440,14 @@ extern bool consumer_record_error(const char *name, MemberRef ref, const char *m
 #define CONSUMER_KEY_ARGS 3
 extern void consumer_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
 						 const char *nulls, int expected);
+extern void consumer_sql_planned_per_call(const char *query, int nargs, Oid *argtypes,
+										  Datum *values, const char *nulls, int expected);
 extern Datum consumer_result_datum(int i, bool *isnull);
 extern void consumer_update(Consumer *c, const char *set, int nargs, Oid *argtypes,
 							Datum *values, const char *nulls);
 extern void consumer_batch_from_result(Batch *b, BatchKind kind);
-extern const char *consumer_member_condition(Consumer *c);
+extern const char *consumer_member_condition(Consumer *c, int param);
+extern void consumer_member_args(Consumer *c, Oid *types, Datum *values);
 extern bool consumer_window_open(Consumer *c);
 extern void consumer_window_close(Consumer *c);
 extern void consumer_window_page(Consumer *c, int64 upto, int limit, Batch *b);
