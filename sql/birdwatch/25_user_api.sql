@@ -22,9 +22,15 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_user ON tokens (user_id);
 COMMENT ON TABLE tokens IS 'UserAPI: SHA-256 of every token, and whose it is';
 
+-- PL/pgSQL, as the helpers of 20_envelope.sql, to keep its plan: it runs
+-- on every call.
 CREATE FUNCTION token_hash(token text) RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
-AS $$ SELECT sha256(convert_to(token, 'UTF8')) $$;
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN sha256(convert_to(token, 'UTF8'));
+END
+$$;
 
 CREATE FUNCTION check_email(email text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -134,10 +140,14 @@ END
 $$;
 
 -- Whether the user exists, and their address (NULL when they have none).
+-- PL/pgSQL, to keep its plan: the Notifier calls it for every rating.
 CREATE FUNCTION email_address(user_id uuid, OUT known boolean, OUT email text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT count(*) > 0, min(u.email) FROM birdwatch.users u WHERE u.id = email_address.user_id
+BEGIN
+    SELECT count(*) > 0, min(u.email) INTO known, email
+      FROM birdwatch.users u WHERE u.id = email_address.user_id;
+END
 $$;
 COMMENT ON FUNCTION email_address(uuid) IS
     'UserAPI, for the Notifier: whether a user exists and their email address';

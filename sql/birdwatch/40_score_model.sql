@@ -32,12 +32,19 @@ VALUES (pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '')
         || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''));
 COMMENT ON TABLE score_secret IS 'ScoreModel: the secret of the score formula';
 
--- 1..5 from SHA-256 of the secret and the image URL.
+-- 1..5 from SHA-256 of the secret and the image URL.  PL/pgSQL, to keep
+-- its plan: ScoreModel calls it for every tick.
 CREATE FUNCTION score_image(image_url text) RETURNS integer
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    score integer;
+BEGIN
     SELECT 1 + (('x' || substr(encode(sha256(convert_to(s.secret || E'\n' || image_url, 'UTF8')), 'hex'), 1, 15))::bit(60)::bigint % 5)::integer
-      FROM birdwatch.score_secret s
+      INTO score
+      FROM birdwatch.score_secret s;
+    RETURN score;
+END
 $$;
 
 -- The ticks scored: a tick seen again is not scored again, even after the
