@@ -136,20 +136,6 @@ progress_columns(void)
 		: PROGRESS_COLUMNS ", " MEMBER_COLUMNS_BEFORE_1_3;
 }
 
-static void
-run_consumer_sql(const char *query, PlanFor how, int nargs, Oid *argtypes, Datum *values,
-				 const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(kept_plan(query, nargs, argtypes, how), values, nulls,
-									  false, 0);
-
-	if (rc != expected)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("eventstore consumer statement failed: %s",
-								 SPI_result_code_string(rc))));
-}
-
 /*
  * Runs one of the engine's statements, a lookup or write by key, with its
  * kept generic plan (saved_plans.c): the engine's bookkeeping is a handful
@@ -160,7 +146,7 @@ void
 consumer_sql(const char *query, int nargs, Oid *argtypes, Datum *values,
 			 const char *nulls, int expected)
 {
-	run_consumer_sql(query, PLAN_GENERIC, nargs, argtypes, values, nulls, expected);
+	run_plan(kept_plan(query, nargs, argtypes, PLAN_GENERIC), values, nulls, expected);
 }
 
 /*
@@ -172,7 +158,7 @@ void
 consumer_sql_planned_per_call(const char *query, int nargs, Oid *argtypes, Datum *values,
 							  const char *nulls, int expected)
 {
-	run_consumer_sql(query, PLAN_EACH_CALL, nargs, argtypes, values, nulls, expected);
+	run_plan(kept_plan(query, nargs, argtypes, PLAN_EACH_CALL), values, nulls, expected);
 }
 
 /* Column i (1-based) of row 0 of the last result, copied; (Datum) 0 for NULL. */

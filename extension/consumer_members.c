@@ -71,11 +71,7 @@ eventstore_member_of(PG_FUNCTION_ARGS)
 static void
 run_select(const char *query, int nargs, Oid *argtypes, Datum *values)
 {
-	if (SPI_execute_plan(kept_plan(query, nargs, argtypes, PLAN_GENERIC), values, NULL,
-						 false, 0) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg_internal("eventstore member lookup failed")));
+	run_plan(kept_plan(query, nargs, argtypes, PLAN_GENERIC), values, NULL, SPI_OK_SELECT);
 }
 
 static int32

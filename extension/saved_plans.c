@@ -69,7 +69,9 @@ prepare_plan(const char *query, int nargs, Oid *argtypes)
 static uint32
 query_hash(const void *key, Size keysize)
 {
-	return string_hash(*(const char *const *) key, strlen(*(const char *const *) key) + 1);
+	const char *query = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) query, strlen(query));
 }
 
 static int
